@@ -1,0 +1,1 @@
+"""Benchmarks, local files, the built-in demo task, and deterministic splits."""

@@ -1,0 +1,67 @@
+"""CPU default: batched chat generation with transformers, left padding."""
+from __future__ import annotations
+
+import torch
+
+from core.models import resolve_model
+
+from .base import Generation, Message, SamplingParams, cut_at_stop
+
+
+class TransformersBackend:
+    name = "transformers"
+
+    def __init__(self, model: str, batch_size: int = 16, dtype: str = "auto"):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model = model
+        self.batch_size = batch_size
+        path = resolve_model(model)
+        self.tok = AutoTokenizer.from_pretrained(path)
+        self.tok.padding_side = "left"  # decoder generation continues from the right edge
+        if self.tok.pad_token is None:
+            self.tok.pad_token = self.tok.eos_token
+        torch_dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+        self.lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).eval()
+
+    def _prompt(self, conv: list[Message]) -> str:
+        return self.tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
+
+    @torch.inference_mode()
+    def generate(
+        self, conversations: list[list[Message]], params: SamplingParams, seed: int
+    ) -> list[Generation]:
+        prompts = [self._prompt(c) for c in conversations]
+        # Length-sorted batches waste less compute on padding.
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        out: list[Generation | None] = [None] * len(prompts)
+        for b, start in enumerate(range(0, len(order), self.batch_size)):
+            idx = order[start : start + self.batch_size]
+            enc = self.tok([prompts[i] for i in idx], return_tensors="pt", padding=True,
+                           add_special_tokens=False)
+            torch.manual_seed(seed + b)
+            sample = params.temperature > 0
+            gen = self.lm.generate(
+                **enc,
+                max_new_tokens=params.max_new_tokens,
+                do_sample=sample,
+                temperature=params.temperature if sample else None,
+                top_p=params.top_p if sample else None,
+                top_k=None,
+                pad_token_id=self.tok.pad_token_id,
+            )
+            new = gen[:, enc["input_ids"].shape[1]:]
+            for row, i in enumerate(idx):
+                ids = new[row]
+                ended = (ids == self.tok.eos_token_id).nonzero()
+                n = int(ended[0]) if len(ended) else len(ids)
+                text = self.tok.decode(ids[:n], skip_special_tokens=True)
+                text, stopped = cut_at_stop(text, params.stop)
+                reason = "stop" if (len(ended) or stopped) else "length"
+                out[i] = Generation(
+                    text=text.strip(),
+                    prompt_tokens=int(enc["attention_mask"][row].sum()),
+                    completion_tokens=n,
+                    finish_reason=reason,
+                )
+        return out  # type: ignore[return-value]

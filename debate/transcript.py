@@ -1,0 +1,65 @@
+"""Typed debate records: what was said, by whom, and how to reproduce it."""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from .backends.base import SamplingParams
+
+Side = Literal["A", "B"]
+
+
+class Turn(BaseModel):
+    index: int
+    side: Side
+    role: str             # which instruction template produced it (opening, counter, rebuttal)
+    position_label: int   # the label this side argues for
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+
+
+class Transcript(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    sample_id: str
+    task: str
+    sample_text: str
+    positions: tuple[str, str]
+    gold_label: int
+    debate_index: int         # k of K independent debates on this sample
+    protocol: str
+    num_turns: int
+    a_label: int              # the label debater A defends, drawn at random per sample
+    turns: list[Turn]
+    model: str
+    backend: str
+    prompt_set: str
+    prompt_hash: str
+    sampling: SamplingParams
+    seed: int
+    seconds: float = 0.0
+    error: str | None = None  # set when a backend call failed; such debates are retried on rerun
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def debate_key(
+    *, sample_id: str, sample_text: str, positions: tuple[str, str], prompt_hash: str, model: str,
+    sampling: SamplingParams, seed: int, debate_index: int, protocol: str, num_turns: int,
+) -> str:
+    """Content address of one debate: any input that changes its text changes the key,
+    so a rerun recomputes exactly what changed (e.g. only the debates of a new prompt set)."""
+    payload = json.dumps(
+        [sample_id, sample_text, list(positions), prompt_hash, model, sampling.model_dump(),
+         seed, debate_index, protocol, num_turns],
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
