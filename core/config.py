@@ -44,6 +44,9 @@ class DebateConfig(Strict):
     sampling: SamplingParams = SamplingParams(max_new_tokens=48, temperature=0.7, top_p=0.95,
                                               stop=["\nDebater A:", "\nDebater B:"])
     seed: int = 0
+    # transformers on CPU only: int8 dynamic quantisation of the linear layers
+    # (~2x faster decoding here; the embedded model is a Q4 GGUF to begin with).
+    cpu_int8: bool = False
     # vLLM only (ignored by transformers)
     tensor_parallel_size: int = Field(1, ge=1)
     server_url: str | None = None

@@ -11,7 +11,8 @@ from .base import Generation, Message, SamplingParams, cut_at_stop
 class TransformersBackend:
     name = "transformers"
 
-    def __init__(self, model: str, batch_size: int = 16, dtype: str = "auto"):
+    def __init__(self, model: str, batch_size: int = 16, dtype: str = "auto",
+                 cpu_int8: bool = False):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model = model
@@ -23,6 +24,16 @@ class TransformersBackend:
             self.tok.pad_token = self.tok.eos_token
         torch_dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
         self.lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).eval()
+        if cpu_int8 and not torch.cuda.is_available():
+            # CPU decoding is bound by reading fp32 weights once per step; int8
+            # weights (dynamic quantisation, fbgemm) measured ~2x faster per step here.
+            # A deliberate, recorded deviation (transcript backend "transformers-int8").
+            import warnings
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.lm = torch.ao.quantization.quantize_dynamic(self.lm, {torch.nn.Linear},
+                                                                 dtype=torch.qint8)
+            self.name = "transformers-int8"
 
     def _prompt(self, conv: list[Message]) -> str:
         return self.tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)

@@ -1,0 +1,253 @@
+"""One binary classifier trainer, shared by the weak models and the strong student.
+
+Two modes, chosen per model in the config:
+- `lora`: AutoModelForSequenceClassification + a peft LoRA adapter (task type
+  SEQ_CLS, so the classification head is trained and saved with the adapter).
+  Decoder LMs read the last non-pad token, as in Burns et al.
+- `linear_probe`: a linear head on frozen features (decoders: the last token's
+  final hidden state; encoders: mean pooling), as Burns et al. and EleutherAI/w2s
+  also offer. Features are cached on disk per (model, text), so every student
+  trained on the same texts pays for the forward passes once.
+Both modes share the loop below and the soft-label losses of core/losses.py.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .config import TrainConfig
+from .models import cache_root, resolve_model
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def is_decoder(path: str, trust_remote_code: bool = False) -> bool:
+    from transformers import AutoConfig
+    cfg = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    return any("CausalLM" in a or "LMHead" in a for a in (cfg.architectures or []))
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    tok.padding_side = "right"
+    if tok.pad_token is None:  # decoders often ship without one
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def _batches(n: int, size: int):
+    for i in range(0, n, size):
+        yield list(range(i, min(i + size, n)))
+
+
+# ---------------------------------------------------------------- frozen features
+class FeatureExtractor:
+    """Frozen features with a per-text disk cache (content-addressed by model and text)."""
+
+    def __init__(self, model: str, max_length: int, batch_size: int = 16,
+                 trust_remote_code: bool = False):
+        self.model_name, self.max_length, self.batch_size = model, max_length, batch_size
+        self.path = resolve_model(model)
+        self.trust = trust_remote_code
+        tag = hashlib.sha256(f"{self.path}|{max_length}".encode()).hexdigest()[:16]
+        self.cache_file = cache_root() / "features" / f"{Path(self.path).name}-{tag}.pt"
+        self._cache: dict[str, torch.Tensor] | None = None
+        self._model = None
+
+    def _load_cache(self) -> dict[str, torch.Tensor]:
+        if self._cache is None:
+            self._cache = torch.load(self.cache_file) if self.cache_file.exists() else {}
+        return self._cache
+
+    def _lazy_model(self):
+        if self._model is None:
+            from transformers import AutoModel
+            self.tok = load_tokenizer(self.path, self.trust)
+            self.decoder = is_decoder(self.path, self.trust)
+            self._model = AutoModel.from_pretrained(
+                self.path, trust_remote_code=self.trust).to(device()).eval()
+        return self._model
+
+    @torch.inference_mode()
+    def __call__(self, texts: list[str], desc: str = "features") -> torch.Tensor:
+        cache = self._load_cache()
+        keys = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
+        missing = sorted({k: t for k, t in zip(keys, texts) if k not in cache}.items(),
+                         key=lambda kv: len(kv[1]))
+        if missing:
+            model = self._lazy_model()
+            for idx in tqdm(list(_batches(len(missing), self.batch_size)), desc=desc, unit="batch"):
+                enc = self.tok([missing[i][1] for i in idx], return_tensors="pt", padding=True,
+                               truncation=True, max_length=self.max_length).to(device())
+                h = model(**enc).last_hidden_state.float()
+                mask = enc["attention_mask"]
+                if self.decoder:
+                    last = mask.sum(1) - 1
+                    feats = h[torch.arange(h.shape[0]), last]
+                else:
+                    m = mask.unsqueeze(-1).float()
+                    feats = (h * m).sum(1) / m.sum(1)
+                for i, f in zip(idx, feats.cpu()):
+                    cache[missing[i][0]] = f.clone()
+            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.cache_file.with_suffix(".tmp")
+            torch.save(cache, tmp)
+            tmp.replace(self.cache_file)
+        return torch.stack([cache[k] for k in keys])
+
+
+# ---------------------------------------------------------------- the shared loop
+def fit(forward: Callable[[list[int]], torch.Tensor], params: list[torch.nn.Parameter],
+        targets: torch.Tensor, loss_fn: LossFn, tcfg: TrainConfig, seed: int,
+        desc: str) -> list[float]:
+    """Minibatch training on soft targets [N, 2]; returns the loss per optimiser step."""
+    from transformers import get_linear_schedule_with_warmup
+
+    n = len(targets)
+    gen = torch.Generator().manual_seed(seed)
+    per_step = tcfg.batch_size * tcfg.grad_accum
+    steps = max(1, math.ceil(tcfg.epochs * n / per_step))
+    opt = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    sched = get_linear_schedule_with_warmup(opt, int(tcfg.warmup_frac * steps), steps)
+    order: list[int] = []
+    history = []
+    use_amp = device().type == "cuda"
+    bar = tqdm(range(steps), desc=desc, unit="step", leave=False)
+    for step in bar:
+        opt.zero_grad(set_to_none=True)
+        total = 0.0
+        for _ in range(tcfg.grad_accum):
+            if len(order) < tcfg.batch_size:  # a fresh permutation each epoch
+                order += torch.randperm(n, generator=gen).tolist()
+            idx, order = order[: tcfg.batch_size], order[tcfg.batch_size:]
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
+                logits = forward(idx)
+            loss = loss_fn(logits.float(), targets[idx].to(logits.device), step / steps)
+            (loss / tcfg.grad_accum).backward()
+            total += loss.item() / tcfg.grad_accum
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        history.append(total)
+        bar.set_postfix(loss=f"{total:.3f}")
+    return history
+
+
+def soft_targets(p1: np.ndarray) -> torch.Tensor:
+    p1 = torch.as_tensor(np.asarray(p1, dtype=np.float32))
+    return torch.stack([1 - p1, p1], dim=1)
+
+
+# ---------------------------------------------------------------- the two modes
+class ProbeClassifier:
+    def __init__(self, extractor: FeatureExtractor, head: torch.nn.Linear):
+        self.extractor, self.head = extractor, head
+
+    @torch.no_grad()
+    def predict(self, texts: list[str], desc: str = "predict") -> np.ndarray:
+        x = self.extractor(texts, desc=desc)
+        return torch.softmax(self.head(x), -1)[:, 1].numpy()
+
+    def save(self, out: Path) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        torch.save(self.head.state_dict(), out / "head.pt")
+
+
+class LoraClassifier:
+    def __init__(self, model, tok, max_length: int, batch_size: int):
+        self.model, self.tok, self.max_length, self.batch_size = model, tok, max_length, batch_size
+
+    def logits(self, texts: list[str]) -> torch.Tensor:
+        enc = self.tok(texts, return_tensors="pt", padding=True, truncation=True,
+                       max_length=self.max_length).to(device())
+        return self.model(**enc).logits
+
+    @torch.no_grad()
+    def predict(self, texts: list[str], desc: str = "predict") -> np.ndarray:
+        self.model.eval()
+        out = np.zeros(len(texts), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for idx in tqdm(list(_batches(len(order), self.batch_size)), desc=desc, unit="batch", leave=False):
+            rows = [order[i] for i in idx]
+            out[rows] = torch.softmax(self.logits([texts[r] for r in rows]).float(), -1)[:, 1].cpu().numpy()
+        return out
+
+    def save(self, out: Path) -> None:
+        self.model.save_pretrained(out / "adapter")
+
+
+def _head_module(model) -> torch.nn.Module | None:
+    for name in ("score", "classifier"):
+        mod = getattr(model, name, None)
+        if isinstance(mod, torch.nn.Linear):
+            return mod
+    return None
+
+
+def load_lora_model(model: str, tcfg: TrainConfig, trust_remote_code: bool = False):
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import AutoModelForSequenceClassification
+
+    path = resolve_model(model)
+    tok = load_tokenizer(path, trust_remote_code)
+    base = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=2, trust_remote_code=trust_remote_code)
+    base.config.pad_token_id = tok.pad_token_id  # decoders find the last non-pad token with it
+    head = _head_module(base)
+    if tcfg.zero_init_head and head is not None:
+        torch.nn.init.zeros_(head.weight)
+        if head.bias is not None:
+            torch.nn.init.zeros_(head.bias)
+    lcfg = LoraConfig(task_type=TaskType.SEQ_CLS, r=tcfg.lora.r, lora_alpha=tcfg.lora.alpha,
+                      lora_dropout=tcfg.lora.dropout, target_modules=tcfg.lora.target_modules)
+    return get_peft_model(base, lcfg).to(device()), tok
+
+
+def train_classifier(model: str, texts: list[str], p1: np.ndarray, loss_fn: LossFn,
+                     tcfg: TrainConfig, seed: int, desc: str = "train",
+                     trust_remote_code: bool = False, extractor: FeatureExtractor | None = None):
+    """Train on soft labels `p1` (P(label = 1) per text) and return a classifier."""
+    torch.manual_seed(seed)
+    targets = soft_targets(p1)
+    if tcfg.mode == "linear_probe":
+        ex = extractor or FeatureExtractor(model, tcfg.max_length, trust_remote_code=trust_remote_code)
+        x = ex(texts, desc=f"{desc}: features")
+        head = torch.nn.Linear(x.shape[1], 2)
+        if tcfg.zero_init_head:
+            torch.nn.init.zeros_(head.weight)
+            torch.nn.init.zeros_(head.bias)
+        # Standardising inside the head keeps one learning rate sensible across models.
+        mu, sd = x.mean(0), x.std(0) + 1e-6
+        xs = (x - mu) / sd
+        fit(lambda idx: head(xs[idx]), list(head.parameters()), targets, loss_fn, tcfg, seed, desc)
+        with torch.no_grad():  # fold the standardisation into the head
+            w = head.weight / sd
+            head.bias -= (head.weight * (mu / sd)).sum(1)
+            head.weight.copy_(w)
+        return ProbeClassifier(ex, head)
+    lora, tok = load_lora_model(model, tcfg, trust_remote_code)
+    clf = LoraClassifier(lora, tok, tcfg.max_length, tcfg.batch_size)
+    lora.train()
+    history = fit(lambda idx: clf.logits([texts[i] for i in idx]),
+                  [p for p in lora.parameters() if p.requires_grad], targets, loss_fn, tcfg, seed, desc)
+    clf.history = history
+    return clf
+
+
+def save_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    tmp.replace(path)

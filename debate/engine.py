@@ -1,0 +1,139 @@
+"""Run debates over many samples, turn by turn, batched, resumable.
+
+Every pending debate's turn t is generated in one backend call, so the backend
+always sees the largest batch the protocol allows. Finished debates are appended
+to a JSONL store under a content-addressed key; a rerun (after a crash, a kill,
+or a prompt change) generates only the debates whose key is not stored yet.
+"""
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+from tqdm.auto import tqdm
+
+from core.config import DebateConfig
+from core.jsonl import JsonlWriter, read_jsonl
+from data.schema import Sample
+
+from .backends.base import Backend
+from .prompts import PromptSet, load_prompt_set
+from .protocol import schedule
+from .transcript import Transcript, Turn, debate_key
+
+OTHER = {"A": "B", "B": "A"}
+
+
+def load_transcripts(path: Path) -> dict[str, Transcript]:
+    """Stored debates by key; a later record of the same key wins (a retried failure)."""
+    return {r["key"]: Transcript.model_validate(r) for r in read_jsonl(path)}
+
+
+def _a_label(cfg: DebateConfig, sample: Sample, k: int) -> int:
+    # Drawn per (sample, debate) from a seeded RNG, so it is reproducible and
+    # independent of which other samples are in the run.
+    return random.Random(f"{cfg.seed}|{sample.id}|{k}").randint(0, 1)
+
+
+def _variables(t: Transcript, side: str, turn: int) -> dict:
+    my_label = t.a_label if side == "A" else 1 - t.a_label
+    return {
+        "task": t.task, "sample_text": t.sample_text, "positions": list(t.positions),
+        "my_position": t.positions[my_label], "other_position": t.positions[1 - my_label],
+        "my_side": side, "other_side": OTHER[side], "turn": turn + 1, "num_turns": t.num_turns,
+        "transcript": [{"side": x.side, "text": x.text, "position": t.positions[x.position_label]}
+                       for x in t.turns],
+    }
+
+
+class DebateRunner:
+    def __init__(self, cfg: DebateConfig, store: Path, backend_factory: Callable[[], Backend]):
+        self.cfg = cfg
+        self.store = store
+        self.prompts: PromptSet = load_prompt_set(cfg.prompts)
+        self.turns = schedule(cfg.protocol, cfg.num_turns)
+        self.prompts.require_roles({role for _, role in self.turns})
+        self._factory = backend_factory
+        self._backend: Backend | None = None
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:  # loaded only when something is left to generate
+            self._backend = self._factory()
+        return self._backend
+
+    @property
+    def backend_tag(self) -> str:
+        int8 = self.cfg.cpu_int8 and self.cfg.backend == "transformers"
+        return self.cfg.backend + ("-int8" if int8 else "")
+
+    def key(self, sample: Sample, k: int) -> str:
+        c = self.cfg
+        return debate_key(sample_id=sample.id, sample_text=sample.text, positions=sample.positions,
+                          prompt_hash=self.prompts.hash, model=f"{c.model}|{self.backend_tag}",
+                          sampling=c.sampling,
+                          seed=c.seed, debate_index=k, protocol=c.protocol, num_turns=c.num_turns)
+
+    def _new(self, sample: Sample, k: int) -> Transcript:
+        c = self.cfg
+        return Transcript(
+            key=self.key(sample, k), sample_id=sample.id, task=sample.task, sample_text=sample.text,
+            positions=sample.positions, gold_label=sample.label, debate_index=k, protocol=c.protocol,
+            num_turns=c.num_turns, a_label=_a_label(c, sample, k), turns=[], model=c.model,
+            backend=self.backend_tag, prompt_set=self.prompts.name, prompt_hash=self.prompts.hash,
+            sampling=c.sampling, seed=c.seed,
+        )
+
+    def run(self, samples: list[Sample], desc: str = "debates") -> dict[tuple[str, int], Transcript]:
+        """Return {(sample_id, k): transcript} for every sample and k < num_debates."""
+        stored = load_transcripts(self.store)
+        jobs = [(s, k) for k in range(self.cfg.num_debates) for s in samples]
+        result: dict[tuple[str, int], Transcript] = {}
+        pending = []
+        for s, k in jobs:
+            t = stored.get(self.key(s, k))
+            if t is not None and t.ok:
+                result[(s.id, k)] = t
+            else:
+                pending.append((s, k))
+        if not pending:
+            return result
+        bar = tqdm(total=len(jobs), initial=len(jobs) - len(pending), desc=desc, unit="debate")
+        with JsonlWriter(self.store) as out:
+            for ci in range(0, len(pending), self.cfg.chunk_size):
+                chunk = [self._new(s, k) for s, k in pending[ci : ci + self.cfg.chunk_size]]
+                self._debate_chunk(chunk, call_seed=self.cfg.seed * 100_003 + ci)
+                for t in chunk:
+                    out.write(t.model_dump(mode="json"))
+                    if t.ok:
+                        result[(t.sample_id, t.debate_index)] = t
+                bar.update(len(chunk))
+        bar.close()
+        failed = sum(1 for s, k in jobs if (s.id, k) not in result)
+        if failed:
+            print(f"[debate] {failed} debates failed; they are recorded in {self.store} "
+                  "and will be retried on the next run")
+        return result
+
+    def _debate_chunk(self, chunk: list[Transcript], call_seed: int) -> None:
+        start = time.perf_counter()
+        for ti, (side, role) in enumerate(self.turns):
+            live = [t for t in chunk if t.ok]
+            if not live:
+                break
+            convs = [self.prompts.messages(role, _variables(t, side, ti)) for t in live]
+            gens = self.backend.generate(convs, self.cfg.sampling, seed=call_seed + ti)
+            for t, g in zip(live, gens):
+                if g.finish_reason == "error":
+                    t.error = g.error or "generation failed"
+                    continue
+                t.turns.append(Turn(
+                    index=ti, side=side, role=role,
+                    position_label=t.a_label if side == "A" else 1 - t.a_label,
+                    text=g.text, prompt_tokens=g.prompt_tokens,
+                    completion_tokens=g.completion_tokens, finish_reason=g.finish_reason))
+        per = (time.perf_counter() - start) / max(len(chunk), 1)
+        for t in chunk:
+            t.seconds = round(per, 3)

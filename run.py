@@ -1,0 +1,158 @@
+#!/usr/bin/env python
+"""Debate-augmented weak-to-strong pipeline: debate -> weak -> strong -> report.
+
+  python run.py --config configs/demo.yaml            # the whole pipeline (resumable)
+  python run.py --config configs/demo.yaml --set data.n_test=100 --prompts terse
+  python run.py show --config configs/demo.yaml --sample demo-3
+  python run.py list --config configs/demo.yaml --gold 1 --side A
+
+Every stage writes under runs/<name>/ and reuses finished work on rerun.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", nargs="?", default="run", choices=["run", "list", "show"],
+                   help="run the pipeline (default), list or show stored debate transcripts")
+    p.add_argument("--config", "-c", default="configs/demo.yaml", help="run config (YAML)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set debate.num_turns=4 (repeatable)")
+    p.add_argument("--name", help="run name (folder under output_dir)")
+    p.add_argument("--prompts", help="debater prompt set: a built-in name or a folder")
+    p.add_argument("--no-debate", action="store_true", help="skip debates (plain weak-to-strong)")
+    p.add_argument("--sample", help="list/show: only this sample id")
+    p.add_argument("--side", choices=["A", "B"], help="list/show: only debates where this side argued the gold label")
+    p.add_argument("--gold", type=int, choices=[0, 1], help="list/show: only samples with this gold label")
+    p.add_argument("--limit", type=int, default=20, help="list/show: at most this many")
+    return p.parse_args(argv)
+
+
+def load(args: argparse.Namespace):
+    from core.config import load_config
+    ov = list(args.overrides)
+    if args.name:
+        ov.append(f"name={args.name}")
+    if args.prompts:
+        ov.append(f"debate.prompts={args.prompts}")
+    if args.no_debate:
+        ov.append("debate.enabled=false")
+    return load_config(args.config, ov)
+
+
+def run_pipeline(cfg) -> Path:
+    import yaml
+
+    from data.source import samples_for
+    from data.splits import make_splits
+    from strong.report import build_report, render_table, write_report
+    from strong.stage import run_strong
+    from weak.stage import run_weak
+
+    run_dir = cfg.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    timings: dict[str, float] = {}
+
+    t = time.perf_counter()
+    d = cfg.data
+    splits = make_splits(samples_for(d), d.n_weak_train, d.n_transfer, d.n_test, d.seed, d.balance)
+    (run_dir / "splits.json").write_text(json.dumps(
+        {k: [s.id for s in getattr(splits, k)] for k in ("weak_train", "transfer", "test")}))
+    timings["data"] = time.perf_counter() - t
+    print(f"[data] {d.task}: weak_train {len(splits.weak_train)}, transfer {len(splits.transfer)}, "
+          f"test {len(splits.test)}")
+
+    transcripts = None
+    if cfg.debate.enabled:
+        t = time.perf_counter()
+        runner = debate_runner(cfg)
+        transcripts = runner.run(splits.weak_train + splits.transfer + splits.test)
+        timings["debate"] = time.perf_counter() - t
+        missing = len(splits.weak_train + splits.transfer + splits.test) * cfg.debate.num_debates - len(transcripts)
+        if missing:
+            raise RuntimeError(f"{missing} debates failed; rerun to retry them (finished ones are kept)")
+
+    t = time.perf_counter()
+    labellers = run_weak(cfg, splits, transcripts, run_dir)
+    timings["weak"] = time.perf_counter() - t
+    t = time.perf_counter()
+    students = run_strong(cfg, splits, labellers, run_dir)
+    timings["strong"] = time.perf_counter() - t
+    report = build_report(cfg.name, splits, labellers, students, {
+        "task": d.task, "weak_model": cfg.weak.model, "strong_model": cfg.strong.model,
+        "debate": cfg.debate.model_dump(mode="json") if cfg.debate.enabled else None,
+        "seconds": {k: round(v, 1) for k, v in timings.items()}})
+    path = write_report(report, run_dir)
+    print(render_table(report))
+    print(f"[report] {path}")
+    return path
+
+
+def debate_runner(cfg):
+    from debate.backends import make_backend
+    from debate.engine import DebateRunner
+    return DebateRunner(cfg.debate, cfg.run_dir / "debate" / "transcripts.jsonl",
+                        lambda: make_backend(cfg.debate))
+
+
+def inspect(cfg, args) -> None:
+    from debate.engine import load_transcripts
+    store = cfg.run_dir / "debate" / "transcripts.jsonl"
+    ts = [t for t in load_transcripts(store).values() if t.ok]
+    if args.sample:
+        ts = [t for t in ts if t.sample_id == args.sample]
+    if args.gold is not None:
+        ts = [t for t in ts if t.gold_label == args.gold]
+    if args.side:
+        ts = [t for t in ts if (t.a_label == t.gold_label) == (args.side == "A")]
+    if not ts:
+        print(f"no transcripts match in {store}")
+        return
+    for t in ts[: args.limit]:
+        if args.command == "list":
+            first = t.turns[0].text.replace("\n", " ")[:70] if t.turns else ""
+            print(f"{t.sample_id:>14} k={t.debate_index} gold={t.gold_label} A->{t.a_label} "
+                  f"[{t.prompt_set}] {first}")
+        else:
+            print(f"=== {t.sample_id} (debate {t.debate_index}, gold {t.gold_label}; "
+                  f"{t.model}, {t.backend}, prompts {t.prompt_set}@{t.prompt_hash}, seed {t.seed})")
+            print(t.sample_text)
+            for x in t.turns:
+                print(f"--- {x.side} [{t.positions[x.position_label]}] ({x.completion_tokens} tok, {x.finish_reason})")
+                print(x.text)
+            print()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    from core.config import ConfigError
+    from core.models import ModelNotFound
+    from data.schema import DataError
+    from debate.prompts import PromptError
+    try:
+        cfg = load(args)
+        if args.command == "run":
+            run_pipeline(cfg)
+        else:
+            inspect(cfg, args)
+    except (ConfigError, DataError, PromptError, ModelNotFound) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished work is saved; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # the guard matters: vLLM's engine spawns worker processes
+    sys.exit(main())

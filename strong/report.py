@@ -1,0 +1,73 @@
+"""The run's report: test accuracy of every model and PGR of every student.
+
+PGR is always measured against the plain (no-debate) weak labeller, as in the
+paper, so debate-trained labellers and their students compete on one scale.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from core.classifier import save_json
+from core.metrics import accuracy, bootstrap_pgr, ece, pgr
+from data.splits import Splits
+from weak.labels import Labeller
+
+
+def build_report(name: str, splits: Splits, labellers: dict[str, Labeller],
+                 students: dict[str, dict[str, float]], meta: dict) -> dict:
+    ids = [s.id for s in splits.test]
+    y = np.array([s.label for s in splits.test])
+
+    def correct(p: dict[str, float]) -> np.ndarray:
+        return ((np.array([p[i] for i in ids]) > 0.5).astype(int) == y).astype(float)
+
+    weak_ref = labellers["weak"].test_p1
+    weak_acc = accuracy(np.array([weak_ref[i] for i in ids]), y)
+    ceil_acc = accuracy(np.array([students["ceiling"][i] for i in ids]), y)
+    rows = []
+    for lab in labellers.values():
+        p = np.array([lab.test_p1[i] for i in ids])
+        members = {m: accuracy(np.array([mp[i] for i in ids]), y) for m, mp in lab.member_test_p1.items()}
+        rows.append({"row": lab.name, "kind": "weak", "accuracy": accuracy(p, y), "ece": ece(p, y),
+                     "members": members})
+    for run, p in students.items():
+        acc = accuracy(np.array([p[i] for i in ids]), y)
+        row = {"row": run, "kind": "ceiling" if run == "ceiling" else "w2s", "accuracy": acc}
+        if run != "ceiling":
+            row["pgr"] = pgr(acc, weak_acc, ceil_acc)
+            row.update(bootstrap_pgr(correct(p), correct(weak_ref), correct(students["ceiling"])))
+        rows.append(row)
+    report = {"run": name, "n_test": len(ids), "weak_accuracy": weak_acc, "ceiling_accuracy": ceil_acc,
+              "pgr_defined": ceil_acc > weak_acc, "rows": rows, **meta}
+    if not report["pgr_defined"]:
+        report["warning"] = ("the strong ceiling does not beat the weak model on this test set: "
+                             "PGR is undefined")
+    return report
+
+
+def fmt(v: float | None, pct: bool = True) -> str:
+    if v is None:
+        return "n/a"
+    return f"{100 * v:.1f}" if pct else f"{v:.3f}"
+
+
+def render_table(report: dict) -> str:
+    lines = [f"# Run {report['run']}: {report['n_test']} test samples", "",
+             "| model | test acc % | PGR % (95% CI) | ECE |", "|---|---:|---:|---:|"]
+    for r in report["rows"]:
+        ci = r.get("pgr_ci")
+        p = "" if r["kind"] != "w2s" else fmt(r.get("pgr")) + (
+            f" ({fmt(ci[0])} to {fmt(ci[1])})" if ci else "")
+        lines.append(f"| {r['row']} | {fmt(r['accuracy'])} | {p} | {fmt(r.get('ece'), False) if 'ece' in r else ''} |")
+    if "warning" in report:
+        lines += ["", f"**Warning:** {report['warning']}"]
+    lines += ["", "PGR = (W2S − weak) / (ceiling − weak), against the plain no-debate weak model."]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, run_dir: Path) -> Path:
+    save_json(run_dir / "report.json", report)
+    (run_dir / "report.md").write_text(render_table(report))
+    return run_dir / "report.json"

@@ -1,0 +1,28 @@
+"""A deterministic stand-in for an LLM, for testing orchestration only: it echoes
+which side and turn it was asked for. Real-model tests sit beside these."""
+from debate.backends.base import Generation
+
+
+class EchoBackend:
+    name = "echo"
+    model = "echo"
+
+    def __init__(self, fail_on: str | None = None):
+        self.calls = 0
+        self.fail_on = fail_on
+        self.batch_sizes: list[int] = []
+
+    def generate(self, conversations, params, seed):
+        self.calls += 1
+        self.batch_sizes.append(len(conversations))
+        out = []
+        for conv in conversations:
+            user = conv[-1]["content"]
+            if self.fail_on and self.fail_on in user:
+                out.append(Generation(text="", prompt_tokens=0, completion_tokens=0,
+                                      finish_reason="error", error="boom"))
+                continue
+            last = user.strip().splitlines()[-1]
+            out.append(Generation(text=f"echo<{last}>", prompt_tokens=len(user.split()),
+                                  completion_tokens=3, finish_reason="stop"))
+        return out

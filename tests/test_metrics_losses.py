@@ -1,0 +1,86 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from core.losses import LogConfLoss, ProductLoss, XentLoss
+from core.metrics import accuracy, bootstrap_pgr, ece, pgr
+from weak.ensemble import aggregate
+
+
+def test_pgr_arithmetic():
+    assert pgr(0.8, 0.6, 0.9) == pytest.approx(2 / 3)
+    assert pgr(0.6, 0.6, 0.9) == 0
+    assert pgr(0.5, 0.6, 0.9) == pytest.approx(-1 / 3)
+    assert pgr(0.8, 0.7, 0.7) is None  # ceiling does not beat weak
+
+
+def test_accuracy_and_ece():
+    y = np.array([1, 0, 1, 0])
+    assert accuracy(np.array([0.9, 0.2, 0.4, 0.6]), y) == 0.5
+    # all at confidence 0.9, all correct: |1.0 - 0.9| = 0.1
+    assert ece(np.array([0.9, 0.1, 0.9, 0.1]), y) == pytest.approx(0.1)
+    # half right at confidence 0.75 in one bin: |0.5 - 0.75| = 0.25
+    assert ece(np.array([0.75, 0.75, 0.25, 0.25]), np.array([1, 0, 0, 1])) == pytest.approx(0.25)
+
+
+def test_bootstrap_interval_brackets_point_estimate():
+    rng = np.random.default_rng(0)
+    n = 400
+    weak = (rng.random(n) < 0.6).astype(float)
+    ceil = (rng.random(n) < 0.9).astype(float)
+    w2s = (rng.random(n) < 0.8).astype(float)
+    point = pgr(w2s.mean(), weak.mean(), ceil.mean())
+    b = bootstrap_pgr(w2s, weak, ceil, n=500)
+    lo, hi = b["pgr_ci"]
+    assert lo < point < hi and hi - lo < 1.0
+    assert b["acc_ci"][0] < w2s.mean() < b["acc_ci"][1]
+
+
+def test_aggregation_known_values():
+    p = np.array([[0.9, 0.2, 0.6], [0.7, 0.4, 0.3], [0.2, 0.3, 0.8]])
+    np.testing.assert_allclose(aggregate(p, "mean"), [0.6, 0.3, 17 / 30])
+    np.testing.assert_allclose(aggregate(p, "vote"), [2 / 3, 0, 2 / 3])
+    lo = aggregate(np.array([[0.9], [0.5]]), "logodds")
+    assert lo[0] == pytest.approx(1 / (1 + math.exp(-math.log(9) / 2)))
+    with pytest.raises(ValueError):
+        aggregate(p, "median")
+
+
+def test_xent_on_soft_labels():
+    logits = torch.tensor([[0.0, math.log(3)]])  # p = (0.25, 0.75)
+    target = torch.tensor([[0.4, 0.6]])
+    expected = -(0.4 * math.log(0.25) + 0.6 * math.log(0.75))
+    assert XentLoss()(logits, target, 0.5).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_logconf_matches_hand_computation():
+    # Student probabilities of class 0: 0.8, 0.6, 0.3, 0.1. Weak labels' mean class-1
+    # rate is 0.5, so the threshold is the median of (0.8, 0.6, 0.3, 0.1) = 0.45 and the
+    # hardened student labels are class 0 for the first two, class 1 for the last two.
+    p0 = torch.tensor([0.8, 0.6, 0.3, 0.1])
+    logits = torch.stack([torch.log(p0), torch.log(1 - p0)], 1)
+    weak = torch.tensor([[0.1, 0.9], [0.6, 0.4], [0.7, 0.3], [0.6, 0.4]])
+    loss = LogConfLoss(aux_coef=0.5, warmup_frac=0.1)
+    # after warm-up c = 0.5
+    hard = torch.tensor([[1.0, 0], [1, 0], [0, 1], [0, 1]])
+    target = 0.5 * weak + 0.5 * hard
+    logp = torch.log(torch.stack([p0, 1 - p0], 1))
+    expected = -(target * logp).sum(1).mean().item()
+    assert loss(logits, weak, 0.5).item() == pytest.approx(expected, rel=1e-5)
+    # during warm-up c = step_frac * aux_coef (the reference's schedule)
+    assert loss.coef(0.05) == pytest.approx(0.025)
+    assert loss.coef(0.1) == pytest.approx(0.05) and loss.coef(0.11) == 0.5
+    target_w = (1 - 0.025) * weak + 0.025 * hard
+    expected_w = -(target_w * logp).sum(1).mean().item()
+    assert loss(logits, weak, 0.05).item() == pytest.approx(expected_w, rel=1e-5)
+
+
+def test_product_loss_target():
+    p = torch.tensor([[0.2, 0.8]])
+    logits = torch.log(p)
+    weak = torch.tensor([[0.6, 0.4]])
+    t = p * weak / (p * weak).sum()  # alpha = beta = 1
+    expected = -(t * torch.log(p)).sum().item()
+    assert ProductLoss()(logits, weak, 0.3).item() == pytest.approx(expected, rel=1e-5)

@@ -1,0 +1,61 @@
+"""The whole pipeline on a tiny demo with the real embedded models, then a rerun
+that must reuse every finished stage."""
+import json
+
+import pytest
+
+import run
+
+TINY = ["data.n_weak_train=16", "data.n_transfer=16", "data.n_test=16",
+        "debate.sampling.max_new_tokens=6", "debate.chunk_size=48", "debate.batch_size=48",
+        "weak.train.epochs=1", "weak.train.max_length=96", "strong.train.epochs=5",
+        "strong.losses=[xent, logconf]"]
+
+
+@pytest.mark.slow
+def test_demo_pipeline_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
+    args = ["--config", "configs/demo.yaml", "--name", "tiny", "--set", f"output_dir={tmp_path}"]
+    for o in TINY:
+        args += ["--set", o]
+    assert run.main(args) == 0
+    rd = tmp_path / "tiny"
+    report = json.loads((rd / "report.json").read_text())
+    rows = {r["row"]: r for r in report["rows"]}
+    assert set(rows) == {"weak", "weak+debate", "ceiling", "w2s[weak|xent]", "w2s[weak|logconf]",
+                         "w2s[weak+debate|xent]", "w2s[weak+debate|logconf]"}
+    for r in rows.values():
+        assert 0 <= r["accuracy"] <= 1
+    assert report["n_test"] == 16 and report["weak_accuracy"] == rows["weak"]["accuracy"]
+    if report["pgr_defined"]:
+        w = rows["w2s[weak|xent]"]
+        expect = (w["accuracy"] - report["weak_accuracy"]) / (report["ceiling_accuracy"] - report["weak_accuracy"])
+        assert w["pgr"] == pytest.approx(expect)
+    assert (rd / "report.md").read_text().count("| w2s[") == 4
+    labels = [json.loads(l) for l in (rd / "weak" / "weak_debate" / "labels.jsonl").read_text().splitlines()]
+    assert len(labels) == 16 and all(len(l["debate_keys"]) == 1 for l in labels)
+    transcripts = (rd / "debate" / "transcripts.jsonl").read_text().splitlines()
+    assert len(transcripts) == 48
+
+    # Rerun: nothing is generated or trained again.
+    import debate.backends
+    import core.classifier
+    monkeypatch.setattr(debate.backends, "make_backend",
+                        lambda cfg: pytest.fail("debates were regenerated"))
+    monkeypatch.setattr(core.classifier, "fit", lambda *a, **k: pytest.fail("a model was retrained"))
+    mtime = (rd / "weak" / "weak" / "seed0" / "result.json").stat().st_mtime
+    assert run.main(args) == 0
+    assert (rd / "weak" / "weak" / "seed0" / "result.json").stat().st_mtime == mtime
+    assert json.loads((rd / "report.json").read_text())["rows"] == report["rows"]
+
+
+def test_user_mistakes_are_clear_errors_not_tracebacks(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  taks: demo\n")
+    assert run.main(["--config", str(bad)]) == 2
+    assert "data.taks" in capsys.readouterr().err
+    assert run.main(["--config", "configs/demo.yaml", "--set", f"output_dir={tmp_path}",
+                     "--set", "data.task=boolq", "--set", "data.path=/nonexistent/x.jsonl"]) == 2
+    assert "/nonexistent/x.jsonl" in capsys.readouterr().err
+    assert run.main(["--config", "configs/demo.yaml", "--set", f"output_dir={tmp_path}",
+                     "--prompts", "no-such-set"]) == 2
+    assert "no-such-set" in capsys.readouterr().err

@@ -1,0 +1,58 @@
+"""Short real trainings with the embedded models (no mocks)."""
+import numpy as np
+import pytest
+import torch
+
+from core.classifier import FeatureExtractor, load_lora_model, train_classifier
+from core.config import TrainConfig
+from core.losses import XentLoss
+from data.demo_task import make_demo_samples
+
+TEXTS = [s.text for s in make_demo_samples(8)]
+LABELS = np.array([s.label for s in make_demo_samples(8)], dtype=np.float32)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["minilm-l6", "smollm2-135m"])
+def test_one_real_lora_step_changes_only_adapter_and_head(model):
+    tcfg = TrainConfig(mode="lora", epochs=1, batch_size=8, lr=1e-2, max_length=32)
+    peft_model, _ = load_lora_model(model, tcfg)
+    trainable = {n for n, p in peft_model.named_parameters() if p.requires_grad}
+    assert any("lora_" in n for n in trainable)
+    # SEQ_CLS keeps the classification head trainable (and saved with the adapter)
+    assert any(("score" in n or "classifier" in n) and "lora_" not in n for n in trainable)
+    assert not any("embed" in n and "lora_" not in n for n in trainable)
+
+    torch.manual_seed(0)
+    clf = train_classifier(model, TEXTS, LABELS, XentLoss(), tcfg, seed=0)
+    assert len(clf.history) == 1 and np.isfinite(clf.history[0])
+    # a zero-initialised head predicts exactly 0.5 before training; one step moves it
+    p = clf.predict(TEXTS)
+    assert p.shape == (8,) and np.all((p >= 0) & (p <= 1)) and np.abs(p - 0.5).max() > 1e-4
+
+
+@pytest.mark.slow
+def test_lora_adapter_saves(tmp_path):
+    tcfg = TrainConfig(mode="lora", epochs=1, batch_size=8, max_length=32)
+    clf = train_classifier("minilm-l6", TEXTS, LABELS, XentLoss(), tcfg, seed=0)
+    clf.save(tmp_path)
+    files = {p.name for p in (tmp_path / "adapter").iterdir()}
+    assert "adapter_config.json" in files and any(f.startswith("adapter_model") for f in files)
+
+
+def test_probe_learns_a_separable_task_and_caches_features(tmp_path, monkeypatch):
+    monkeypatch.setenv("W2SD_CACHE", str(tmp_path))
+    samples = make_demo_samples(120, seed=3)
+    tr, te = samples[:80], samples[80:]
+    tcfg = TrainConfig(mode="linear_probe", epochs=30, lr=1e-2, batch_size=16, max_length=64)
+    ex = FeatureExtractor("minilm-l6", 64)
+    # texts that leak the label through a keyword: any working probe separates them
+    txt = lambda s: s.text + (" Verdict: true." if s.label else " Verdict: false.")
+    y = np.array([s.label for s in tr], dtype=np.float32)
+    clf = train_classifier("minilm-l6", [txt(s) for s in tr], y, XentLoss(), tcfg, 0, extractor=ex)
+    acc = ((clf.predict([txt(s) for s in te]) > 0.5) == np.array([s.label for s in te])).mean()
+    assert acc > 0.9
+    assert ex.cache_file.exists()
+    again = FeatureExtractor("minilm-l6", 64)
+    again._lazy_model = lambda: (_ for _ in ()).throw(AssertionError("features were recomputed"))
+    assert again([txt(s) for s in tr]).shape[0] == 80

@@ -1,0 +1,23 @@
+"""The weak supervision handed to the strong student, one record per transfer sample."""
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class WeakLabel(BaseModel):
+    sample_id: str
+    soft_label: float             # aggregated P(label = 1)
+    members: dict[str, float]     # each member's P(label = 1)
+    debate_keys: list[str] = []   # provenance: the transcripts the members read
+    gold_label: int               # kept for analysis only; never used in training
+
+
+class Labeller(BaseModel):
+    """A weak labeller's outputs: soft labels on transfer, predictions on test."""
+    name: str
+    uses_debate: bool
+    aggregate: str
+    members: list[str]
+    transfer_p1: dict[str, float]
+    test_p1: dict[str, float]
+    member_test_p1: dict[str, dict[str, float]]
