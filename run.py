@@ -5,6 +5,8 @@
   python run.py --config configs/demo.yaml --set data.n_test=100 --prompts terse
   python run.py show --config configs/demo.yaml --sample demo-3
   python run.py list --config configs/demo.yaml --gold 1 --side A
+  python run.py view --config configs/demo.yaml      # writes runs/demo/debates.html
+  python run.py compare runs/demo runs/demo-paper
 
 Every stage writes under runs/<name>/ and reuses finished work on rerun.
 """
@@ -22,8 +24,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", nargs="?", default="run", choices=["run", "list", "show"],
-                   help="run the pipeline (default), list or show stored debate transcripts")
+    p.add_argument("command", nargs="?", default="run", choices=["run", "list", "show", "view", "compare"],
+                   help="run the pipeline (default); list or show stored debate transcripts; "
+                        "view: write the run's debates as one HTML file; compare two runs' reports")
+    p.add_argument("runs", nargs="*", help="compare: two run folders (or names under runs/)")
     p.add_argument("--config", "-c", default="configs/demo.yaml", help="run config (YAML)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set debate.num_turns=4 (repeatable)")
@@ -94,6 +98,9 @@ def run_pipeline(cfg) -> Path:
         "seconds": {k: round(v, 1) for k, v in timings.items()}})
     path = write_report(report, run_dir)
     print(render_table(report))
+    if transcripts is not None:
+        from debate.viewer import write_viewer
+        print(f"[view] debates: {write_viewer(run_dir)}")
     print(f"[report] {path}")
     return path
 
@@ -133,6 +140,20 @@ def inspect(cfg, args) -> None:
             print()
 
 
+def compare(paths: list[str]) -> None:
+    from core.config import ConfigError
+    from strong.report import compare_reports
+    if len(paths) != 2:
+        raise ConfigError("compare needs two runs: python run.py compare RUN_A RUN_B")
+    reports = []
+    for p in paths:
+        f = Path(p) / "report.json" if Path(p).is_dir() else Path("runs") / p / "report.json"
+        if not f.exists():
+            raise ConfigError(f"no report at {f}: run the pipeline for {p} first")
+        reports.append(json.loads(f.read_text()))
+    print(compare_reports(*reports))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from core.config import ConfigError
@@ -140,9 +161,15 @@ def main(argv: list[str] | None = None) -> int:
     from data.schema import DataError
     from debate.prompts import PromptError
     try:
+        if args.command == "compare":
+            compare(args.runs)
+            return 0
         cfg = load(args)
         if args.command == "run":
             run_pipeline(cfg)
+        elif args.command == "view":
+            from debate.viewer import write_viewer
+            print(write_viewer(cfg.run_dir))
         else:
             inspect(cfg, args)
     except (ConfigError, DataError, PromptError, ModelNotFound) as e:

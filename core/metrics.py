@@ -31,6 +31,14 @@ def ece(p1: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
     return float(total)
 
 
+def bootstrap_acc(correct: np.ndarray, n: int = 1000, seed: int = 0, level: float = 0.95) -> list[float]:
+    rng = np.random.default_rng(seed)
+    m = len(correct)
+    accs = [correct[rng.integers(0, m, m)].mean() for _ in range(n)]
+    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+    return [float(np.percentile(accs, lo)), float(np.percentile(accs, hi))]
+
+
 def bootstrap_pgr(correct_w2s: np.ndarray, correct_weak: np.ndarray, correct_ceil: np.ndarray,
                   n: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
     """Paired bootstrap over test samples: resample the same indices for all three models.

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from core.classifier import save_json
-from core.metrics import accuracy, bootstrap_pgr, ece, pgr
+from core.metrics import accuracy, bootstrap_acc, bootstrap_pgr, ece, pgr
 from data.splits import Splits
 from weak.labels import Labeller
 
@@ -30,11 +30,13 @@ def build_report(name: str, splits: Splits, labellers: dict[str, Labeller],
     for lab in labellers.values():
         p = np.array([lab.test_p1[i] for i in ids])
         members = {m: accuracy(np.array([mp[i] for i in ids]), y) for m, mp in lab.member_test_p1.items()}
-        rows.append({"row": lab.name, "kind": "weak", "accuracy": accuracy(p, y), "ece": ece(p, y),
+        rows.append({"row": lab.name, "kind": "weak", "accuracy": accuracy(p, y),
+                     "acc_ci": bootstrap_acc(correct(lab.test_p1)), "ece": ece(p, y),
                      "members": members})
     for run, p in students.items():
         acc = accuracy(np.array([p[i] for i in ids]), y)
-        row = {"row": run, "kind": "ceiling" if run == "ceiling" else "w2s", "accuracy": acc}
+        row = {"row": run, "kind": "ceiling" if run == "ceiling" else "w2s", "accuracy": acc,
+               "acc_ci": bootstrap_acc(correct(p))}
         if run != "ceiling":
             row["pgr"] = pgr(acc, weak_acc, ceil_acc)
             row.update(bootstrap_pgr(correct(p), correct(weak_ref), correct(students["ceiling"])))
@@ -67,7 +69,50 @@ def render_table(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot_report(report: dict, out: Path) -> Path | None:
+    """Bar plot of test accuracy per model with 95 % bootstrap intervals."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    rows = report["rows"]
+    colours = {"weak": "#8da0cb", "w2s": "#66c2a5", "ceiling": "#fc8d62"}
+    acc = [r["accuracy"] for r in rows]
+    err = [[a - r["acc_ci"][0] for a, r in zip(acc, rows)], [r["acc_ci"][1] - a for a, r in zip(acc, rows)]]
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(rows)), 4))
+    ax.bar(range(len(rows)), acc, yerr=err, capsize=3, color=[colours[r["kind"]] for r in rows])
+    for i, r in enumerate(rows):
+        if r.get("pgr") is not None:
+            ax.text(i, 0.02, f"PGR\n{100 * r['pgr']:.0f}%", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(rows)), [r["row"] for r in rows], rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("test accuracy")
+    ax.axhline(report["weak_accuracy"], color="#8da0cb", ls="--", lw=0.8)
+    ax.axhline(report["ceiling_accuracy"], color="#fc8d62", ls="--", lw=0.8)
+    ax.set_title(f"{report['run']}: weak, weak-to-strong and ceiling ({report['n_test']} test samples)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
 def write_report(report: dict, run_dir: Path) -> Path:
     save_json(run_dir / "report.json", report)
     (run_dir / "report.md").write_text(render_table(report))
+    plot_report(report, run_dir / "report.png")
     return run_dir / "report.json"
+
+
+def compare_reports(a: dict, b: dict) -> str:
+    """Two runs side by side (e.g. two prompt sets): accuracy and PGR per shared row."""
+    ra = {r["row"]: r for r in a["rows"]}
+    rb = {r["row"]: r for r in b["rows"]}
+    lines = [f"| model | {a['run']} acc % | {b['run']} acc % | {a['run']} PGR % | {b['run']} PGR % |",
+             "|---|---:|---:|---:|---:|"]
+    for name in list(ra) + [n for n in rb if n not in ra]:
+        x, y = ra.get(name, {}), rb.get(name, {})
+        lines.append(f"| {name} | {fmt(x.get('accuracy'))} | {fmt(y.get('accuracy'))} | "
+                     f"{fmt(x.get('pgr')) if 'pgr' in x else ''} | {fmt(y.get('pgr')) if 'pgr' in y else ''} |")
+    return "\n".join(lines) + "\n"

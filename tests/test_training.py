@@ -47,7 +47,7 @@ def test_probe_learns_a_separable_task_and_caches_features(tmp_path, monkeypatch
     tcfg = TrainConfig(mode="linear_probe", epochs=30, lr=1e-2, batch_size=16, max_length=64)
     ex = FeatureExtractor("minilm-l6", 64)
     # texts that leak the label through a keyword: any working probe separates them
-    txt = lambda s: s.text + (" Verdict: true." if s.label else " Verdict: false.")
+    txt = lambda s: ("Wonderful, excellent, great. " if s.label else "Terrible, awful, bad. ") + s.text
     y = np.array([s.label for s in tr], dtype=np.float32)
     clf = train_classifier("minilm-l6", [txt(s) for s in tr], y, XentLoss(), tcfg, 0, extractor=ex)
     acc = ((clf.predict([txt(s) for s in te]) > 0.5) == np.array([s.label for s in te])).mean()

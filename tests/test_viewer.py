@@ -1,0 +1,154 @@
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from html import escape
+from pathlib import Path
+
+import pytest
+
+from debate.backends.base import SamplingParams
+from debate.transcript import Transcript, Turn
+from debate.viewer import load_weak_preds, render_html, write_viewer
+
+XSS = "<script>alert(1)</script>"
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def transcript(sid: str, texts: list[str], *, sample_text: str = "a plain review", gold: int = 1,
+               a_label: int = 0, error: str | None = None, k: int = 0) -> Transcript:
+    turns = [Turn(index=i, side="AB"[i % 2], role=["opening", "counter", "rebuttal"][i % 3],
+                  position_label=a_label if i % 2 == 0 else 1 - a_label, text=x,
+                  prompt_tokens=50, completion_tokens=len(x.split()), finish_reason="stop")
+             for i, x in enumerate(texts)]
+    return Transcript(key=f"key-{sid}-{k}", sample_id=sid, task="sentiment", sample_text=sample_text,
+                      positions=("negative", "positive"), gold_label=gold, debate_index=k,
+                      protocol="debate", num_turns=len(texts), a_label=a_label, turns=turns,
+                      model="smollm2-135m|transformers", backend="transformers", prompt_set="terse",
+                      prompt_hash="abc123", sampling=SamplingParams(), seed=7, error=error)
+
+
+def sample_set() -> list[Transcript]:
+    return [
+        transcript("s1", ["It is clearly positive & warm.", f"No: {XSS}", "Still positive."],
+                   sample_text=f"Great film {XSS} loved it"),
+        transcript("s2", ["Negative, the plot drags.", "Positive, the acting \"shines\"."], gold=0, a_label=1),
+        transcript("s3", ["Opening for A.", "Counter by B.", "Rebuttal by A."], gold=0),
+    ]
+
+
+PREDS = {"weak": {"s1": 0.8, "s2": 0.7, "s3": 0.1}, "weak_debate": {"s1": 0.9, "s2": 0.2}}
+
+
+def test_every_turn_text_shows_escaped():
+    ts = sample_set()
+    html = render_html(ts)
+    for t in ts:
+        assert escape(t.sample_text) in html
+        for x in t.turns:
+            assert escape(x.text) in html
+    assert "model" in html and "abc123" in html and "terse" in html and "debate 0" in html
+
+
+def test_injected_script_is_text_not_code():
+    html = render_html(sample_set(), PREDS, title=XSS)
+    assert XSS not in html
+    assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 3  # turn, sample text, title
+    # The only script element is the viewer's own, and it holds no run data.
+    assert len(re.findall(r"<script", html, re.I)) == 1
+    assert len(re.findall(r"</script", html, re.I)) == 1
+    own = re.search(r"<script>(.*?)</script>", html, re.S).group(1)
+    assert "alert" not in own and "s1" not in own
+
+
+def test_weak_predictions_and_correctness_shown():
+    html = render_html(sample_set(), PREDS)
+    assert "weak_debate: P(1)=0.900" in html and "weak: P(1)=0.700" in html
+    # s2 has gold 0: weak (0.7) is wrong, weak_debate (0.2) is right
+    s2 = next(a for a in html.split("<article")[1:] if 'class="sid">s2<' in a)
+    assert 'data-wrong="weak"' in s2 and "weak: P(1)=0.700 &rarr; 1 <b class=\"bad\">wrong" in s2
+    assert 'id="wrong"' in html and 'id="who"' in html
+    assert 'id="wrong"' not in render_html(sample_set())  # no predictions, no filter for them
+
+
+def test_no_external_resources():
+    html = render_html(sample_set() + [transcript("s4", ["see https://evil.example/x.js"])], PREDS)
+    # Links may appear only as escaped text, never as a src/href the browser would fetch.
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I)
+    assert not re.search(r"@import|url\(", html, re.I)
+    assert "http://" not in html.replace("https://evil.example/x.js", "")
+    assert "https://" not in html.replace("https://evil.example/x.js", "")
+
+
+def test_turns_side_by_side_in_order():
+    html = render_html([sample_set()[0]])
+    cells = re.findall(r'class="turn side(A|B)" style="grid-row:(\d+);grid-column:(\d)"', html)
+    assert cells == [("A", "2", "1"), ("B", "2", "2"), ("A", "3", "1")]
+
+
+def _write_run(tmp_path: Path) -> Path:
+    rd = tmp_path / "myrun"
+    (rd / "debate").mkdir(parents=True)
+    ts = sample_set() + [transcript("s9", ["x"], error="boom")]
+    (rd / "debate" / "transcripts.jsonl").write_text(
+        "".join(json.dumps(t.model_dump()) + "\n" for t in ts))
+    lab = rd / "weak" / "weak"
+    for m, test in (("seed0", {"s3": 0.2, "s2": 0.6}), ("seed1", {"s3": 0.4})):
+        (lab / m).mkdir(parents=True)
+        (lab / m / "result.json").write_text(json.dumps(
+            {"fingerprint": "f", "spec": {}, "result": {"transfer": {"s1": 0.9}, "test": test}}))
+    (lab / "labels.jsonl").write_text(json.dumps(
+        {"sample_id": "s1", "soft_label": 0.75, "members": {"seed0": 0.9}, "debate_keys": [],
+         "gold_label": 1}) + "\n")
+    return rd
+
+
+def test_load_weak_preds(tmp_path):
+    assert load_weak_preds(tmp_path / "nothing") == {}
+    preds = load_weak_preds(_write_run(tmp_path))
+    assert preds == {"weak": {"s1": 0.75, "s2": 0.6, "s3": pytest.approx(0.3)}}
+
+
+def test_write_viewer(tmp_path):
+    rd = _write_run(tmp_path)
+    out = write_viewer(rd)
+    assert out == rd / "debates.html"
+    html = out.read_text(encoding="utf-8")
+    assert "Rebuttal by A." in html and "s9" not in html  # failed debates are left out
+    assert "weak: P(1)=0.750" in html and XSS not in html
+    other = write_viewer(rd, tmp_path / "sub" / "v.html")
+    assert other.exists()
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install chromium)")
+def test_renders_in_headless_chromium(tmp_path):
+    page = tmp_path / "v.html"
+    page.write_text(render_html(sample_set(), PREDS, title="viewer check"), encoding="utf-8")
+    flags = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--window-size=1400,1000"]
+
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        with tempfile.TemporaryDirectory() as prof:
+            return subprocess.run(flags + [f"--user-data-dir={prof}", *extra, page.as_uri()],
+                                  capture_output=True, text=True, timeout=120)
+
+    png = tmp_path / "v.png"
+    run(f"--screenshot={png}")
+    assert png.exists() and png.stat().st_size > 20_000, "screenshot missing or blank"
+    dom = run("--dump-dom").stdout
+    assert "Rebuttal by A." in dom
+    # The injected text stayed text: the only script element is the viewer's own, and the
+    # filter script ran (it fills in the count), so scripts were enabled during the check.
+    assert len(re.findall(r"<script", dom, re.I)) == 1
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
+    assert "3 of 3 debates" in dom
+    # The filter script works: pre-tick "weak model wrong"; only s2 (weak said 1, gold 0) stays.
+    page.write_text(page.read_text().replace('id="wrong"', 'id="wrong" checked'), encoding="utf-8")
+    dom = run("--dump-dom").stdout
+    assert "1 of 3 debates" in dom
+    shown = [a for a in dom.split("<article")[1:] if not a.startswith(' class="debate hidden"')]
+    assert len(shown) == 1 and 'class="sid">s2<' in shown[0]
+    if shutil.which("identify"):  # optional: the PNG has the requested size
+        assert "1400x1000" in subprocess.run(["identify", str(png)], capture_output=True, text=True).stdout
