@@ -104,7 +104,7 @@ class DebateRunner:
         with JsonlWriter(self.store) as out:
             for ci in range(0, len(pending), self.cfg.chunk_size):
                 chunk = [self._new(s, k) for s, k in pending[ci : ci + self.cfg.chunk_size]]
-                self._debate_chunk(chunk, call_seed=self.cfg.seed * 100_003 + ci)
+                self._debate_chunk(chunk, call_seed=self.cfg.seed * 100_003 + ci, bar=bar)
                 for t in chunk:
                     out.write(t.model_dump(mode="json"))
                     if t.ok:
@@ -117,12 +117,14 @@ class DebateRunner:
                   "and will be retried on the next run")
         return result
 
-    def _debate_chunk(self, chunk: list[Transcript], call_seed: int) -> None:
+    def _debate_chunk(self, chunk: list[Transcript], call_seed: int, bar=None) -> None:
         start = time.perf_counter()
         for ti, (side, role) in enumerate(self.turns):
             live = [t for t in chunk if t.ok]
             if not live:
                 break
+            if bar is not None:
+                bar.set_postfix_str(f"turn {ti + 1}/{len(self.turns)} of {len(live)} debates", refresh=True)
             convs = [self.prompts.messages(role, _variables(t, side, ti)) for t in live]
             gens = self.backend.generate(convs, self.cfg.sampling, seed=call_seed + ti)
             for t, g in zip(live, gens):

@@ -1,0 +1,56 @@
+"""Weak ensemble members, trained for real (tiny) with hand-made transcripts."""
+import json
+
+import numpy as np
+import pytest
+
+from core.config import RunConfig
+from data.demo_task import make_demo_samples
+from data.splits import make_splits
+from debate.backends.base import SamplingParams
+from debate.transcript import Transcript, Turn
+from weak.stage import run_weak
+
+
+def fake_transcripts(samples, k_count):
+    out = {}
+    for s in samples:
+        for k in range(k_count):
+            # debate k says something different: members reading different debates must differ
+            text = f"debate {k}: " + ("I am sure." if (int(s.id.split("-")[1]) + k) % 2 else "Doubtful, check the digits.")
+            turns = [Turn(index=i, side="AB"[i % 2], role="r", position_label=i % 2, text=text,
+                          prompt_tokens=1, completion_tokens=3, finish_reason="stop") for i in range(3)]
+            out[(s.id, k)] = Transcript(
+                key=f"{s.id}-{k}", sample_id=s.id, task=s.task, sample_text=s.text, positions=s.positions,
+                gold_label=s.label, debate_index=k, protocol="debate", num_turns=3, a_label=0,
+                turns=turns, model="m", backend="b", prompt_set="p", prompt_hash="h",
+                sampling=SamplingParams(), seed=0)
+    return out
+
+
+@pytest.mark.slow
+def test_members_differ_by_seed_and_debate_and_rerun_skips(tmp_path, monkeypatch):
+    samples = make_demo_samples(36)
+    splits = make_splits(samples, 12, 12, 12, seed=0)
+    cfg = RunConfig.model_validate({
+        "output_dir": str(tmp_path), "debate": {"num_debates": 2},
+        "weak": {"seeds": [0, 1], "train": {"epochs": 2, "batch_size": 6, "max_length": 64, "lr": 5e-3}}})
+    tr = fake_transcripts(samples, 2)
+    labs = run_weak(cfg, splits, tr, tmp_path)
+    assert set(labs) == {"weak", "weak+debate"}
+    assert labs["weak"].members == ["seed0", "seed1"]
+    assert labs["weak+debate"].members == ["seed0-debate0", "seed1-debate0", "seed0-debate1", "seed1-debate1"]
+    m = labs["weak+debate"].member_test_p1
+    ids = [s.id for s in splits.test]
+    vec = {name: np.array([m[name][i] for i in ids]) for name in m}
+    assert not np.allclose(vec["seed0-debate0"], vec["seed1-debate0"])   # seeds differ
+    assert not np.allclose(vec["seed0-debate0"], vec["seed0-debate1"])   # debates differ
+    mean = np.mean([vec[n] for n in vec], axis=0)
+    np.testing.assert_allclose([labs["weak+debate"].test_p1[i] for i in ids], mean, rtol=1e-6)
+    rows = [json.loads(l) for l in (tmp_path / "weak" / "weak_debate" / "labels.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and all(len(r["members"]) == 4 and len(r["debate_keys"]) == 2 for r in rows)
+
+    import core.classifier
+    monkeypatch.setattr(core.classifier, "fit", lambda *a, **k: pytest.fail("a member was retrained"))
+    again = run_weak(cfg, splits, tr, tmp_path)
+    assert again["weak+debate"].test_p1 == labs["weak+debate"].test_p1
