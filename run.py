@@ -77,12 +77,18 @@ def run_pipeline(cfg) -> Path:
           f"test {len(splits.test)}")
 
     transcripts = None
+    all_samples = splits.weak_train + splits.transfer + splits.test
     if cfg.debate.enabled:
+        fixed = None
+        if cfg.debate.protocol == "market_making":
+            # The consultant argues for what the no-debate weak model did not pick.
+            plain = run_weak(cfg, splits, None, run_dir)["weak"]
+            p1 = {**plain.weak_train_p1, **plain.transfer_p1, **plain.test_p1}
+            fixed = {s.id: int(p1[s.id] <= 0.5) for s in all_samples}
         t = time.perf_counter()
-        runner = debate_runner(cfg)
-        transcripts = runner.run(splits.weak_train + splits.transfer + splits.test)
+        transcripts = debate_runner(cfg).run(all_samples, fixed_a_labels=fixed)
         timings["debate"] = time.perf_counter() - t
-        missing = len(splits.weak_train + splits.transfer + splits.test) * cfg.debate.num_debates - len(transcripts)
+        missing = len(all_samples) * cfg.debate.num_debates - len(transcripts)
         if missing:
             raise RuntimeError(f"{missing} debates failed; rerun to retry them (finished ones are kept)")
 

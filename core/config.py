@@ -33,7 +33,7 @@ class DataConfig(Strict):
 
 class DebateConfig(Strict):
     enabled: bool = True
-    protocol: Literal["debate", "consultancy"] = "debate"
+    protocol: Literal["debate", "consultancy", "market_making"] = "debate"
     num_turns: int = Field(3, ge=1, le=12)   # the paper's default: A, B, A
     num_debates: int = Field(1, ge=1)        # K independent debates per sample (ensemble axis)
     model: str = "smollm2-135m"              # the strong model debates

@@ -69,31 +69,39 @@ class DebateRunner:
         int8 = self.cfg.cpu_int8 and self.cfg.backend == "transformers"
         return self.cfg.backend + ("-int8" if int8 else "")
 
-    def key(self, sample: Sample, k: int) -> str:
+    def key(self, sample: Sample, k: int, fixed: dict[str, int] | None = None) -> str:
         c = self.cfg
         return debate_key(sample_id=sample.id, sample_text=sample.text, positions=sample.positions,
                           prompt_hash=self.prompts.hash, model=f"{c.model}|{self.backend_tag}",
                           sampling=c.sampling,
-                          seed=c.seed, debate_index=k, protocol=c.protocol, num_turns=c.num_turns)
+                          seed=c.seed, debate_index=k, protocol=c.protocol, num_turns=c.num_turns,
+                          fixed_a_label=fixed[sample.id] if fixed else None)
 
-    def _new(self, sample: Sample, k: int) -> Transcript:
+    def _new(self, sample: Sample, k: int, fixed: dict[str, int] | None) -> Transcript:
         c = self.cfg
         return Transcript(
-            key=self.key(sample, k), sample_id=sample.id, task=sample.task, sample_text=sample.text,
+            key=self.key(sample, k, fixed), sample_id=sample.id, task=sample.task, sample_text=sample.text,
             positions=sample.positions, gold_label=sample.label, debate_index=k, protocol=c.protocol,
-            num_turns=c.num_turns, a_label=_a_label(c, sample, k), turns=[], model=c.model,
+            num_turns=c.num_turns, a_label=fixed[sample.id] if fixed else _a_label(c, sample, k), turns=[], model=c.model,
             backend=self.backend_tag, prompt_set=self.prompts.name, prompt_hash=self.prompts.hash,
             sampling=c.sampling, seed=c.seed,
         )
 
-    def run(self, samples: list[Sample], desc: str = "debates") -> dict[tuple[str, int], Transcript]:
-        """Return {(sample_id, k): transcript} for every sample and k < num_debates."""
+    def run(self, samples: list[Sample], desc: str = "debates",
+            fixed_a_labels: dict[str, int] | None = None) -> dict[tuple[str, int], Transcript]:
+        """Return {(sample_id, k): transcript} for every sample and k < num_debates.
+
+        `fixed_a_labels` sets the label side A defends per sample instead of a random
+        draw; market-making needs it (the side the no-debate weak model did not pick)."""
+        if self.cfg.protocol == "market_making" and fixed_a_labels is None:
+            raise ValueError("market_making needs the weak model's predictions (fixed_a_labels)")
+        fixed = fixed_a_labels
         stored = load_transcripts(self.store)
         jobs = [(s, k) for k in range(self.cfg.num_debates) for s in samples]
         result: dict[tuple[str, int], Transcript] = {}
         pending = []
         for s, k in jobs:
-            t = stored.get(self.key(s, k))
+            t = stored.get(self.key(s, k, fixed))
             if t is not None and t.ok:
                 result[(s.id, k)] = t
             else:
@@ -103,7 +111,7 @@ class DebateRunner:
         bar = tqdm(total=len(jobs), initial=len(jobs) - len(pending), desc=desc, unit="debate")
         with JsonlWriter(self.store) as out:
             for ci in range(0, len(pending), self.cfg.chunk_size):
-                chunk = [self._new(s, k) for s, k in pending[ci : ci + self.cfg.chunk_size]]
+                chunk = [self._new(s, k, fixed) for s, k in pending[ci : ci + self.cfg.chunk_size]]
                 self._debate_chunk(chunk, call_seed=self.cfg.seed * 100_003 + ci, bar=bar)
                 for t in chunk:
                     out.write(t.model_dump(mode="json"))

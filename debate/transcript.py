@@ -54,12 +54,15 @@ class Transcript(BaseModel):
 def debate_key(
     *, sample_id: str, sample_text: str, positions: tuple[str, str], prompt_hash: str, model: str,
     sampling: SamplingParams, seed: int, debate_index: int, protocol: str, num_turns: int,
+    fixed_a_label: int | None = None,
 ) -> str:
     """Content address of one debate: any input that changes its text changes the key,
     so a rerun recomputes exactly what changed (e.g. only the debates of a new prompt set)."""
     payload = json.dumps(
         [sample_id, sample_text, list(positions), prompt_hash, model, sampling.model_dump(),
-         seed, debate_index, protocol, num_turns],
+         seed, debate_index, protocol, num_turns]
+        # positions set from outside (market-making) are part of the input
+        + ([fixed_a_label] if fixed_a_label is not None else []),
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:24]

