@@ -168,6 +168,7 @@ class ProbeClassifier:
 class LoraClassifier:
     def __init__(self, model, tok, max_length: int, batch_size: int):
         self.model, self.tok, self.max_length, self.batch_size = model, tok, max_length, batch_size
+        self.adapter = model.active_adapter  # the base may carry other members' adapters too
 
     def logits(self, texts: list[str]) -> torch.Tensor:
         enc = self.tok(texts, return_tensors="pt", padding=True, truncation=True,
@@ -176,6 +177,7 @@ class LoraClassifier:
 
     @torch.no_grad()
     def predict(self, texts: list[str], desc: str = "predict") -> np.ndarray:
+        self.model.set_adapter(self.adapter)
         self.model.eval()
         out = np.zeros(len(texts), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -185,7 +187,8 @@ class LoraClassifier:
         return out
 
     def save(self, out: Path) -> None:
-        self.model.save_pretrained(out / "adapter")
+        # only the member's own adapter, when several share one base
+        self.model.save_pretrained(out / "adapter", selected_adapters=[self.adapter])
 
 
 def _head_module(model) -> torch.nn.Module | None:
@@ -196,8 +199,15 @@ def _head_module(model) -> torch.nn.Module | None:
     return None
 
 
-def load_lora_model(model: str, tcfg: TrainConfig, trust_remote_code: bool = False):
-    from peft import LoraConfig, TaskType, get_peft_model
+def _lora_config(tcfg: TrainConfig):
+    from peft import LoraConfig, TaskType
+    return LoraConfig(task_type=TaskType.SEQ_CLS, r=tcfg.lora.r, lora_alpha=tcfg.lora.alpha,
+                      lora_dropout=tcfg.lora.dropout, target_modules=tcfg.lora.target_modules)
+
+
+def load_lora_model(model: str, tcfg: TrainConfig, trust_remote_code: bool = False,
+                    adapter_name: str = "default"):
+    from peft import get_peft_model
     from transformers import AutoModelForSequenceClassification
 
     path = resolve_model(model)
@@ -210,15 +220,39 @@ def load_lora_model(model: str, tcfg: TrainConfig, trust_remote_code: bool = Fal
         torch.nn.init.zeros_(head.weight)
         if head.bias is not None:
             torch.nn.init.zeros_(head.bias)
-    lcfg = LoraConfig(task_type=TaskType.SEQ_CLS, r=tcfg.lora.r, lora_alpha=tcfg.lora.alpha,
-                      lora_dropout=tcfg.lora.dropout, target_modules=tcfg.lora.target_modules)
-    return get_peft_model(base, lcfg).to(device()), tok
+    return get_peft_model(base, _lora_config(tcfg), adapter_name=adapter_name).to(device()), tok
+
+
+class SharedLoraBase:
+    """One loaded base model carrying one LoRA adapter (and head copy) per member.
+
+    LoRA training never changes the base weights, so ensemble members can share
+    them: each member adds its own adapter instead of reloading the model. The
+    head is zero-initialised once, and peft gives every adapter its own copy.
+    """
+
+    def __init__(self, model: str, tcfg: TrainConfig, trust_remote_code: bool = False):
+        self.model_name, self.tcfg, self.trust = model, tcfg, trust_remote_code
+        self.peft = None
+        self.tok = None
+
+    def new_member(self, name: str, seed: int):
+        torch.manual_seed(seed)  # the adapter's initialisation depends on the seed
+        if self.peft is None:
+            self.peft, self.tok = load_lora_model(self.model_name, self.tcfg, self.trust, name)
+        else:
+            self.peft.add_adapter(name, _lora_config(self.tcfg))
+        self.peft.set_adapter(name)
+        return self.peft, self.tok
 
 
 def train_classifier(model: str, texts: list[str], p1: np.ndarray, loss_fn: LossFn,
                      tcfg: TrainConfig, seed: int, desc: str = "train",
-                     trust_remote_code: bool = False, extractor: FeatureExtractor | None = None):
-    """Train on soft labels `p1` (P(label = 1) per text) and return a classifier."""
+                     trust_remote_code: bool = False, extractor: FeatureExtractor | None = None,
+                     shared: SharedLoraBase | None = None, member: str = "default"):
+    """Train on soft labels `p1` (P(label = 1) per text) and return a classifier.
+
+    With `shared`, a LoRA member is a new adapter on an already loaded base."""
     torch.manual_seed(seed)
     targets = soft_targets(p1)
     if tcfg.mode == "linear_probe":
@@ -237,7 +271,10 @@ def train_classifier(model: str, texts: list[str], p1: np.ndarray, loss_fn: Loss
             head.bias -= (head.weight * (mu / sd)).sum(1)
             head.weight.copy_(w)
         return ProbeClassifier(ex, head)
-    lora, tok = load_lora_model(model, tcfg, trust_remote_code)
+    if shared is not None:
+        lora, tok = shared.new_member(member, seed)
+    else:
+        lora, tok = load_lora_model(model, tcfg, trust_remote_code)
     clf = LoraClassifier(lora, tok, tcfg.max_length, tcfg.batch_size)
     lora.train()
     history = fit(lambda idx: clf.logits([texts[i] for i in idx]),

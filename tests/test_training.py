@@ -56,3 +56,23 @@ def test_probe_learns_a_separable_task_and_caches_features(tmp_path, monkeypatch
     again = FeatureExtractor("minilm-l6", 64)
     again._lazy_model = lambda: (_ for _ in ()).throw(AssertionError("features were recomputed"))
     assert again([txt(s) for s in tr]).shape[0] == 80
+
+
+@pytest.mark.slow
+def test_members_share_one_base_without_interfering(tmp_path):
+    from core.classifier import SharedLoraBase
+    tcfg = TrainConfig(mode="lora", epochs=2, batch_size=4, lr=1e-2, max_length=32)
+    shared = SharedLoraBase("minilm-l6", tcfg)
+    a = train_classifier("minilm-l6", TEXTS, LABELS, XentLoss(), tcfg, 0, shared=shared, member="a")
+    base_before = {n: p.clone() for n, p in shared.peft.named_parameters() if "lora_" not in n
+                   and "modules_to_save" not in n and "original_module" not in n}
+    pa = a.predict(TEXTS)
+    b = train_classifier("minilm-l6", TEXTS, 1 - LABELS, XentLoss(), tcfg, 1, shared=shared, member="b")
+    pb = b.predict(TEXTS)
+    np.testing.assert_allclose(a.predict(TEXTS), pa, rtol=1e-5)  # training b left a intact
+    assert not np.allclose(pa, pb)
+    for n, p in shared.peft.named_parameters():
+        if n in base_before:
+            assert torch.equal(p, base_before[n]), n  # LoRA never touches the base
+    a.save(tmp_path / "a")
+    assert (tmp_path / "a" / "adapter").exists()

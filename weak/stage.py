@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.classifier import load_tokenizer, train_classifier
+from core.classifier import SharedLoraBase, load_tokenizer, train_classifier
 from core.config import RunConfig
 from core.jsonl import JsonlWriter
 from core.losses import XentLoss
@@ -35,7 +35,7 @@ def _ids_hash(samples: list[Sample]) -> str:
 
 
 def _train_member(cfg: RunConfig, splits: Splits, transcripts: Transcripts | None, k: int,
-                  seed: int, out: Path, tok) -> dict:
+                  seed: int, out: Path, tok, shared: SharedLoraBase) -> dict:
     w = cfg.weak
 
     def texts(samples: list[Sample]) -> list[str]:
@@ -55,7 +55,8 @@ def _train_member(cfg: RunConfig, splits: Splits, transcripts: Transcripts | Non
         y = np.array([s.label for s in splits.weak_train], dtype=np.float32)
         clf = train_classifier(w.model, texts(splits.weak_train), y, XentLoss(), w.train, seed,
                                desc=f"weak {out.parent.name}/{out.name}",
-                               trust_remote_code=cfg.trust_remote_code)
+                               trust_remote_code=cfg.trust_remote_code, shared=shared,
+                               member=f"{out.parent.name}.{out.name}")
         clf.save(out)
         # weak_train predictions are in-sample; only market-making uses them (to pick
         # the side the weak model did not choose on every split).
@@ -69,6 +70,8 @@ def _train_member(cfg: RunConfig, splits: Splits, transcripts: Transcripts | Non
 def run_weak(cfg: RunConfig, splits: Splits, transcripts: Transcripts | None,
              run_dir: Path) -> dict[str, Labeller]:
     tok = load_tokenizer(resolve_model(cfg.weak.model), cfg.trust_remote_code)
+    # Loaded lazily, on the first member that is not cached, then shared by all.
+    shared = SharedLoraBase(cfg.weak.model, cfg.weak.train, cfg.trust_remote_code)
     variants: list[tuple[str, Transcripts | None, list[int]]] = [("weak", None, [0])]
     if transcripts is not None:
         variants.append((f"weak+{cfg.debate.protocol}", transcripts, list(range(cfg.debate.num_debates))))
@@ -79,7 +82,7 @@ def run_weak(cfg: RunConfig, splits: Splits, transcripts: Transcripts | None,
         for k in ks:
             for seed in cfg.weak.seeds:
                 mname = f"seed{seed}" + (f"-debate{k}" if tr else "")
-                members[mname] = _train_member(cfg, splits, tr, k, seed, base / mname, tok)
+                members[mname] = _train_member(cfg, splits, tr, k, seed, base / mname, tok, shared)
         names = list(members)
         agg = {}
         for split in ("weak_train", "transfer", "test"):
