@@ -29,7 +29,10 @@ def build_report(name: str, splits: Splits, labellers: dict[str, Labeller],
     rows = []
     for lab in labellers.values():
         p = np.array([lab.test_p1[i] for i in ids])
-        members = {m: accuracy(np.array([mp[i] for i in ids]), y) for m, mp in lab.member_test_p1.items()}
+        members = {}
+        for m, mp in lab.member_test_p1.items():
+            q = np.array([mp[i] for i in ids])
+            members[m] = {"accuracy": accuracy(q, y), "ece": ece(q, y)}
         rows.append({"row": lab.name, "kind": "weak", "accuracy": accuracy(p, y),
                      "acc_ci": bootstrap_acc(correct(lab.test_p1)), "ece": ece(p, y),
                      "members": members})
@@ -65,6 +68,10 @@ def render_table(report: dict) -> str:
         lines.append(f"| {r['row']} | {fmt(r['accuracy'])} | {p} | {fmt(r.get('ece'), False) if 'ece' in r else ''} |")
     if "warning" in report:
         lines += ["", f"**Warning:** {report['warning']}"]
+    lines += ["", "Weak ensemble members (test):", "", "| labeller | member | acc % | ECE |", "|---|---|---:|---:|"]
+    for r in report["rows"]:
+        for m, v in r.get("members", {}).items():
+            lines.append(f"| {r['row']} | {m} | {fmt(v['accuracy'])} | {fmt(v['ece'], False)} |")
     lines += ["", "PGR = (W2S − weak) / (ceiling − weak), against the plain no-debate weak model."]
     return "\n".join(lines) + "\n"
 
