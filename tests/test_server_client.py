@@ -159,6 +159,8 @@ def test_seeds_are_reproducible(fake):
     be.generate([CONV], PARAMS, seed=7)
     seeds = [r["seed"] for r in fake.requests]
     assert seeds[0] == seeds[2] and seeds[0] != seeds[1]
+    backend(fake, send_seed=False).generate([CONV], PARAMS, seed=7)
+    assert "seed" not in fake.requests[-1]
 
 
 @needs_httpx

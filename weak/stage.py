@@ -56,7 +56,7 @@ def _train_member(cfg: RunConfig, splits: Splits, transcripts: Transcripts | Non
         clf = train_classifier(w.model, texts(splits.weak_train), y, XentLoss(), w.train, seed,
                                desc=f"weak {out.parent.name}/{out.name}",
                                trust_remote_code=cfg.trust_remote_code, shared=shared,
-                               member=f"{out.parent.name}.{out.name}")
+                               member=f"{out.parent.name}-{out.name}")  # peft forbids "." in names
         clf.save(out)
         # weak_train predictions are in-sample; only market-making uses them (to pick
         # the side the weak model did not choose on every split).

