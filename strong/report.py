@@ -49,6 +49,9 @@ def build_report(name: str, splits: Splits, labellers: dict[str, Labeller],
     if not report["pgr_defined"]:
         report["warning"] = ("the strong ceiling does not beat the weak model on this test set: "
                              "PGR is undefined")
+    elif any(r.get("pgr_ci") and r["pgr_ci"][1] - r["pgr_ci"][0] > 1.0 for r in rows):
+        report["warning"] = (f"the PGR intervals are wider than 100 points: {len(ids)} test samples "
+                             "and this weak-ceiling gap are too few to tell the methods apart")
     return report
 
 

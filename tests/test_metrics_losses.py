@@ -84,3 +84,31 @@ def test_product_loss_target():
     t = p * weak / (p * weak).sum()  # alpha = beta = 1
     expected = -(t * torch.log(p)).sum().item()
     assert ProductLoss()(logits, weak, 0.3).item() == pytest.approx(expected, rel=1e-5)
+
+
+def _labeller(name, p):
+    from weak.labels import Labeller
+    return Labeller(name=name, uses_debate=False, aggregate="mean", members=["m"], weak_train_p1={},
+                    transfer_p1={}, test_p1=p, member_test_p1={"m": p})
+
+
+def test_report_rows_pgr_and_small_test_warning():
+    from data.demo_task import make_demo_samples
+    from data.splits import make_splits
+    from strong.report import build_report, render_table
+    s = make_demo_samples(40)
+    splits = make_splits(s, 10, 10, 20, seed=0)
+    y = {x.id: x.label for x in splits.test}
+    ids = list(y)
+    right = lambda k: {i: (float(y[i]) if j < k else 1.0 - y[i]) for j, i in enumerate(ids)}
+    rep = build_report("r", splits, {"weak": _labeller("weak", right(10))},
+                       {"ceiling": right(13), "w2s[weak|xent]": right(12)}, {})
+    rows = {r["row"]: r for r in rep["rows"]}
+    assert rows["weak"]["accuracy"] == 0.5 and rows["ceiling"]["accuracy"] == 0.65
+    assert rows["w2s[weak|xent]"]["pgr"] == pytest.approx(2 / 3)
+    assert "warning" in rep and "too few" in rep["warning"]  # 20 samples, 3-sample gap: can't tell
+    assert "| w2s[weak|xent] | 60.0 | 66.7" in render_table(rep)
+    rep2 = build_report("r", splits, {"weak": _labeller("weak", right(18))},
+                        {"ceiling": right(10), "w2s[weak|xent]": right(14)}, {})
+    assert not rep2["pgr_defined"] and "undefined" in rep2["warning"]
+    assert {r["row"]: r for r in rep2["rows"]}["w2s[weak|xent]"]["pgr"] is None
