@@ -100,9 +100,11 @@ def test_report_rows_pgr_and_small_test_warning():
     splits = make_splits(s, 10, 10, 20, seed=0)
     y = {x.id: x.label for x in splits.test}
     ids = list(y)
-    right = lambda k: {i: (float(y[i]) if j < k else 1.0 - y[i]) for j, i in enumerate(ids)}
+    # right(k, start): correct on ids[start:start + k], wrong elsewhere
+    right = lambda k, start=0: {i: (float(y[i]) if start <= j < start + k else 1.0 - y[i])
+                                for j, i in enumerate(ids)}
     rep = build_report("r", splits, {"weak": _labeller("weak", right(10))},
-                       {"ceiling": right(13), "w2s[weak|xent]": right(12)}, {})
+                       {"ceiling": right(13), "w2s[weak|xent]": right(12, start=8)}, {})
     rows = {r["row"]: r for r in rep["rows"]}
     assert rows["weak"]["accuracy"] == 0.5 and rows["ceiling"]["accuracy"] == 0.65
     assert rows["w2s[weak|xent]"]["pgr"] == pytest.approx(2 / 3)
