@@ -53,6 +53,10 @@ def load(args: argparse.Namespace):
     return load_config(args.config, ov)
 
 
+class StageFailed(Exception):
+    """A stage could not finish; what it finished is saved and a rerun resumes."""
+
+
 def run_pipeline(cfg) -> Path:
     import yaml
 
@@ -90,7 +94,7 @@ def run_pipeline(cfg) -> Path:
         timings["debate"] = time.perf_counter() - t
         missing = len(all_samples) * cfg.debate.num_debates - len(transcripts)
         if missing:
-            raise RuntimeError(f"{missing} debates failed; rerun to retry them (finished ones are kept)")
+            raise StageFailed(f"{missing} debates failed; rerun to retry them (finished ones are kept)")
 
     t = time.perf_counter()
     labellers = run_weak(cfg, splits, transcripts, run_dir)
@@ -179,6 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             inspect(cfg, args)
     except (ConfigError, DataError, PromptError, ModelNotFound) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except StageFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except ImportError as e:  # an optional backend (vLLM, httpx) that is not installed
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -27,7 +27,8 @@ def make_backend(cfg: "DebateConfig") -> Backend:
                                  seed=cfg.seed)
     if cfg.backend == "vllm_server":
         if cfg.server_url is None:
-            raise ValueError("debate.backend=vllm_server needs the server's address: set "
+            from core.config import ConfigError
+            raise ConfigError("debate.backend=vllm_server needs the server's address: set "
                              "debate.server_url (e.g. http://127.0.0.1:8000)")
         from .vllm_server import VLLMServerBackend
         return VLLMServerBackend(cfg.model, cfg.server_url, max_concurrency=cfg.max_concurrency)
