@@ -52,17 +52,18 @@ def _train_member(cfg: RunConfig, splits: Splits, transcripts: Transcripts | Non
                 debate_keys(splits.weak_train + splits.transfer + splits.test)).encode()).hexdigest()[:16]}
 
     def compute() -> dict:
+        parts = {"weak_train": splits.weak_train, "transfer": splits.transfer, "test": splits.test}
+        inputs = {k: texts(v) for k, v in parts.items()}  # fitted to the context once per split
         y = np.array([s.label for s in splits.weak_train], dtype=np.float32)
-        clf = train_classifier(w.model, texts(splits.weak_train), y, XentLoss(), w.train, seed,
+        clf = train_classifier(w.model, inputs["weak_train"], y, XentLoss(), w.train, seed,
                                desc=f"weak {out.parent.name}/{out.name}",
                                trust_remote_code=cfg.trust_remote_code, shared=shared,
                                member=f"{out.parent.name}-{out.name}")  # peft forbids "." in names
         clf.save(out)
         # weak_train predictions are in-sample; only market-making uses them (to pick
         # the side the weak model did not choose on every split).
-        return {split: dict(zip([s.id for s in samples], map(float, clf.predict(texts(samples)))))
-                for split, samples in (("weak_train", splits.weak_train),
-                                       ("transfer", splits.transfer), ("test", splits.test))}
+        return {k: dict(zip([s.id for s in v], map(float, clf.predict(inputs[k]))))
+                for k, v in parts.items()}
 
     return cached(out / "result.json", spec, compute)
 
