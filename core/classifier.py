@@ -13,7 +13,6 @@ Both modes share the loop below and the soft-label losses of core/losses.py.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from pathlib import Path
 from typing import Callable
@@ -281,10 +280,3 @@ def train_classifier(model: str, texts: list[str], p1: np.ndarray, loss_fn: Loss
                   [p for p in lora.parameters() if p.requires_grad], targets, loss_fn, tcfg, seed, desc)
     clf.history = history
     return clf
-
-
-def save_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    tmp.replace(path)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from .classifier import save_json
+from .jsonl import save_json
 
 
 def fingerprint(obj: Any) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.classifier import save_json
+from core.jsonl import save_json
 from core.metrics import accuracy, bootstrap_acc, bootstrap_pgr, ece, pgr
 from data.splits import Splits
 from weak.labels import Labeller

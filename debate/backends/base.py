@@ -42,3 +42,16 @@ def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
     themselves (transformers) share this so every backend extracts turns alike."""
     cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+_SEED_MOD = 2**31 - 1
+
+
+def request_seed(seed: int, index: int) -> int:
+    """The sampling seed of conversation `index` of a call seeded `seed`.
+
+    Mixed (not simply `seed + index`) so that neighbouring call seeds, e.g. two
+    turns of one chunk, do not hand out the same seeds shifted by one. Each request
+    samples with its own seed, so its text does not depend on what else is batched.
+    """
+    return (seed * 1_000_003 + index * 7_919 + 12_345) % _SEED_MOD

@@ -15,19 +15,8 @@ from typing import Any
 
 from core.models import resolve_model
 
-from .base import Generation, Message, SamplingParams, cut_at_stop
+from .base import Generation, Message, SamplingParams, cut_at_stop, request_seed
 
-_SEED_MOD = 2**31 - 1
-
-
-def request_seed(seed: int, index: int) -> int:
-    """The sampling seed of conversation `index` of a call seeded `seed`.
-
-    Mixed (not simply `seed + index`) so that neighbouring call seeds, e.g. two
-    turns of one chunk, do not hand out the same seeds shifted by one. Each request
-    samples with its own seed, so its text does not depend on what else is batched.
-    """
-    return (seed * 1_000_003 + index * 7_919 + 12_345) % _SEED_MOD
 
 
 def _model_max_len(model_path: str) -> int | None:

@@ -18,8 +18,7 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit
 
-from .base import Generation, Message, SamplingParams, cut_at_stop
-from .vllm_engine import request_seed
+from .base import Generation, Message, SamplingParams, cut_at_stop, request_seed
 
 log = logging.getLogger(__name__)
 
