@@ -34,6 +34,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--name", help="run name (folder under output_dir)")
     p.add_argument("--prompts", help="debater prompt set: a built-in name or a folder")
     p.add_argument("--no-debate", action="store_true", help="skip debates (plain weak-to-strong)")
+    p.add_argument("--until", choices=["debate", "weak", "strong"],
+                   help="stop after this stage (e.g. generate the debates with vLLM first, then "
+                        "train under accelerate launch)")
     p.add_argument("--sample", help="list/show: only this sample id")
     p.add_argument("--side", choices=["A", "B"], help="list/show: only debates where this side argued the gold label")
     p.add_argument("--gold", type=int, choices=[0, 1], help="list/show: only samples with this gold label")
@@ -57,69 +60,91 @@ class StageFailed(Exception):
     """A stage could not finish; what it finished is saved and a rerun resumes."""
 
 
-def run_pipeline(cfg) -> Path:
+def run_pipeline(cfg, until: str | None = None) -> Path | None:
     import yaml
 
+    from core import distributed as dist
     from data.source import samples_for
     from data.splits import make_splits
     from strong.report import build_report, render_table, write_report
     from strong.stage import run_strong
-    from weak.stage import run_weak
+    from weak.stage import MemberTrainer, run_weak
 
     run_dir = cfg.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    main = dist.is_main()  # under a multi-process launcher, one process writes
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
     d = cfg.data
     splits = make_splits(samples_for(d), d.n_weak_train, d.n_transfer, d.n_test, d.seed, d.balance)
-    (run_dir / "splits.json").write_text(json.dumps(
-        {k: [s.id for s in getattr(splits, k)] for k in ("weak_train", "transfer", "test")}))
+    if main:
+        (run_dir / "splits.json").write_text(json.dumps(
+            {k: [s.id for s in getattr(splits, k)] for k in ("weak_train", "transfer", "test")}))
     timings["data"] = time.perf_counter() - t
-    print(f"[data] {d.task}: weak_train {len(splits.weak_train)}, transfer {len(splits.transfer)}, "
+    log = print if main else (lambda *a, **k: None)
+    log(f"[data] {d.task}: weak_train {len(splits.weak_train)}, transfer {len(splits.transfer)}, "
           f"test {len(splits.test)}")
 
-    transcripts = None
+    trainer = MemberTrainer(cfg, splits, run_dir)
+    transcripts: dict = {}
     all_samples = splits.weak_train + splits.transfer + splits.test
-    if cfg.debate.enabled:
-        fixed = None
-        if cfg.debate.protocol == "market_making":
-            # The consultant argues for what the no-debate weak model did not pick.
-            plain = run_weak(cfg, splits, None, run_dir)["weak"]
-            p1 = {**plain.weak_train_p1, **plain.transfer_p1, **plain.test_p1}
-            fixed = {s.id: int(p1[s.id] <= 0.5) for s in all_samples}
+    need = cfg.debates_needed()
+    if need:
         t = time.perf_counter()
-        transcripts = debate_runner(cfg).run(all_samples, fixed_a_labels=fixed)
+        runner = debate_runner(cfg, tuple(need))
+        for protocol, k in need.items():
+            fixed = None
+            if protocol == "market_making":
+                # The consultant argues for what the plain weak model did not pick.
+                ref = run_weak(cfg, splits, {}, run_dir, only=[cfg.weak.reference], trainer=trainer)
+                plain = ref[cfg.weak.reference]
+                p1 = {**plain.weak_train_p1, **plain.transfer_p1, **plain.test_p1}
+                fixed = {s.id: int(p1[s.id] <= 0.5) for s in all_samples}
+            if dist.world() > 1 and cfg.debate.backend == "vllm" and runner.missing(all_samples, protocol, k, fixed):
+                raise StageFailed("an in-process vLLM engine cannot start inside a multi-process launch: "
+                                  "generate the debates first with `python run.py --until debate ...`, "
+                                  "then launch the training")
+            with dist.main_first():  # the main process generates; the others then read the store
+                transcripts[protocol] = runner.run(all_samples, protocol, k, fixed_a_labels=fixed)
+            missing = len(all_samples) * k - len(transcripts[protocol])
+            if missing:
+                raise StageFailed(f"{missing} {protocol} transcripts failed; rerun to retry them "
+                                  "(finished ones are kept)")
         timings["debate"] = time.perf_counter() - t
-        missing = len(all_samples) * cfg.debate.num_debates - len(transcripts)
-        if missing:
-            raise StageFailed(f"{missing} debates failed; rerun to retry them (finished ones are kept)")
+    if until == "debate":
+        return None
 
     t = time.perf_counter()
-    labellers = run_weak(cfg, splits, transcripts, run_dir)
+    labellers = run_weak(cfg, splits, transcripts, run_dir, trainer=trainer)
     timings["weak"] = time.perf_counter() - t
+    if until == "weak":
+        return None
     t = time.perf_counter()
     students = run_strong(cfg, splits, labellers, run_dir)
     timings["strong"] = time.perf_counter() - t
-    report = build_report(cfg.name, splits, labellers, students, {
+    if not main:
+        return None
+    report = build_report(cfg.name, splits, labellers, students, cfg.weak.reference, {
         "task": d.task, "weak_model": cfg.weak.model, "strong_model": cfg.strong.model,
-        "debate": cfg.debate.model_dump(mode="json") if cfg.debate.enabled else None,
+        "debate": cfg.debate.model_dump(mode="json") if need else None,
         "seconds": {k: round(v, 1) for k, v in timings.items()}})
     path = write_report(report, run_dir)
     print(render_table(report))
-    if transcripts is not None:
+    if need:
         from debate.viewer import write_viewer
         print(f"[view] debates: {write_viewer(run_dir)}")
     print(f"[report] {path}")
     return path
 
 
-def debate_runner(cfg):
+def debate_runner(cfg, protocols: tuple[str, ...] = ("debate",)):
     from debate.backends import make_backend
     from debate.engine import DebateRunner
     return DebateRunner(cfg.debate, cfg.run_dir / "debate" / "transcripts.jsonl",
-                        lambda: make_backend(cfg.debate))
+                        lambda: make_backend(cfg.debate), protocols)
 
 
 def inspect(cfg, args) -> None:
@@ -176,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         cfg = load(args)
         if args.command == "run":
-            run_pipeline(cfg)
+            run_pipeline(cfg, args.until)
         elif args.command == "view":
             from debate.viewer import write_viewer
             print(write_viewer(cfg.run_dir))

@@ -67,7 +67,7 @@ def _time_debates(cfg, be, args, stats_fn=None) -> dict:
     with tempfile.TemporaryDirectory() as d:
         runner = DebateRunner(cfg, Path(d) / "t.jsonl", lambda: be)
         t0 = time.perf_counter()
-        out = runner.run(samples, desc=cfg.backend)
+        out = runner.run(samples)
         secs = time.perf_counter() - t0
     after = stats_fn() if stats_fn else None
     turns = [x for t in out.values() for x in t.turns]

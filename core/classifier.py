@@ -12,6 +12,7 @@ Both modes share the loop below and the soft-label losses of core/losses.py.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 from pathlib import Path
@@ -21,14 +22,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed as dist
 from .config import TrainConfig
+from .distributed import device
 from .models import cache_root, resolve_model
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
-
-
-def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def is_decoder(path: str, trust_remote_code: bool = False) -> bool:
@@ -100,20 +99,33 @@ class FeatureExtractor:
                     feats = (h * m).sum(1) / m.sum(1)
                 for i, f in zip(idx, feats.cpu()):
                     cache[missing[i][0]] = f.clone()
-            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.cache_file.with_suffix(".tmp")
-            torch.save(cache, tmp)
-            tmp.replace(self.cache_file)
+            if dist.is_main():  # the other processes computed the same features
+                self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+                tmp = self.cache_file.with_suffix(".tmp")
+                torch.save(cache, tmp)
+                tmp.replace(self.cache_file)
         return torch.stack([cache[k] for k in keys])
 
 
 # ---------------------------------------------------------------- the shared loop
-def fit(forward: Callable[[list[int]], torch.Tensor], params: list[torch.nn.Parameter],
+def fit(module: torch.nn.Module, forward: Callable[[torch.nn.Module, list[int]], torch.Tensor],
         targets: torch.Tensor, loss_fn: LossFn, tcfg: TrainConfig, seed: int,
-        desc: str) -> list[float]:
-    """Minibatch training on soft targets [N, 2]; returns the loss per optimiser step."""
+        desc: str, ddp: bool = True) -> list[float]:
+    """Minibatch training of `module`'s trainable parameters on soft targets [N, 2];
+    returns the loss per optimiser step.
+
+    Under a multi-process launcher (core/distributed.py) the module is wrapped for
+    DDP and each process takes its share of every batch: all processes draw the same
+    permutation (same seed), so together they train on exactly the batches one
+    process would. `ddp=False`: every process trains the whole thing by itself."""
     from transformers import get_linear_schedule_with_warmup
 
+    acc = dist.accelerator()
+    n_proc, rank = (acc.num_processes, acc.process_index) if ddp else (1, 0)
+    if tcfg.batch_size < n_proc:
+        raise ValueError(f"train.batch_size {tcfg.batch_size} is smaller than the {n_proc} processes")
+    params = [p for p in module.parameters() if p.requires_grad]
+    wrapped = acc.prepare_model(module) if n_proc > 1 else module
     n = len(targets)
     gen = torch.Generator().manual_seed(seed)
     per_step = tcfg.batch_size * tcfg.grad_accum
@@ -123,18 +135,22 @@ def fit(forward: Callable[[list[int]], torch.Tensor], params: list[torch.nn.Para
     order: list[int] = []
     history = []
     use_amp = device().type == "cuda"
-    bar = tqdm(range(steps), desc=desc, unit="step", leave=False)
+    bar = tqdm(range(steps), desc=desc, unit="step", leave=False, disable=None if acc.is_main_process else True)
     for step in bar:
         opt.zero_grad(set_to_none=True)
         total = 0.0
-        for _ in range(tcfg.grad_accum):
+        for micro in range(tcfg.grad_accum):
             if len(order) < tcfg.batch_size:  # a fresh permutation each epoch
                 order += torch.randperm(n, generator=gen).tolist()
             idx, order = order[: tcfg.batch_size], order[tcfg.batch_size:]
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
-                logits = forward(idx)
-            loss = loss_fn(logits.float(), targets[idx].to(logits.device), step / steps)
-            (loss / tcfg.grad_accum).backward()
+            idx = idx[rank::n_proc]
+            # gradients are averaged across processes once per optimiser step
+            sync = contextlib.nullcontext() if micro == tcfg.grad_accum - 1 else acc.no_sync(wrapped)
+            with sync:
+                with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
+                    logits = forward(wrapped, idx)
+                loss = loss_fn(logits.float(), targets[idx].to(logits.device), step / steps)
+                (loss / tcfg.grad_accum).backward()
             total += loss.item() / tcfg.grad_accum
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -160,8 +176,9 @@ class ProbeClassifier:
         return torch.softmax(self.head(x), -1)[:, 1].numpy()
 
     def save(self, out: Path) -> None:
-        out.mkdir(parents=True, exist_ok=True)
-        torch.save(self.head.state_dict(), out / "head.pt")
+        if dist.is_main():
+            out.mkdir(parents=True, exist_ok=True)
+            torch.save(self.head.state_dict(), out / "head.pt")
 
 
 class LoraClassifier:
@@ -169,10 +186,11 @@ class LoraClassifier:
         self.model, self.tok, self.max_length, self.batch_size = model, tok, max_length, batch_size
         self.adapter = model.active_adapter  # the base may carry other members' adapters too
 
-    def logits(self, texts: list[str]) -> torch.Tensor:
+    def logits(self, texts: list[str], model: torch.nn.Module | None = None) -> torch.Tensor:
+        """`model`: the same model wrapped for training (DDP), if it is."""
         enc = self.tok(texts, return_tensors="pt", padding=True, truncation=True,
                        max_length=self.max_length).to(device())
-        return self.model(**enc).logits
+        return (model or self.model)(**enc).logits
 
     @torch.no_grad()
     def predict(self, texts: list[str], desc: str = "predict") -> np.ndarray:
@@ -187,7 +205,8 @@ class LoraClassifier:
 
     def save(self, out: Path) -> None:
         # only the member's own adapter, when several share one base
-        self.model.save_pretrained(out / "adapter", selected_adapters=[self.adapter])
+        if dist.is_main():
+            self.model.save_pretrained(out / "adapter", selected_adapters=[self.adapter])
 
 
 def _head_module(model) -> torch.nn.Module | None:
@@ -264,19 +283,23 @@ def train_classifier(model: str, texts: list[str], p1: np.ndarray, loss_fn: Loss
         # Standardising inside the head keeps one learning rate sensible across models.
         mu, sd = x.mean(0), x.std(0) + 1e-6
         xs = (x - mu) / sd
-        fit(lambda idx: head(xs[idx]), list(head.parameters()), targets, loss_fn, tcfg, seed, desc)
+        # A linear head on cached features costs milliseconds: each process fits the
+        # same head itself rather than synchronising gradients for it.
+        history = fit(head, lambda m, idx: m(xs[idx]), targets, loss_fn, tcfg, seed, desc, ddp=False)
         with torch.no_grad():  # fold the standardisation into the head
             w = head.weight / sd
             head.bias -= (head.weight * (mu / sd)).sum(1)
             head.weight.copy_(w)
-        return ProbeClassifier(ex, head)
+        clf = ProbeClassifier(ex, head)
+        clf.history = history
+        return clf
     if shared is not None:
         lora, tok = shared.new_member(member, seed)
     else:
         lora, tok = load_lora_model(model, tcfg, trust_remote_code)
     clf = LoraClassifier(lora, tok, tcfg.max_length, tcfg.batch_size)
     lora.train()
-    history = fit(lambda idx: clf.logits([texts[i] for i in idx]),
-                  [p for p in lora.parameters() if p.requires_grad], targets, loss_fn, tcfg, seed, desc)
+    history = fit(lora, lambda m, idx: clf.logits([texts[i] for i in idx], m), targets, loss_fn,
+                  tcfg, seed, desc)
     clf.history = history
     return clf

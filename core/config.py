@@ -31,11 +31,17 @@ class DataConfig(Strict):
     seed: int = 0
 
 
+Protocol = Literal["none", "debate", "consultancy", "market_making"]
+
+
 class DebateConfig(Strict):
-    enabled: bool = True
-    protocol: Literal["debate", "consultancy", "market_making"] = "debate"
-    num_turns: int = Field(3, ge=1, le=12)   # the paper's default: A, B, A
-    num_debates: int = Field(1, ge=1)        # K independent debates per sample (ensemble axis)
+    """How transcripts are generated. Which protocols run, and how many debates per
+    sample, follows from the weak labellers that read them (weak.labellers)."""
+    enabled: bool = True                     # false: only the no-debate labellers run
+    num_turns: int = Field(3, ge=2, le=12)   # debate: the paper's A, B, A
+    # Consultancy and market-making: turns of the single consultant. Without a judge
+    # asking questions, further turns only continue the same argument, so 1.
+    consult_turns: int = Field(1, ge=1, le=12)
     model: str = "smollm2-135m"              # the strong model debates
     backend: Literal["transformers", "vllm", "vllm_server"] = "transformers"
     prompts: str = "paper"                   # built-in set name or a folder/YAML path
@@ -74,17 +80,46 @@ class TrainConfig(Strict):
     zero_init_head: bool = True
 
 
+Aggregate = Literal["mean", "vote", "logodds"]
+LossName = Literal["xent", "logconf", "product"]
+
+
+class LabellerConfig(Strict):
+    """One weak labeller: an ensemble of members = models x seeds x debate samples.
+
+    protocol `none` reads the sample only; otherwise member (model, seed, k) is
+    trained and applied with the k-th transcript of that protocol for each sample.
+    The paper's rows: single weak (1 member), finetune ensemble (seeds), debate
+    ensemble (debates), consultancy and market-making labels."""
+    name: str = Field(pattern=r"^[A-Za-z0-9_.+-]+$")
+    protocol: Protocol = "none"
+    models: list[str] | None = Field(None, min_length=1)  # None: [weak.model]; may mix architectures
+    seeds: list[int] = Field([0], min_length=1)            # finetune-ensemble axis
+    debates: int = Field(1, ge=1)                          # debate-ensemble axis: K transcripts per sample
+    aggregate: Aggregate | None = None                     # None: weak.aggregate
+    losses: list[LossName] | None = None                   # None: strong.losses
+
+    @model_validator(mode="after")
+    def _check(self) -> "LabellerConfig":
+        if self.protocol == "none" and self.debates != 1:
+            raise ValueError(f"labeller {self.name}: debates > 1 needs a protocol other than none")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"labeller {self.name}: repeated seeds")
+        return self
+
+
 class WeakConfig(Strict):
     model: str = "minilm-l6"
     train: TrainConfig = TrainConfig()
-    seeds: list[int] = [0]                   # finetune-ensemble axis
-    aggregate: Literal["mean", "vote", "logodds"] = "mean"
+    labellers: list[LabellerConfig] = Field(
+        [LabellerConfig(name="weak"), LabellerConfig(name="weak+debate", protocol="debate")], min_length=1)
+    # The plain weak model every PGR is measured against (and whose predictions
+    # place the market-making consultant); must be a protocol-none labeller.
+    reference: str = "weak"
+    aggregate: Aggregate = "mean"
     # How a transcript too long for the weak model is fitted: every turn gets an
     # equal token budget and keeps its beginning, so no debater is cut away.
     transcript_budget: Literal["per_turn", "head"] = "per_turn"
-
-
-LossName = Literal["xent", "logconf", "product"]
 
 
 class StrongConfig(Strict):
@@ -96,7 +131,9 @@ class StrongConfig(Strict):
     aux_warmup_frac: float = 0.1  # logconf: steps over which the weight ramps from 0
     product_alpha: float = 1.0    # product: exponent of the weak label
     product_beta: float = 1.0     # product: exponent of the student's prediction
-    seed: int = 0
+    # Every student (and the ceiling) is trained once per seed; the report gives the
+    # mean over seeds and a bootstrap interval over test samples.
+    seeds: list[int] = Field([0], min_length=1)
 
 
 class RunConfig(Strict):
@@ -110,9 +147,29 @@ class RunConfig(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> "RunConfig":
-        if self.debate.protocol == "debate" and self.debate.num_turns < 2:
-            raise ValueError("debate.num_turns must be at least 2 for the debate protocol")
+        names = [lab.name for lab in self.weak.labellers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"weak.labellers: repeated names {names}")
+        ref = {lab.name: lab for lab in self.weak.labellers}.get(self.weak.reference)
+        if ref is None:
+            raise ValueError(f"weak.reference {self.weak.reference!r} is not one of weak.labellers {names}")
+        if ref.protocol != "none":
+            raise ValueError(f"weak.reference {ref.name!r} must be a labeller with protocol none "
+                             "(PGR is measured against the plain weak model)")
         return self
+
+    @property
+    def labellers(self) -> list[LabellerConfig]:
+        """The labellers this run trains: without debates, only the protocol-none ones."""
+        return [lab for lab in self.weak.labellers if self.debate.enabled or lab.protocol == "none"]
+
+    def debates_needed(self) -> dict[str, int]:
+        """{protocol: K} over the labellers of this run."""
+        need: dict[str, int] = {}
+        for lab in self.labellers:
+            if lab.protocol != "none":
+                need[lab.protocol] = max(need.get(lab.protocol, 0), lab.debates)
+        return need
 
     @property
     def run_dir(self) -> Path:
@@ -142,21 +199,39 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _read_yaml(p: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file; `extends: other.yaml` (relative to this file) is read first and
+    this file's keys override it (mappings merge, lists and values replace)."""
+    if not p.exists():
+        raise ConfigError(f"config file {p} does not exist")
+    if p.resolve() in seen:
+        raise ConfigError(f"config file {p} extends itself (through {' -> '.join(map(str, seen))})")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {p} is not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping at the top level")
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    return _merge(_read_yaml(p.parent / str(parent), seen + (p.resolve(),)), data)
+
+
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
     """Load YAML (safe), apply `key.sub=value` overrides (values parsed as YAML), validate."""
     data: dict[str, Any] = {}
     source = "(defaults)"
     if path is not None:
-        p = Path(path)
-        source = str(p)
-        if not p.exists():
-            raise ConfigError(f"config file {p} does not exist")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {p} is not valid YAML: {e}") from e
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {p} must hold a mapping at the top level")
+        source = str(path)
+        data = _read_yaml(Path(path))
     for ov in overrides:
         if "=" not in ov:
             raise ConfigError(f"override {ov!r} must look like key.sub=value")

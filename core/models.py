@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +69,9 @@ def embedded_source(name: str) -> Path:
 def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    # One temporary folder per process: under a multi-process launcher every process
+    # may convert at once; the first rename wins and the others discard their copy.
+    tmp = out_dir.with_name(f"{out_dir.name}.tmp{os.getpid()}")
     tok = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     if getattr(model, "hf_quantizer", None) is not None:
@@ -76,7 +79,12 @@ def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     # Rename last, so an interrupted conversion is never mistaken for a finished one.
-    tmp.rename(out_dir)
+    try:
+        tmp.rename(out_dir)
+    except OSError:
+        if not (out_dir / "config.json").exists():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def resolve_model(name: str) -> str:

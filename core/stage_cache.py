@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Callable
 
+from .distributed import is_main
 from .jsonl import save_json
 
 
@@ -24,5 +26,11 @@ def cached(path: Path, spec: Any, compute: Callable[[], Any]) -> Any:
         except (json.JSONDecodeError, KeyError):
             pass  # a torn file from a killed run: recompute
     result = compute()
-    save_json(path, {"fingerprint": fp, "spec": spec, "result": result})
+    if is_main():  # under a multi-process launcher every process computes; one writes
+        save_json(path, {"fingerprint": fp, "spec": spec, "result": result})
     return result
+
+
+def slug(text: str) -> str:
+    """A folder-safe (and peft-adapter-safe: no '.') name for a labeller, model or run."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")[-48:] or "x"

@@ -49,14 +49,22 @@ def _variables(t: Transcript, side: str, turn: int) -> dict:
 
 
 class DebateRunner:
-    def __init__(self, cfg: DebateConfig, store: Path, backend_factory: Callable[[], Backend]):
+    def __init__(self, cfg: DebateConfig, store: Path, backend_factory: Callable[[], Backend],
+                 protocols: tuple[str, ...] = ("debate",)):
         self.cfg = cfg
         self.store = store
         self.prompts: PromptSet = load_prompt_set(cfg.prompts)
-        self.turns = schedule(cfg.protocol, cfg.num_turns)
-        self.prompts.require_roles({role for _, role in self.turns})
+        # Checked for every protocol up front: a missing template must not surface
+        # only after the first protocol's debates have run.
+        self.prompts.require_roles({role for p in protocols for _, role in self.schedule(p)})
         self._factory = backend_factory
         self._backend: Backend | None = None
+
+    def num_turns(self, protocol: str) -> int:
+        return self.cfg.num_turns if protocol == "debate" else self.cfg.consult_turns
+
+    def schedule(self, protocol: str):
+        return schedule(protocol, self.num_turns(protocol))
 
     @property
     def backend(self) -> Backend:
@@ -69,50 +77,60 @@ class DebateRunner:
         int8 = self.cfg.cpu_int8 and self.cfg.backend == "transformers"
         return self.cfg.backend + ("-int8" if int8 else "")
 
-    def key(self, sample: Sample, k: int, fixed: dict[str, int] | None = None) -> str:
+    def key(self, sample: Sample, k: int, protocol: str = "debate",
+            fixed: dict[str, int] | None = None) -> str:
         c = self.cfg
         return debate_key(sample_id=sample.id, sample_text=sample.text, positions=sample.positions,
                           prompt_hash=self.prompts.hash, model=f"{c.model}|{self.backend_tag}",
-                          sampling=c.sampling,
-                          seed=c.seed, debate_index=k, protocol=c.protocol, num_turns=c.num_turns,
+                          sampling=c.sampling, seed=c.seed, debate_index=k, protocol=protocol,
+                          num_turns=self.num_turns(protocol),
                           fixed_a_label=fixed[sample.id] if fixed else None)
 
-    def _new(self, sample: Sample, k: int, fixed: dict[str, int] | None) -> Transcript:
+    def _new(self, sample: Sample, k: int, protocol: str, fixed: dict[str, int] | None) -> Transcript:
         c = self.cfg
         return Transcript(
-            key=self.key(sample, k, fixed), sample_id=sample.id, task=sample.task, sample_text=sample.text,
-            positions=sample.positions, gold_label=sample.label, debate_index=k, protocol=c.protocol,
-            num_turns=c.num_turns, a_label=fixed[sample.id] if fixed else _a_label(c, sample, k), turns=[], model=c.model,
+            key=self.key(sample, k, protocol, fixed), sample_id=sample.id, task=sample.task,
+            sample_text=sample.text, positions=sample.positions, gold_label=sample.label,
+            debate_index=k, protocol=protocol, num_turns=self.num_turns(protocol),
+            a_label=fixed[sample.id] if fixed else _a_label(c, sample, k), turns=[], model=c.model,
             backend=self.backend_tag, prompt_set=self.prompts.name, prompt_hash=self.prompts.hash,
             sampling=c.sampling, seed=c.seed,
         )
 
-    def run(self, samples: list[Sample], desc: str = "debates",
+    def missing(self, samples: list[Sample], protocol: str = "debate", num_debates: int = 1,
+                fixed_a_labels: dict[str, int] | None = None) -> int:
+        """How many of these debates are not stored (finished) yet."""
+        stored = load_transcripts(self.store)
+        return sum(1 for k in range(num_debates) for s in samples
+                   if not ((t := stored.get(self.key(s, k, protocol, fixed_a_labels))) and t.ok))
+
+    def run(self, samples: list[Sample], protocol: str = "debate", num_debates: int = 1,
             fixed_a_labels: dict[str, int] | None = None) -> dict[tuple[str, int], Transcript]:
         """Return {(sample_id, k): transcript} for every sample and k < num_debates.
 
         `fixed_a_labels` sets the label side A defends per sample instead of a random
         draw; market-making needs it (the side the no-debate weak model did not pick)."""
-        if self.cfg.protocol == "market_making" and fixed_a_labels is None:
+        if protocol == "market_making" and fixed_a_labels is None:
             raise ValueError("market_making needs the weak model's predictions (fixed_a_labels)")
         fixed = fixed_a_labels
+        turns = self.schedule(protocol)
         stored = load_transcripts(self.store)
-        jobs = [(s, k) for k in range(self.cfg.num_debates) for s in samples]
+        jobs = [(s, k) for k in range(num_debates) for s in samples]
         result: dict[tuple[str, int], Transcript] = {}
         pending = []
         for s, k in jobs:
-            t = stored.get(self.key(s, k, fixed))
+            t = stored.get(self.key(s, k, protocol, fixed))
             if t is not None and t.ok:
                 result[(s.id, k)] = t
             else:
                 pending.append((s, k))
         if not pending:
             return result
-        bar = tqdm(total=len(jobs), initial=len(jobs) - len(pending), desc=desc, unit="debate")
+        bar = tqdm(total=len(jobs), initial=len(jobs) - len(pending), desc=protocol, unit="debate")
         with JsonlWriter(self.store) as out:
             for ci in range(0, len(pending), self.cfg.chunk_size):
-                chunk = [self._new(s, k, fixed) for s, k in pending[ci : ci + self.cfg.chunk_size]]
-                self._debate_chunk(chunk, call_seed=self.cfg.seed * 100_003 + ci, bar=bar)
+                chunk = [self._new(s, k, protocol, fixed) for s, k in pending[ci : ci + self.cfg.chunk_size]]
+                self._debate_chunk(chunk, turns, call_seed=self.cfg.seed * 100_003 + ci, bar=bar)
                 for t in chunk:
                     out.write(t.model_dump(mode="json"))
                     if t.ok:
@@ -125,14 +143,14 @@ class DebateRunner:
                   "and will be retried on the next run")
         return result
 
-    def _debate_chunk(self, chunk: list[Transcript], call_seed: int, bar=None) -> None:
+    def _debate_chunk(self, chunk: list[Transcript], turns, call_seed: int, bar=None) -> None:
         start = time.perf_counter()
-        for ti, (side, role) in enumerate(self.turns):
+        for ti, (side, role) in enumerate(turns):
             live = [t for t in chunk if t.ok]
             if not live:
                 break
             if bar is not None:
-                bar.set_postfix_str(f"turn {ti + 1}/{len(self.turns)} of {len(live)} debates", refresh=True)
+                bar.set_postfix_str(f"turn {ti + 1}/{len(turns)} of {len(live)} debates", refresh=True)
             convs = [self.prompts.messages(role, _variables(t, side, ti)) for t in live]
             gens = self.backend.generate(convs, self.cfg.sampling, seed=call_seed + ti)
             for t, g in zip(live, gens):

@@ -11,9 +11,7 @@ import json
 from html import escape
 from pathlib import Path
 
-import numpy as np
 
-from core.jsonl import read_jsonl
 
 from .engine import load_transcripts
 from .transcript import Transcript, Turn
@@ -172,39 +170,17 @@ def render_html(transcripts: list[Transcript], weak_preds: dict[str, dict[str, f
     )
 
 
-def _aggregate_method(run_dir: Path) -> str:
-    # Test predictions are not stored aggregated; recombine members the way the run did.
-    try:
-        import yaml
-        return yaml.safe_load((run_dir / "config.yaml").read_text())["weak"]["aggregate"]
-    except Exception:
-        return "mean"
-
-
 def load_weak_preds(run_dir: Path) -> dict[str, dict[str, float]]:
-    """{labeller: {sample_id: P(label=1)}}: transfer from labels.jsonl, test aggregated
-    over the members' result.json. Labellers are named by their folder (weak, weak_debate)."""
-    from weak.ensemble import aggregate
-
+    """{labeller: {sample_id: P(label=1)}} over transfer and test, from each
+    labeller's weak/<labeller>/labeller.json (written by the weak stage)."""
     out: dict[str, dict[str, float]] = {}
     weak_dir = Path(run_dir) / "weak"
-    if not weak_dir.is_dir():
-        return out
-    method = _aggregate_method(Path(run_dir))
-    for lab_dir in sorted(p for p in weak_dir.iterdir() if p.is_dir()):
-        preds = {r["sample_id"]: float(r["soft_label"]) for r in read_jsonl(lab_dir / "labels.jsonl")}
-        members: list[dict[str, float]] = []
-        for f in sorted(lab_dir.glob("*/result.json")):
-            try:
-                members.append(json.loads(f.read_text())["result"]["test"])
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue  # a torn or foreign file: the stage recomputes it anyway
-        ids = sorted(set().union(*members)) if members else []
-        for i in ids:
-            ps = [m[i] for m in members if i in m]
-            preds.setdefault(i, float(aggregate(np.array(ps, dtype=float)[:, None], method)[0]))
-        if preds:
-            out[lab_dir.name] = preds
+    for f in sorted(weak_dir.glob("*/labeller.json")) if weak_dir.is_dir() else []:
+        try:
+            lab = json.loads(f.read_text())
+            out[lab["name"]] = {**lab["transfer_p1"], **lab["test_p1"]}
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # a torn file from a killed run: the stage rewrites it
     return out
 
 

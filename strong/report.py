@@ -16,36 +16,54 @@ from weak.labels import Labeller
 
 
 def build_report(name: str, splits: Splits, labellers: dict[str, Labeller],
-                 students: dict[str, dict[str, float]], meta: dict) -> dict:
+                 students: dict[str, dict[int, dict[str, float]]], reference: str = "weak",
+                 meta: dict | None = None) -> dict:
+    """Rows in the paper's order: weak labellers (the reference first), the students
+    (those on the reference's labels first), the ceiling. A student trained with
+    several seeds is scored by its per-sample correctness averaged over the seeds,
+    so its accuracy is the seed mean and the bootstrap resamples test samples."""
     ids = [s.id for s in splits.test]
     y = np.array([s.label for s in splits.test])
 
     def correct(p: dict[str, float]) -> np.ndarray:
         return ((np.array([p[i] for i in ids]) > 0.5).astype(int) == y).astype(float)
 
-    weak_ref = labellers["weak"].test_p1
-    weak_acc = accuracy(np.array([weak_ref[i] for i in ids]), y)
-    ceil_acc = accuracy(np.array([students["ceiling"][i] for i in ids]), y)
+    def seed_mean(by_seed: dict[int, dict[str, float]]) -> np.ndarray:
+        return np.mean([correct(p) for p in by_seed.values()], axis=0)
+
+    order = [reference] + [n for n in labellers if n != reference]
+    weak_c = correct(labellers[reference].test_p1)
+    ceil_c = seed_mean(students["ceiling"])
+    weak_acc, ceil_acc = float(weak_c.mean()), float(ceil_c.mean())
     rows = []
-    for lab in labellers.values():
+    for lab in (labellers[n] for n in order):
         p = np.array([lab.test_p1[i] for i in ids])
         members = {}
         for m, mp in lab.member_test_p1.items():
             q = np.array([mp[i] for i in ids])
             members[m] = {"accuracy": accuracy(q, y), "ece": ece(q, y)}
-        rows.append({"row": lab.name, "kind": "weak", "accuracy": accuracy(p, y),
-                     "acc_ci": bootstrap_acc(correct(lab.test_p1)), "ece": ece(p, y),
-                     "members": members})
-    for run, p in students.items():
-        acc = accuracy(np.array([p[i] for i in ids]), y)
-        row = {"row": run, "kind": "ceiling" if run == "ceiling" else "w2s", "accuracy": acc,
-               "acc_ci": bootstrap_acc(correct(p))}
-        if run != "ceiling":
-            row["pgr"] = pgr(acc, weak_acc, ceil_acc)
-            row.update(bootstrap_pgr(correct(p), correct(weak_ref), correct(students["ceiling"])))
+        rows.append({"row": lab.name, "kind": "weak", "protocol": lab.protocol, "aggregate": lab.aggregate,
+                     "accuracy": accuracy(p, y), "acc_ci": bootstrap_acc(correct(lab.test_p1)),
+                     "ece": ece(p, y), "members": members})
+
+    def student_rank(run: str) -> int:
+        lab = run[len("w2s["):].rsplit("|", 1)[0]
+        return order.index(lab) if lab in order else len(order)
+
+    for run in sorted((r for r in students if r != "ceiling"), key=student_rank):
+        c = seed_mean(students[run])
+        lab, loss = run[len("w2s["):-1].rsplit("|", 1)
+        acc = float(c.mean())
+        row = {"row": run, "kind": "w2s", "labeller": lab, "loss": loss, "accuracy": acc,
+               "seeds": len(students[run]), "seed_accuracy": [float(correct(p).mean()) for p in students[run].values()],
+               "pgr": pgr(acc, weak_acc, ceil_acc)}
+        row.update(bootstrap_pgr(c, weak_c, ceil_c))
         rows.append(row)
-    report = {"run": name, "n_test": len(ids), "weak_accuracy": weak_acc, "ceiling_accuracy": ceil_acc,
-              "pgr_defined": ceil_acc > weak_acc, "rows": rows, **meta}
+    rows.append({"row": "ceiling", "kind": "ceiling", "accuracy": ceil_acc, "acc_ci": bootstrap_acc(ceil_c),
+                 "seeds": len(students["ceiling"]),
+                 "seed_accuracy": [float(correct(p).mean()) for p in students["ceiling"].values()]})
+    report = {"run": name, "n_test": len(ids), "reference": reference, "weak_accuracy": weak_acc,
+              "ceiling_accuracy": ceil_acc, "pgr_defined": ceil_acc > weak_acc, "rows": rows, **(meta or {})}
     if not report["pgr_defined"]:
         report["warning"] = ("the strong ceiling does not beat the weak model on this test set: "
                              "PGR is undefined")
@@ -55,6 +73,15 @@ def build_report(name: str, splits: Splits, labellers: dict[str, Labeller],
     return report
 
 
+def row_title(r: dict) -> str:
+    if r["kind"] == "w2s":
+        return f"W2S on {r['labeller']} labels ({r['loss']})"
+    if r["kind"] == "ceiling":
+        return "strong ceiling (gold labels)"
+    n = len(r.get("members", {}))
+    return f"weak: {r['row']}" + (f" ({n} members, {r['aggregate']})" if n > 1 else "")
+
+
 def fmt(v: float | None, pct: bool = True) -> str:
     if v is None:
         return "n/a"
@@ -62,20 +89,26 @@ def fmt(v: float | None, pct: bool = True) -> str:
 
 
 def render_table(report: dict) -> str:
+    seeds = max((r.get("seeds", 1) for r in report["rows"]), default=1)
     lines = [f"# Run {report['run']}: {report['n_test']} test samples", "",
-             "| model | test acc % | PGR % (95% CI) | ECE |", "|---|---:|---:|---:|"]
+             "| model | test acc % (95% CI) | PGR % (95% CI) | ECE |", "|---|---:|---:|---:|"]
     for r in report["rows"]:
+        acc = fmt(r["accuracy"]) + (f" ({fmt(r['acc_ci'][0])} to {fmt(r['acc_ci'][1])})" if r.get("acc_ci") else "")
         ci = r.get("pgr_ci")
         p = "" if r["kind"] != "w2s" else fmt(r.get("pgr")) + (
             f" ({fmt(ci[0])} to {fmt(ci[1])})" if ci else "")
-        lines.append(f"| {r['row']} | {fmt(r['accuracy'])} | {p} | {fmt(r.get('ece'), False) if 'ece' in r else ''} |")
+        lines.append(f"| {row_title(r)} | {acc} | {p} | {fmt(r['ece'], False) if 'ece' in r else ''} |")
     if "warning" in report:
         lines += ["", f"**Warning:** {report['warning']}"]
     lines += ["", "Weak ensemble members (test):", "", "| labeller | member | acc % | ECE |", "|---|---|---:|---:|"]
     for r in report["rows"]:
         for m, v in r.get("members", {}).items():
             lines.append(f"| {r['row']} | {m} | {fmt(v['accuracy'])} | {fmt(v['ece'], False)} |")
-    lines += ["", "PGR = (W2S − weak) / (ceiling − weak), against the plain no-debate weak model."]
+    lines += ["", f"PGR = (W2S − weak) / (ceiling − weak), against the plain weak model "
+                  f"`{report.get('reference', 'weak')}`; 95 % paired bootstrap intervals over test samples."]
+    if seeds > 1:
+        lines.append(f"Students and ceiling: mean over {seeds} strong seeds (per-sample correctness "
+                     "averaged over seeds before resampling).")
     return "\n".join(lines) + "\n"
 
 
@@ -96,7 +129,7 @@ def plot_report(report: dict, out: Path) -> Path | None:
     for i, r in enumerate(rows):
         if r.get("pgr") is not None:
             ax.text(i, 0.02, f"PGR\n{100 * r['pgr']:.0f}%", ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(range(len(rows)), [r["row"] for r in rows], rotation=30, ha="right", fontsize=8)
+    ax.set_xticks(range(len(rows)), [row_title(r) for r in rows], rotation=35, ha="right", fontsize=7)
     ax.set_ylim(0, 1)
     ax.set_ylabel("test accuracy")
     ax.axhline(report["weak_accuracy"], color="#8da0cb", ls="--", lw=0.8)

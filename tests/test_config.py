@@ -30,14 +30,14 @@ def test_bad_value_is_named(tmp_path):
 
 
 def test_overrides_are_parsed_and_validated():
-    cfg = load_config(None, ["debate.num_turns=5", "weak.seeds=[1, 2]", "name=x"])
-    assert cfg.debate.num_turns == 5 and cfg.weak.seeds == [1, 2] and cfg.name == "x"
+    cfg = load_config(None, ["debate.num_turns=5", "strong.seeds=[1, 2]", "name=x"])
+    assert cfg.debate.num_turns == 5 and cfg.strong.seeds == [1, 2] and cfg.name == "x"
     with pytest.raises(ConfigError, match="debate.num_turns"):
         load_config(None, ["debate.num_turns=zero"])
 
 
 def test_debate_needs_two_turns():
-    with pytest.raises(ConfigError, match="at least 2"):
+    with pytest.raises(ConfigError, match="debate.num_turns: Input should be greater than or equal to 2"):
         load_config(None, ["debate.num_turns=1"])
 
 
@@ -51,3 +51,44 @@ def test_yaml_is_safe_loaded(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_labellers_decide_protocols_and_debates(tmp_path):
+    from core.config import ConfigError, load_config
+    p = tmp_path / "c.yaml"
+    p.write_text("""
+weak:
+  labellers:
+    - {name: weak}
+    - {name: ens+debate, protocol: debate, seeds: [0, 1], debates: 4}
+    - {name: mm, protocol: market_making}
+    - {name: single+debate, protocol: debate}
+""")
+    cfg = load_config(p)
+    assert cfg.debates_needed() == {"debate": 4, "market_making": 1}
+    assert [lab.name for lab in load_config(p, ["debate.enabled=false"]).labellers] == ["weak"]
+    bad = {
+        "weak.reference=ens+debate": "protocol none",
+        "weak.reference=nope": "not one of",
+        "weak.labellers=[{name: a}, {name: a}]": "repeated names",
+        "weak.labellers=[{name: weak, debates: 2}]": "debates > 1",
+        "weak.labellers=[{name: weak, seeds: [1, 1]}]": "repeated seeds",
+        "weak.labellers=[{name: weak, protocol: judge}]": "weak.labellers.0.protocol",
+    }
+    for override, msg in bad.items():
+        with pytest.raises(ConfigError, match=msg.replace("+", "[+]")):
+            load_config(p, [override])
+
+
+def test_extends_merges_mappings_and_replaces_lists(tmp_path):
+    (tmp_path / "base.yaml").write_text("name: base\ndata: {n_test: 7, seed: 3}\nstrong: {losses: [xent, logconf]}\n")
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\nname: child\ndata: {n_test: 9}\n"
+                                         "strong: {losses: [product]}\n")
+    cfg = load_config(tmp_path / "child.yaml")
+    assert (cfg.name, cfg.data.n_test, cfg.data.seed, cfg.strong.losses) == ("child", 9, 3, ["product"])
+    (tmp_path / "loop.yaml").write_text("extends: loop.yaml\n")
+    with pytest.raises(ConfigError, match="extends itself"):
+        load_config(tmp_path / "loop.yaml")
+    (tmp_path / "orphan.yaml").write_text("extends: missing.yaml\n")
+    with pytest.raises(ConfigError, match="missing.yaml"):
+        load_config(tmp_path / "orphan.yaml")

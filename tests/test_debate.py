@@ -86,7 +86,7 @@ def test_prompt_change_changes_keys_and_recomputes(tmp_path):
 
 
 def test_k_debates_per_sample(tmp_path):
-    out = runner(tmp_path, EchoBackend(), num_debates=3).run(make_demo_samples(4))
+    out = runner(tmp_path, EchoBackend()).run(make_demo_samples(4), num_debates=3)
     assert len(out) == 12
     assert len({t.key for t in out.values()}) == 12
 
@@ -125,16 +125,44 @@ def test_real_debate_with_embedded_strong_model(tmp_path, strong_backend):
 
 def test_market_making_argues_the_side_given_and_needs_it(tmp_path):
     samples = make_demo_samples(6)
-    r = runner(tmp_path, EchoBackend(), protocol="market_making", num_turns=2)
+    r = runner(tmp_path, EchoBackend(), consult_turns=2)
     with pytest.raises(ValueError, match="market_making"):
-        r.run(samples)
+        r.run(samples, "market_making")
     fixed = {s.id: i % 2 for i, s in enumerate(samples)}
-    out = r.run(samples, fixed_a_labels=fixed)
+    out = r.run(samples, "market_making", fixed_a_labels=fixed)
     for (sid, _), t in out.items():
         assert t.a_label == fixed[sid] and [x.side for x in t.turns] == ["A", "A"]
         assert all(x.role == "consult" and x.position_label == fixed[sid] for x in t.turns)
     flipped = {k: 1 - v for k, v in fixed.items()}
     be = EchoBackend()
-    again = runner(tmp_path, be, protocol="market_making", num_turns=2).run(samples, fixed_a_labels=flipped)
+    again = runner(tmp_path, be, consult_turns=2).run(samples, "market_making", fixed_a_labels=flipped)
     assert sum(be.batch_sizes) == 12  # other positions are other debates: all 6 x 2 turns regenerated
     assert all(again[k].key != out[k].key for k in out)
+
+
+def test_protocols_share_one_store_under_distinct_keys(tmp_path):
+    samples = make_demo_samples(3)
+    be = EchoBackend()
+    r = runner(tmp_path, be)
+    deb = r.run(samples, "debate")
+    con = r.run(samples, "consultancy")
+    assert all(t.protocol == "consultancy" and len(t.turns) == 1 for t in con.values())
+    assert all(len(t.turns) == 3 for t in deb.values())
+    assert not {t.key for t in deb.values()} & {t.key for t in con.values()}
+    n = sum(be.batch_sizes)
+    assert runner(tmp_path, be).run(samples, "consultancy").keys() == con.keys()
+    assert sum(be.batch_sizes) == n  # both stored, nothing regenerated
+
+
+def test_missing_template_for_any_protocol_fails_before_generating(tmp_path):
+    import yaml
+
+    from debate.prompts import BUILTIN_DIR, PromptError
+    spec = yaml.safe_load((BUILTIN_DIR / "terse" / "prompts.yaml").read_text())
+    del spec["instructions"]["consult"]
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "prompts.yaml").write_text(yaml.safe_dump(spec))
+    cfg = DebateConfig(prompts=str(tmp_path / "p"))
+    DebateRunner(cfg, tmp_path / "t.jsonl", lambda: EchoBackend(), protocols=("debate",))
+    with pytest.raises(PromptError, match="consult"):
+        DebateRunner(cfg, tmp_path / "t.jsonl", lambda: EchoBackend(), protocols=("debate", "consultancy"))

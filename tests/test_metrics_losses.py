@@ -88,7 +88,7 @@ def test_product_loss_target():
 
 def _labeller(name, p):
     from weak.labels import Labeller
-    return Labeller(name=name, uses_debate=False, aggregate="mean", members=["m"], weak_train_p1={},
+    return Labeller(name=name, protocol="none", aggregate="mean", members=["m"], weak_train_p1={},
                     transfer_p1={}, test_p1=p, member_test_p1={"m": p})
 
 
@@ -104,13 +104,38 @@ def test_report_rows_pgr_and_small_test_warning():
     right = lambda k, start=0: {i: (float(y[i]) if start <= j < start + k else 1.0 - y[i])
                                 for j, i in enumerate(ids)}
     rep = build_report("r", splits, {"weak": _labeller("weak", right(10))},
-                       {"ceiling": right(13), "w2s[weak|xent]": right(12, start=8)}, {})
+                       {"ceiling": {0: right(13)}, "w2s[weak|xent]": {0: right(12, start=8)}})
     rows = {r["row"]: r for r in rep["rows"]}
     assert rows["weak"]["accuracy"] == 0.5 and rows["ceiling"]["accuracy"] == 0.65
     assert rows["w2s[weak|xent]"]["pgr"] == pytest.approx(2 / 3)
     assert "warning" in rep and "too few" in rep["warning"]  # 20 samples, 3-sample gap: can't tell
-    assert "| w2s[weak|xent] | 60.0 | 66.7" in render_table(rep)
+    assert "| W2S on weak labels (xent) | 60.0 (" in render_table(rep)
+    assert "| 66.7 (" in render_table(rep)
+    assert [r["kind"] for r in rep["rows"]] == ["weak", "w2s", "ceiling"]
     rep2 = build_report("r", splits, {"weak": _labeller("weak", right(18))},
-                        {"ceiling": right(10), "w2s[weak|xent]": right(14)}, {})
+                        {"ceiling": {0: right(10)}, "w2s[weak|xent]": {0: right(14)}})
     assert not rep2["pgr_defined"] and "undefined" in rep2["warning"]
     assert {r["row"]: r for r in rep2["rows"]}["w2s[weak|xent]"]["pgr"] is None
+
+
+def test_report_averages_seeds_and_orders_rows_like_the_paper():
+    from data.demo_task import make_demo_samples
+    from data.splits import make_splits
+    from strong.report import build_report
+    s = make_demo_samples(40)
+    splits = make_splits(s, 10, 10, 20, seed=0)
+    y = {x.id: x.label for x in splits.test}
+    ids = list(y)
+    right = lambda k: {i: (float(y[i]) if j < k else 1.0 - y[i]) for j, i in enumerate(ids)}
+    labs = {"deb": _labeller("deb", right(11)), "weak": _labeller("weak", right(10))}
+    students = {"w2s[deb|xent]": {0: right(12)}, "ceiling": {0: right(18), 1: right(16)},
+                "w2s[weak|xent]": {0: right(12), 1: right(16), 2: right(14)}}
+    rep = build_report("r", splits, labs, students, reference="weak")
+    assert [r["row"] for r in rep["rows"]] == ["weak", "deb", "w2s[weak|xent]", "w2s[deb|xent]", "ceiling"]
+    rows = {r["row"]: r for r in rep["rows"]}
+    assert rep["ceiling_accuracy"] == pytest.approx(0.85)          # mean of 0.9 and 0.8
+    w = rows["w2s[weak|xent]"]
+    assert w["accuracy"] == pytest.approx(0.7) and w["seeds"] == 3  # mean of 0.6, 0.8, 0.7
+    assert w["seed_accuracy"] == pytest.approx([0.6, 0.8, 0.7])
+    assert w["pgr"] == pytest.approx((0.7 - 0.5) / (0.85 - 0.5))    # against the reference, not "deb"
+    assert w["acc_ci"][0] < 0.7 < w["acc_ci"][1]

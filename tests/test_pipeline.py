@@ -30,7 +30,7 @@ def test_demo_pipeline_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
         w = rows["w2s[weak|xent]"]
         expect = (w["accuracy"] - report["weak_accuracy"]) / (report["ceiling_accuracy"] - report["weak_accuracy"])
         assert w["pgr"] == pytest.approx(expect)
-    assert (rd / "report.md").read_text().count("| w2s[") == 4
+    assert (rd / "report.md").read_text().count("| W2S on ") == 4
     labels = [json.loads(l) for l in (rd / "weak" / "weak_debate" / "labels.jsonl").read_text().splitlines()]
     assert len(labels) == 16 and all(len(l["debate_keys"]) == 1 for l in labels)
     transcripts = (rd / "debate" / "transcripts.jsonl").read_text().splitlines()
@@ -42,9 +42,10 @@ def test_demo_pipeline_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(debate.backends, "make_backend",
                         lambda cfg: pytest.fail("debates were regenerated"))
     monkeypatch.setattr(core.classifier, "fit", lambda *a, **k: pytest.fail("a model was retrained"))
-    mtime = (rd / "weak" / "weak" / "seed0" / "result.json").stat().st_mtime
+    member = rd / "weak" / "members" / "none" / "minilm-l6" / "seed0" / "result.json"
+    mtime = member.stat().st_mtime
     assert run.main(args) == 0
-    assert (rd / "weak" / "weak" / "seed0" / "result.json").stat().st_mtime == mtime
+    assert member.stat().st_mtime == mtime
     assert json.loads((rd / "report.json").read_text())["rows"] == report["rows"]
 
 

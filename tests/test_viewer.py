@@ -93,21 +93,21 @@ def _write_run(tmp_path: Path) -> Path:
     ts = sample_set() + [transcript("s9", ["x"], error="boom")]
     (rd / "debate" / "transcripts.jsonl").write_text(
         "".join(json.dumps(t.model_dump()) + "\n" for t in ts))
-    lab = rd / "weak" / "weak"
-    for m, test in (("seed0", {"s3": 0.2, "s2": 0.6}), ("seed1", {"s3": 0.4})):
-        (lab / m).mkdir(parents=True)
-        (lab / m / "result.json").write_text(json.dumps(
-            {"fingerprint": "f", "spec": {}, "result": {"transfer": {"s1": 0.9}, "test": test}}))
-    (lab / "labels.jsonl").write_text(json.dumps(
-        {"sample_id": "s1", "soft_label": 0.75, "members": {"seed0": 0.9}, "debate_keys": [],
-         "gold_label": 1}) + "\n")
+    from weak.labels import Labeller
+    lab = Labeller(name="weak", protocol="none", aggregate="mean", members=["seed0", "seed1"],
+                   weak_train_p1={}, transfer_p1={"s1": 0.75}, test_p1={"s2": 0.6, "s3": 0.3},
+                   member_test_p1={"seed0": {"s2": 0.6, "s3": 0.2}, "seed1": {"s2": 0.6, "s3": 0.4}})
+    (rd / "weak" / "weak").mkdir(parents=True)
+    (rd / "weak" / "weak" / "labeller.json").write_text(lab.model_dump_json())
+    (rd / "weak" / "torn").mkdir()
+    (rd / "weak" / "torn" / "labeller.json").write_text('{"name": "torn", "transf')  # killed mid-write
     return rd
 
 
 def test_load_weak_preds(tmp_path):
     assert load_weak_preds(tmp_path / "nothing") == {}
     preds = load_weak_preds(_write_run(tmp_path))
-    assert preds == {"weak": {"s1": 0.75, "s2": 0.6, "s3": pytest.approx(0.3)}}
+    assert preds == {"weak": {"s1": 0.75, "s2": 0.6, "s3": 0.3}}
 
 
 def test_write_viewer(tmp_path):

@@ -33,11 +33,19 @@ def test_members_differ_by_seed_and_debate_and_rerun_skips(tmp_path, monkeypatch
     samples = make_demo_samples(36)
     splits = make_splits(samples, 12, 12, 12, seed=0)
     cfg = RunConfig.model_validate({
-        "output_dir": str(tmp_path), "debate": {"num_debates": 2},
-        "weak": {"seeds": [0, 1], "train": {"epochs": 2, "batch_size": 6, "max_length": 64, "lr": 5e-3}}})
-    tr = fake_transcripts(samples, 2)
+        "output_dir": str(tmp_path),
+        "weak": {"labellers": [{"name": "weak", "seeds": [0, 1]},
+                               {"name": "single+debate", "protocol": "debate"},
+                               {"name": "weak+debate", "protocol": "debate", "seeds": [0, 1], "debates": 2}],
+                 "train": {"epochs": 2, "batch_size": 6, "max_length": 64, "lr": 5e-3}}})
+    tr = {"debate": fake_transcripts(samples, 2)}
+    import core.classifier
+    real_fit, calls = core.classifier.fit, []
+    monkeypatch.setattr(core.classifier, "fit", lambda *a, **k: calls.append(k) or real_fit(*a, **k))
     labs = run_weak(cfg, splits, tr, tmp_path)
-    assert set(labs) == {"weak", "weak+debate"}
+    assert len(calls) == 2 + 4  # the single weak+debate model is the ensemble's first member: trained once
+    assert list(labs) == ["weak", "single+debate", "weak+debate"]
+    assert labs["single+debate"].member_test_p1["seed0-debate0"] == labs["weak+debate"].member_test_p1["seed0-debate0"]
     assert labs["weak"].members == ["seed0", "seed1"]
     assert labs["weak+debate"].members == ["seed0-debate0", "seed1-debate0", "seed0-debate1", "seed1-debate1"]
     m = labs["weak+debate"].member_test_p1
@@ -50,7 +58,6 @@ def test_members_differ_by_seed_and_debate_and_rerun_skips(tmp_path, monkeypatch
     rows = [json.loads(l) for l in (tmp_path / "weak" / "weak_debate" / "labels.jsonl").read_text().splitlines()]
     assert len(rows) == 12 and all(len(r["members"]) == 4 and len(r["debate_keys"]) == 2 for r in rows)
 
-    import core.classifier
     monkeypatch.setattr(core.classifier, "fit", lambda *a, **k: pytest.fail("a member was retrained"))
     again = run_weak(cfg, splits, tr, tmp_path)
     assert again["weak+debate"].test_p1 == labs["weak+debate"].test_p1

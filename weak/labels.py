@@ -15,7 +15,7 @@ class WeakLabel(BaseModel):
 class Labeller(BaseModel):
     """A weak labeller's outputs: soft labels on transfer, predictions on test."""
     name: str
-    uses_debate: bool
+    protocol: str                     # none | debate | consultancy | market_making
     aggregate: str
     members: list[str]
     weak_train_p1: dict[str, float]   # in-sample; used only to place market-making consultants

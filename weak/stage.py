@@ -1,10 +1,14 @@
 """Weak stage: train the weak members on gold labels, label the transfer split.
 
-Two labellers in the same run: `weak` (sample only; the no-debate baseline every
-PGR is measured against) and `weak+<protocol>` (sample + a transcript of the
-debate, consultancy or market-making protocol).
-Members span the finetuning seeds, and for `weak+debate` also the K debates per
-sample: member (seed s, debate k) trains and labels with debate k's transcripts.
+A labeller (config `weak.labellers`) is an ensemble of members, one per
+(model, seed, debate sample k). Protocol `none` reads the sample only: the
+reference labeller (`weak.reference`) is such a plain weak model, and every PGR is
+measured against it. Otherwise member (model, seed, k) trains and labels with the
+k-th transcript of its protocol for every sample.
+
+Members are stored once per (protocol, model, seed, k) under weak/members/, so
+labellers that share a member (the single weak+debate model is also the first
+member of the debate ensemble) train it once.
 """
 from __future__ import annotations
 
@@ -14,11 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from core.classifier import SharedLoraBase, load_tokenizer, train_classifier
-from core.config import RunConfig
-from core.jsonl import JsonlWriter
+from core.config import LabellerConfig, RunConfig
+from core.distributed import is_main
+from core.jsonl import JsonlWriter, save_json
 from core.losses import XentLoss
 from core.models import resolve_model
-from core.stage_cache import cached
+from core.stage_cache import cached, slug
 from data.schema import Sample
 from data.splits import Splits
 from debate.transcript import Transcript
@@ -28,85 +33,115 @@ from .inputs import weak_input
 from .labels import Labeller, WeakLabel
 
 Transcripts = dict[tuple[str, int], Transcript]
+SPLITS = ("weak_train", "transfer", "test")
 
 
 def _ids_hash(samples: list[Sample]) -> str:
     return hashlib.sha256("|".join(s.id for s in samples).encode()).hexdigest()[:16]
 
 
-def _train_member(cfg: RunConfig, splits: Splits, transcripts: Transcripts | None, k: int,
-                  seed: int, out: Path, tok, shared: SharedLoraBase) -> dict:
-    w = cfg.weak
+class MemberTrainer:
+    """Trains (or loads from cache) one weak member; keeps one loaded base per model."""
 
-    def texts(samples: list[Sample]) -> list[str]:
-        return [weak_input(s.text, transcripts[(s.id, k)] if transcripts else None, tok,
-                           w.train.max_length, w.transcript_budget) for s in samples]
+    def __init__(self, cfg: RunConfig, splits: Splits, run_dir: Path):
+        self.cfg, self.splits, self.root = cfg, splits, run_dir / "weak" / "members"
+        self._tok: dict = {}
+        # Each base is loaded lazily, on its first member that is not cached, then shared.
+        self._shared: dict[str, SharedLoraBase] = {}
 
-    def debate_keys(samples: list[Sample]) -> list[str]:
-        return [transcripts[(s.id, k)].key for s in samples] if transcripts else []
+    def tokenizer(self, model: str):
+        if model not in self._tok:
+            self._tok[model] = load_tokenizer(resolve_model(model), self.cfg.trust_remote_code)
+        return self._tok[model]
 
-    spec = {"v": 2, "model": w.model, "train": w.train.model_dump(), "seed": seed, "k": k,
-            "budget": w.transcript_budget,
-            "splits": [_ids_hash(x) for x in (splits.weak_train, splits.transfer, splits.test)],
-            "debates": hashlib.sha256("|".join(
-                debate_keys(splits.weak_train + splits.transfer + splits.test)).encode()).hexdigest()[:16]}
+    def folder(self, protocol: str, model: str, seed: int, k: int) -> Path:
+        return self.root / protocol / slug(model) / (f"seed{seed}" + (f"-debate{k}" if protocol != "none" else ""))
 
-    def compute() -> dict:
-        parts = {"weak_train": splits.weak_train, "transfer": splits.transfer, "test": splits.test}
-        inputs = {k: texts(v) for k, v in parts.items()}  # fitted to the context once per split
-        y = np.array([s.label for s in splits.weak_train], dtype=np.float32)
-        clf = train_classifier(w.model, inputs["weak_train"], y, XentLoss(), w.train, seed,
-                               desc=f"weak {out.parent.name}/{out.name}",
-                               trust_remote_code=cfg.trust_remote_code, shared=shared,
-                               member=f"{out.parent.name}-{out.name}")  # peft forbids "." in names
-        clf.save(out)
-        # weak_train predictions are in-sample; only market-making uses them (to pick
-        # the side the weak model did not choose on every split).
-        return {k: dict(zip([s.id for s in v], map(float, clf.predict(inputs[k]))))
-                for k, v in parts.items()}
+    def __call__(self, protocol: str, model: str, seed: int, k: int,
+                 transcripts: Transcripts | None) -> dict[str, dict[str, float]]:
+        """{split: {sample id: P(label = 1)}} of member (protocol, model, seed, k)."""
+        w, sp = self.cfg.weak, self.splits
+        out = self.folder(protocol, model, seed, k)
+        tok = self.tokenizer(model)
+        parts = {name: getattr(sp, name) for name in SPLITS}
 
-    return cached(out / "result.json", spec, compute)
+        def texts(samples: list[Sample]) -> list[str]:
+            return [weak_input(s.text, transcripts[(s.id, k)] if transcripts else None, tok,
+                               w.train.max_length, w.transcript_budget) for s in samples]
+
+        keys = [transcripts[(s.id, k)].key for s in sp.weak_train + sp.transfer + sp.test] if transcripts else []
+        spec = {"v": 3, "model": model, "train": w.train.model_dump(), "seed": seed, "k": k,
+                "protocol": protocol, "budget": w.transcript_budget,
+                "splits": [_ids_hash(x) for x in parts.values()],
+                "debates": hashlib.sha256("|".join(keys).encode()).hexdigest()[:16]}
+
+        def compute() -> dict:
+            inputs = {name: texts(v) for name, v in parts.items()}  # fitted to the context once per split
+            y = np.array([s.label for s in sp.weak_train], dtype=np.float32)
+            shared = self._shared.setdefault(model, SharedLoraBase(model, w.train, self.cfg.trust_remote_code))
+            clf = train_classifier(model, inputs["weak_train"], y, XentLoss(), w.train, seed,
+                                   desc=f"weak {protocol}/{out.parent.name}/{out.name}",
+                                   trust_remote_code=self.cfg.trust_remote_code, shared=shared,
+                                   member=f"{protocol}-{hashlib.sha1(model.encode()).hexdigest()[:8]}-{out.name}")
+            clf.save(out)
+            # weak_train predictions are in-sample; only market-making uses them (to pick
+            # the side the weak model did not choose on every split).
+            return {name: dict(zip([s.id for s in v], map(float, clf.predict(inputs[name]))))
+                    for name, v in parts.items()}
+
+        return cached(out / "result.json", spec, compute)
 
 
-def run_weak(cfg: RunConfig, splits: Splits, transcripts: Transcripts | None,
-             run_dir: Path) -> dict[str, Labeller]:
-    tok = load_tokenizer(resolve_model(cfg.weak.model), cfg.trust_remote_code)
-    # Loaded lazily, on the first member that is not cached, then shared by all.
-    shared = SharedLoraBase(cfg.weak.model, cfg.weak.train, cfg.trust_remote_code)
-    variants: list[tuple[str, Transcripts | None, list[int]]] = [("weak", None, [0])]
-    if transcripts is not None:
-        variants.append((f"weak+{cfg.debate.protocol}", transcripts, list(range(cfg.debate.num_debates))))
+def member_name(lab: LabellerConfig, model: str, seed: int, k: int) -> str:
+    name = f"seed{seed}" + (f"-debate{k}" if lab.protocol != "none" else "")
+    return f"{slug(model)}-{name}" if lab.models and len(lab.models) > 1 else name
+
+
+def run_labeller(cfg: RunConfig, lab: LabellerConfig, trainer: MemberTrainer,
+                 transcripts: Transcripts | None, run_dir: Path) -> Labeller:
+    splits = trainer.splits
+    method = lab.aggregate or cfg.weak.aggregate
+    members = {}
+    for model in lab.models or [cfg.weak.model]:
+        for k in range(lab.debates):
+            for seed in lab.seeds:
+                members[member_name(lab, model, seed, k)] = trainer(lab.protocol, model, seed, k, transcripts)
+    names = list(members)
+    agg = {}
+    for split in SPLITS:
+        ids = [s.id for s in getattr(splits, split)]
+        p = aggregate(np.array([[members[m][split][i] for i in ids] for m in names]), method)
+        agg[split] = dict(zip(ids, map(float, p)))
+    out = Labeller(name=lab.name, protocol=lab.protocol, aggregate=method, members=names,
+                   weak_train_p1=agg["weak_train"], transfer_p1=agg["transfer"], test_p1=agg["test"],
+                   member_test_p1={m: members[m]["test"] for m in names})
+    if is_main():
+        folder = run_dir / "weak" / slug(lab.name)
+        save_json(folder / "labeller.json", out.model_dump())
+        _write_labels(folder / "labels.jsonl", splits.transfer, out, members, transcripts, lab.debates)
+    return out
+
+
+def run_weak(cfg: RunConfig, splits: Splits, transcripts: dict[str, Transcripts], run_dir: Path,
+             only: list[str] | None = None, trainer: MemberTrainer | None = None) -> dict[str, Labeller]:
+    """Every labeller of the run (or those named in `only`), in config order.
+    `transcripts`: {protocol: {(sample id, k): transcript}} for the protocols in use."""
+    trainer = trainer or MemberTrainer(cfg, splits, run_dir)
     out: dict[str, Labeller] = {}
-    for name, tr, ks in variants:
-        base = run_dir / "weak" / name.replace("+", "_")
-        members = {}
-        for k in ks:
-            for seed in cfg.weak.seeds:
-                mname = f"seed{seed}" + (f"-debate{k}" if tr else "")
-                members[mname] = _train_member(cfg, splits, tr, k, seed, base / mname, tok, shared)
-        names = list(members)
-        agg = {}
-        for split in ("weak_train", "transfer", "test"):
-            ids = [s.id for s in getattr(splits, split)]
-            p = aggregate(np.array([[members[m][split][i] for i in ids] for m in names]),
-                          cfg.weak.aggregate)
-            agg[split] = dict(zip(ids, map(float, p)))
-        lab = Labeller(name=name, uses_debate=tr is not None, aggregate=cfg.weak.aggregate,
-                       members=names, weak_train_p1=agg["weak_train"],
-                       transfer_p1=agg["transfer"], test_p1=agg["test"],
-                       member_test_p1={m: members[m]["test"] for m in names})
-        _write_labels(base / "labels.jsonl", splits.transfer, lab, members, tr, ks)
-        out[name] = lab
+    for lab in cfg.labellers:
+        if only is None or lab.name in only:
+            tr = None if lab.protocol == "none" else transcripts[lab.protocol]
+            out[lab.name] = run_labeller(cfg, lab, trainer, tr, run_dir)
     return out
 
 
 def _write_labels(path: Path, transfer: list[Sample], lab: Labeller, members: dict,
-                  tr: Transcripts | None, ks: list[int]) -> None:
+                  tr: Transcripts | None, n_debates: int) -> None:
     path.unlink(missing_ok=True)  # cheap to rewrite from the cached member results
     with JsonlWriter(path) as f:
         for s in transfer:
             f.write(WeakLabel(
                 sample_id=s.id, soft_label=lab.transfer_p1[s.id],
                 members={m: r["transfer"][s.id] for m, r in members.items()},
-                debate_keys=[tr[(s.id, k)].key for k in ks] if tr else [],
+                debate_keys=[tr[(s.id, k)].key for k in range(n_debates)] if tr else [],
                 gold_label=s.label).model_dump())
