@@ -76,6 +76,12 @@ def run_pipeline(cfg, until: str | None = None) -> Path | None:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     timings: dict[str, float] = {}
+    memory: dict[str, float] = {}  # the process's peak RSS (MB) when each stage ends
+
+    def done(stage: str, start: float) -> None:
+        import resource
+        timings[stage] = time.perf_counter() - start
+        memory[stage] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
     t = time.perf_counter()
     d = cfg.data
@@ -83,7 +89,7 @@ def run_pipeline(cfg, until: str | None = None) -> Path | None:
     if main:
         (run_dir / "splits.json").write_text(json.dumps(
             {k: [s.id for s in getattr(splits, k)] for k in ("weak_train", "transfer", "test")}))
-    timings["data"] = time.perf_counter() - t
+    done("data", t)
     log = print if main else (lambda *a, **k: None)
     log(f"[data] {d.task}: weak_train {len(splits.weak_train)}, transfer {len(splits.transfer)}, "
           f"test {len(splits.test)}")
@@ -113,24 +119,24 @@ def run_pipeline(cfg, until: str | None = None) -> Path | None:
             if missing:
                 raise StageFailed(f"{missing} {protocol} transcripts failed; rerun to retry them "
                                   "(finished ones are kept)")
-        timings["debate"] = time.perf_counter() - t
+        done("debate", t)
     if until == "debate":
         return None
 
     t = time.perf_counter()
     labellers = run_weak(cfg, splits, transcripts, run_dir, trainer=trainer)
-    timings["weak"] = time.perf_counter() - t
+    done("weak", t)
     if until == "weak":
         return None
     t = time.perf_counter()
     students = run_strong(cfg, splits, labellers, run_dir)
-    timings["strong"] = time.perf_counter() - t
+    done("strong", t)
     if not main:
         return None
     report = build_report(cfg.name, splits, labellers, students, cfg.weak.reference, {
         "task": d.task, "weak_model": cfg.weak.model, "strong_model": cfg.strong.model,
         "debate": cfg.debate.model_dump(mode="json") if need else None,
-        "seconds": {k: round(v, 1) for k, v in timings.items()}})
+        "seconds": {k: round(v, 1) for k, v in timings.items()}, "peak_rss_mb_after": memory})
     path = write_report(report, run_dir)
     print(render_table(report))
     if need:

@@ -106,6 +106,10 @@ def render_table(report: dict) -> str:
             lines.append(f"| {r['row']} | {m} | {fmt(v['accuracy'])} | {fmt(v['ece'], False)} |")
     lines += ["", f"PGR = (W2S − weak) / (ceiling − weak), against the plain weak model "
                   f"`{report.get('reference', 'weak')}`; 95 % paired bootstrap intervals over test samples."]
+    if "seconds" in report:
+        secs = ", ".join(f"{k} {v:.0f} s" for k, v in report["seconds"].items())
+        mem = report.get("peak_rss_mb_after", {})
+        lines.append(f"Wall time: {secs}" + (f"; peak RSS {max(mem.values())} MB" if mem else "") + ".")
     if seeds > 1:
         lines.append(f"Students and ceiling: mean over {seeds} strong seeds (per-sample correctness "
                      "averaged over seeds before resampling).")

@@ -61,3 +61,24 @@ def test_members_differ_by_seed_and_debate_and_rerun_skips(tmp_path, monkeypatch
     monkeypatch.setattr(core.classifier, "fit", lambda *a, **k: pytest.fail("a member was retrained"))
     again = run_weak(cfg, splits, tr, tmp_path)
     assert again["weak+debate"].test_p1 == labs["weak+debate"].test_p1
+
+
+@pytest.mark.slow
+def test_mixed_architectures_in_one_ensemble(tmp_path):
+    """An encoder (MiniLM) and a decoder (SmolLM2, no pad token of its own) in one labeller."""
+    samples = make_demo_samples(24)
+    splits = make_splits(samples, 8, 8, 8, seed=0)
+    cfg = RunConfig.model_validate({
+        "output_dir": str(tmp_path),
+        "weak": {"labellers": [{"name": "weak", "models": ["minilm-l6", "smollm2-135m"], "seeds": [0]},
+                               {"name": "mixed+debate", "protocol": "debate",
+                                "models": ["minilm-l6", "smollm2-135m"]}],
+                 "train": {"epochs": 1, "batch_size": 4, "max_length": 64, "lr": 5e-3}}})
+    labs = run_weak(cfg, splits, {"debate": fake_transcripts(samples, 1)}, tmp_path)
+    lab = labs["mixed+debate"]
+    assert lab.members == ["minilm-l6-seed0-debate0", "smollm2-135m-seed0-debate0"]
+    ids = [s.id for s in splits.test]
+    a, b = (np.array([lab.member_test_p1[m][i] for i in ids]) for m in lab.members)
+    assert not np.allclose(a, b)
+    np.testing.assert_allclose([lab.test_p1[i] for i in ids], (a + b) / 2, rtol=1e-6)
+    assert (tmp_path / "weak" / "members" / "debate" / "smollm2-135m" / "seed0-debate0" / "adapter").is_dir()
