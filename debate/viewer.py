@@ -52,6 +52,7 @@ JS = """
 (function () {
   var q = document.getElementById('q'), gold = document.getElementById('gold'),
       wrong = document.getElementById('wrong'), who = document.getElementById('who'),
+      proto = document.getElementById('protocol'),
       count = document.getElementById('count'),
       items = Array.prototype.slice.call(document.querySelectorAll('article[data-search]'));
   function apply() {
@@ -60,6 +61,7 @@ JS = """
       var wrongBy = (el.getAttribute('data-wrong') || '').split(' ').filter(Boolean), ok = true;
       if (text && el.getAttribute('data-search').indexOf(text) < 0) ok = false;
       if (gold.value !== '' && el.getAttribute('data-gold') !== gold.value) ok = false;
+      if (proto && proto.value !== '' && el.getAttribute('data-protocol') !== proto.value) ok = false;
       if (wrong && wrong.checked) {
         var name = who ? who.value : '';
         if (name ? wrongBy.indexOf(name) < 0 : wrongBy.length === 0) ok = false;
@@ -69,7 +71,7 @@ JS = """
     });
     count.textContent = shown + ' of ' + items.length + ' debates';
   }
-  [q, gold, wrong, who].forEach(function (el) {
+  [q, gold, wrong, who, proto].forEach(function (el) {
     if (el) { el.addEventListener('input', apply); el.addEventListener('change', apply); }
   });
   apply();
@@ -124,8 +126,11 @@ def _debate_html(t: Transcript, weak_preds: dict[str, dict[str, float]] | None) 
     preds, wrong = _preds_html(t, weak_preds) if weak_preds else ("", [])
     err = f' <span class="tag err">error: {_e(t.error)}</span>' if t.error else ""
     a_pos, b_pos = t.positions[t.a_label], t.positions[1 - t.a_label]
-    cols = (f'<div class="colhead sideA" style="grid-row:1;grid-column:1">Debater A &middot; {_e(a_pos)}</div>'
-            f'<div class="colhead sideB" style="grid-row:1;grid-column:2">Debater B &middot; {_e(b_pos)}</div>')
+    if t.protocol == "debate":
+        cols = (f'<div class="colhead sideA" style="grid-row:1;grid-column:1">Debater A &middot; {_e(a_pos)}</div>'
+                f'<div class="colhead sideB" style="grid-row:1;grid-column:2">Debater B &middot; {_e(b_pos)}</div>')
+    else:  # consultancy, market-making: one speaker
+        cols = f'<div class="colhead sideA" style="grid-row:1;grid-column:1">Consultant &middot; {_e(a_pos)}</div>'
     turns = "".join(_turn_html(t, x, r) for x, r in zip(t.turns, _rows(t.turns)))
     s = t.sampling
     prov = (f"model <code>{_e(t.model)}</code> &middot; backend <code>{_e(t.backend)}</code> &middot; "
@@ -135,9 +140,10 @@ def _debate_html(t: Transcript, weak_preds: dict[str, dict[str, float]] | None) 
             f" &middot; {t.seconds:.1f}s")
     search = (t.sample_id + " " + t.sample_text).lower()
     return (
-        f'<article class="debate" data-search="{_e(search)}" data-gold="{t.gold_label}" data-wrong="{_e(" ".join(wrong))}">'
+        f'<article class="debate" data-search="{_e(search)}" data-gold="{t.gold_label}" '
+        f'data-protocol="{_e(t.protocol)}" data-wrong="{_e(" ".join(wrong))}">'
         f'<div class="meta"><span class="sid">{_e(t.sample_id)}</span>'
-        f'<span class="tag">{_e(t.task)}</span><span class="tag">debate {t.debate_index}</span>'
+        f'<span class="tag">{_e(t.task)}</span><span class="tag">{_e(t.protocol)} {t.debate_index}</span>'
         f'<span class="tag gold">gold {t.gold_label}: {_e(gold_pos)}</span>{err}</div>'
         f'<div class="sample">{_e(t.sample_text)}</div>'
         f'<div class="turns">{cols}{turns}</div>{preds}'
@@ -148,9 +154,12 @@ def _debate_html(t: Transcript, weak_preds: dict[str, dict[str, float]] | None) 
 def render_html(transcripts: list[Transcript], weak_preds: dict[str, dict[str, float]] | None = None,
                 title: str = "Debates") -> str:
     """One self-contained HTML page showing every debate, optionally with weak predictions."""
-    ts = sorted(transcripts, key=lambda t: (t.sample_id, t.debate_index))
+    ts = sorted(transcripts, key=lambda t: (t.sample_id, t.protocol, t.debate_index))
     golds = sorted({t.gold_label for t in ts})
     gold_opts = "".join(f'<option value="{g}">gold {g}</option>' for g in golds)
+    protocols = sorted({t.protocol for t in ts})
+    proto_ctl = ("" if len(protocols) < 2 else '<select id="protocol"><option value="">any protocol</option>'
+                 + "".join(f'<option value="{_e(p)}">{_e(p)}</option>' for p in protocols) + "</select>")
     wrong_ctl = ""
     if weak_preds:
         names = list(weak_preds)
@@ -164,7 +173,7 @@ def render_html(transcripts: list[Transcript], weak_preds: dict[str, dict[str, f
         f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"
         f'<header><h1>{_e(title)}</h1>'
         '<input type="search" id="q" placeholder="search sample id or text">'
-        f'<select id="gold"><option value="">any gold</option>{gold_opts}</select>{wrong_ctl}'
+        f'<select id="gold"><option value="">any gold</option>{gold_opts}</select>{proto_ctl}{wrong_ctl}'
         '<span id="count"></span></header>'
         f"<main>{body}</main><script>{JS}</script></body></html>\n"
     )

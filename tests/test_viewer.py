@@ -17,14 +17,16 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 
 def transcript(sid: str, texts: list[str], *, sample_text: str = "a plain review", gold: int = 1,
-               a_label: int = 0, error: str | None = None, k: int = 0) -> Transcript:
-    turns = [Turn(index=i, side="AB"[i % 2], role=["opening", "counter", "rebuttal"][i % 3],
-                  position_label=a_label if i % 2 == 0 else 1 - a_label, text=x,
+               a_label: int = 0, error: str | None = None, k: int = 0, protocol: str = "debate") -> Transcript:
+    consult = protocol != "debate"
+    turns = [Turn(index=i, side="A" if consult else "AB"[i % 2],
+                  role="consult" if consult else ["opening", "counter", "rebuttal"][i % 3],
+                  position_label=a_label if consult or i % 2 == 0 else 1 - a_label, text=x,
                   prompt_tokens=50, completion_tokens=len(x.split()), finish_reason="stop")
              for i, x in enumerate(texts)]
     return Transcript(key=f"key-{sid}-{k}", sample_id=sid, task="sentiment", sample_text=sample_text,
                       positions=("negative", "positive"), gold_label=gold, debate_index=k,
-                      protocol="debate", num_turns=len(texts), a_label=a_label, turns=turns,
+                      protocol=protocol, num_turns=len(texts), a_label=a_label, turns=turns,
                       model="smollm2-135m|transformers", backend="transformers", prompt_set="terse",
                       prompt_hash="abc123", sampling=SamplingParams(), seed=7, error=error)
 
@@ -104,6 +106,14 @@ def _write_run(tmp_path: Path) -> Path:
     return rd
 
 
+def test_consultancy_shows_one_speaker_and_a_protocol_filter():
+    html = render_html(sample_set() + [transcript("s1", ["Only I speak."], protocol="consultancy")])
+    art = [a for a in html.split("<article")[1:] if 'data-protocol="consultancy"' in a]
+    assert len(art) == 1 and "Consultant &middot; negative" in art[0] and "Debater B" not in art[0]
+    assert '<select id="protocol">' in html and '<option value="consultancy">' in html
+    assert '<select id="protocol">' not in render_html(sample_set())  # one protocol: no filter
+
+
 def test_load_weak_preds(tmp_path):
     assert load_weak_preds(tmp_path / "nothing") == {}
     preds = load_weak_preds(_write_run(tmp_path))
@@ -150,5 +160,11 @@ def test_renders_in_headless_chromium(tmp_path):
     assert "1 of 3 debates" in dom
     shown = [a for a in dom.split("<article")[1:] if not a.startswith(' class="debate hidden"')]
     assert len(shown) == 1 and 'class="sid">s2<' in shown[0]
+    # The protocol filter: only the consultancy transcript stays.
+    mixed = sample_set() + [transcript("s4", ["Only I speak."], protocol="consultancy")]
+    html = render_html(mixed, PREDS).replace('<option value="consultancy">', '<option value="consultancy" selected>')
+    page.write_text(html, encoding="utf-8")
+    dom = run("--dump-dom").stdout
+    assert "1 of 4 debates" in dom
     if shutil.which("identify"):  # optional: the PNG has the requested size
         assert "1400x1000" in subprocess.run(["identify", str(png)], capture_output=True, text=True).stdout
