@@ -60,3 +60,53 @@ def test_user_mistakes_are_clear_errors_not_tracebacks(tmp_path, capsys):
     assert run.main(["--config", "configs/demo.yaml", "--set", f"output_dir={tmp_path}",
                      "--prompts", "no-such-set"]) == 2
     assert "no-such-set" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_paper_table_orchestration_with_market_making(tmp_path, monkeypatch):
+    """Every protocol a labeller reads is generated (fake debater: orchestration only;
+    weak and strong models are real), market-making argues against the plain weak
+    model, and the report holds one row per labeller, loss and ceiling."""
+    from fake_backend import EchoBackend
+
+    import debate.backends
+    monkeypatch.setattr(debate.backends, "make_backend", lambda cfg: EchoBackend())
+    labellers = ("[{name: weak, losses: [xent, logconf, product]}, "
+                 "{name: deb-ens, protocol: debate, debates: 2}, "
+                 "{name: consultancy, protocol: consultancy}, {name: mm, protocol: market_making}]")
+    args = ["--config", "configs/demo.yaml", "--name", "table", "--set", f"output_dir={tmp_path}",
+            "--set", f"weak.labellers={labellers}", "--set", "strong.seeds=[0, 1]"]
+    for o in TINY[:3] + ["weak.train.epochs=1", "weak.train.max_length=64", "strong.train.epochs=3"]:
+        args += ["--set", o]
+    assert run.main(args) == 0
+    rd = tmp_path / "table"
+    from debate.engine import load_transcripts
+    ts = list(load_transcripts(rd / "debate" / "transcripts.jsonl").values())
+    by = {}
+    for t in ts:
+        by.setdefault(t.protocol, []).append(t)
+    assert {p: len(v) for p, v in by.items()} == {"debate": 96, "consultancy": 48, "market_making": 48}
+    ref = json.loads((rd / "weak" / "weak" / "labeller.json").read_text())
+    p1 = {**ref["weak_train_p1"], **ref["transfer_p1"], **ref["test_p1"]}
+    assert all(t.a_label == int(p1[t.sample_id] <= 0.5) for t in by["market_making"])
+    report = json.loads((rd / "report.json").read_text())
+    rows = [r["row"] for r in report["rows"]]
+    assert rows == ["weak", "deb-ens", "consultancy", "mm",
+                    "w2s[weak|xent]", "w2s[weak|logconf]", "w2s[weak|product]",
+                    "w2s[deb-ens|xent]", "w2s[consultancy|xent]", "w2s[mm|xent]", "ceiling"]
+    assert all(r["seeds"] == 2 for r in report["rows"] if r["kind"] != "weak")
+    deb = {r["row"]: r for r in report["rows"]}["deb-ens"]
+    assert set(deb["members"]) == {"seed0-debate0", "seed0-debate1"}
+    assert (rd / "report.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_until_stops_after_the_stage(tmp_path):
+    args = ["--config", "configs/demo.yaml", "--name", "u", "--set", f"output_dir={tmp_path}", "--no-debate",
+            "--until", "weak"]
+    for o in TINY[:3] + ["weak.train.epochs=1", "weak.train.max_length=64"]:
+        args += ["--set", o]
+    assert run.main(args) == 0
+    rd = tmp_path / "u"
+    assert (rd / "weak" / "weak" / "labels.jsonl").exists()
+    assert not (rd / "strong").exists() and not (rd / "report.json").exists()
