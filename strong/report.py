@@ -31,6 +31,8 @@ def build_report(name: str, splits: Splits, labellers: dict[str, Labeller],
     def seed_mean(by_seed: dict[int, dict[str, float]]) -> np.ndarray:
         return np.mean([correct(p) for p in by_seed.values()], axis=0)
 
+    tids = [s.id for s in splits.transfer]
+    ty = np.array([s.label for s in splits.transfer])
     order = [reference] + [n for n in labellers if n != reference]
     weak_c = correct(labellers[reference].test_p1)
     ceil_c = seed_mean(students["ceiling"])
@@ -42,9 +44,13 @@ def build_report(name: str, splits: Splits, labellers: dict[str, Labeller],
         for m, mp in lab.member_test_p1.items():
             q = np.array([mp[i] for i in ids])
             members[m] = {"accuracy": accuracy(q, y), "ece": ece(q, y)}
+        # The supervision the student actually gets: the soft labels on transfer,
+        # scored against the gold labels hidden from training.
+        soft = np.array([lab.transfer_p1[i] for i in tids])
         rows.append({"row": lab.name, "kind": "weak", "protocol": lab.protocol, "aggregate": lab.aggregate,
                      "accuracy": accuracy(p, y), "acc_ci": bootstrap_acc(correct(lab.test_p1)),
-                     "ece": ece(p, y), "members": members})
+                     "ece": ece(p, y), "label_accuracy": accuracy(soft, ty), "label_ece": ece(soft, ty),
+                     "members": members})
 
     def student_rank(run: str) -> int:
         lab = run[len("w2s["):].rsplit("|", 1)[0]
@@ -91,13 +97,15 @@ def fmt(v: float | None, pct: bool = True) -> str:
 def render_table(report: dict) -> str:
     seeds = max((r.get("seeds", 1) for r in report["rows"]), default=1)
     lines = [f"# Run {report['run']}: {report['n_test']} test samples", "",
-             "| model | test acc % (95% CI) | PGR % (95% CI) | ECE |", "|---|---:|---:|---:|"]
+             "| model | test acc % (95% CI) | PGR % (95% CI) | test ECE | transfer labels acc % / ECE |",
+             "|---|---:|---:|---:|---:|"]
     for r in report["rows"]:
         acc = fmt(r["accuracy"]) + (f" ({fmt(r['acc_ci'][0])} to {fmt(r['acc_ci'][1])})" if r.get("acc_ci") else "")
         ci = r.get("pgr_ci")
         p = "" if r["kind"] != "w2s" else fmt(r.get("pgr")) + (
             f" ({fmt(ci[0])} to {fmt(ci[1])})" if ci else "")
-        lines.append(f"| {row_title(r)} | {acc} | {p} | {fmt(r['ece'], False) if 'ece' in r else ''} |")
+        lab = (f"{fmt(r['label_accuracy'])} / {fmt(r['label_ece'], False)}" if "label_accuracy" in r else "")
+        lines.append(f"| {row_title(r)} | {acc} | {p} | {fmt(r['ece'], False) if 'ece' in r else ''} | {lab} |")
     if "warning" in report:
         lines += ["", f"**Warning:** {report['warning']}"]
     lines += ["", "Weak ensemble members (test):", "", "| labeller | member | acc % | ECE |", "|---|---|---:|---:|"]

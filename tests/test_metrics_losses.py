@@ -86,10 +86,10 @@ def test_product_loss_target():
     assert ProductLoss()(logits, weak, 0.3).item() == pytest.approx(expected, rel=1e-5)
 
 
-def _labeller(name, p):
+def _labeller(name, p, transfer=None):
     from weak.labels import Labeller
     return Labeller(name=name, protocol="none", aggregate="mean", members=["m"], weak_train_p1={},
-                    transfer_p1={}, test_p1=p, member_test_p1={"m": p})
+                    transfer_p1=transfer or {}, test_p1=p, member_test_p1={"m": p})
 
 
 def test_report_rows_pgr_and_small_test_warning():
@@ -103,16 +103,20 @@ def test_report_rows_pgr_and_small_test_warning():
     # right(k, start): correct on ids[start:start + k], wrong elsewhere
     right = lambda k, start=0: {i: (float(y[i]) if start <= j < start + k else 1.0 - y[i])
                                 for j, i in enumerate(ids)}
-    rep = build_report("r", splits, {"weak": _labeller("weak", right(10))},
+    tr = {x.id: float(x.label) if j < 7 else 1.0 - x.label for j, x in enumerate(splits.transfer)}
+    rep = build_report("r", splits, {"weak": _labeller("weak", right(10), tr)},
                        {"ceiling": {0: right(13)}, "w2s[weak|xent]": {0: right(12, start=8)}})
     rows = {r["row"]: r for r in rep["rows"]}
     assert rows["weak"]["accuracy"] == 0.5 and rows["ceiling"]["accuracy"] == 0.65
+    # transfer soft labels: 7 of 10 right, all at confidence 1 -> ECE |0.7 - 1|
+    assert rows["weak"]["label_accuracy"] == pytest.approx(0.7)
+    assert rows["weak"]["label_ece"] == pytest.approx(0.3)
     assert rows["w2s[weak|xent]"]["pgr"] == pytest.approx(2 / 3)
     assert "warning" in rep and "too few" in rep["warning"]  # 20 samples, 3-sample gap: can't tell
     assert "| W2S on weak labels (xent) | 60.0 (" in render_table(rep)
     assert "| 66.7 (" in render_table(rep)
     assert [r["kind"] for r in rep["rows"]] == ["weak", "w2s", "ceiling"]
-    rep2 = build_report("r", splits, {"weak": _labeller("weak", right(18))},
+    rep2 = build_report("r", splits, {"weak": _labeller("weak", right(18), tr)},
                         {"ceiling": {0: right(10)}, "w2s[weak|xent]": {0: right(14)}})
     assert not rep2["pgr_defined"] and "undefined" in rep2["warning"]
     assert {r["row"]: r for r in rep2["rows"]}["w2s[weak|xent]"]["pgr"] is None
@@ -127,7 +131,8 @@ def test_report_averages_seeds_and_orders_rows_like_the_paper():
     y = {x.id: x.label for x in splits.test}
     ids = list(y)
     right = lambda k: {i: (float(y[i]) if j < k else 1.0 - y[i]) for j, i in enumerate(ids)}
-    labs = {"deb": _labeller("deb", right(11)), "weak": _labeller("weak", right(10))}
+    tr = {x.id: 0.5 for x in splits.transfer}
+    labs = {"deb": _labeller("deb", right(11), tr), "weak": _labeller("weak", right(10), tr)}
     students = {"w2s[deb|xent]": {0: right(12)}, "ceiling": {0: right(18), 1: right(16)},
                 "w2s[weak|xent]": {0: right(12), 1: right(16), 2: right(14)}}
     rep = build_report("r", splits, labs, students, reference="weak")
