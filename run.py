@@ -138,6 +138,12 @@ def run_pipeline(cfg, until: str | None = None) -> Path | None:
         "debate": cfg.debate.model_dump(mode="json") if need else None,
         "seconds": {k: round(v, 1) for k, v in timings.items()}, "peak_rss_mb_after": memory})
     path = write_report(report, run_dir)
+    # report.json holds this invocation's times (seconds when everything was cached);
+    # the log keeps every invocation's, so the cold run's cost stays on record.
+    from core.jsonl import JsonlWriter
+    with JsonlWriter(run_dir / "timings.jsonl") as f:
+        f.write({"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": report["seconds"],
+                 "peak_rss_mb_after": memory})
     print(render_table(report))
     if need:
         from debate.viewer import write_viewer

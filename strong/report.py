@@ -125,7 +125,9 @@ def render_table(report: dict) -> str:
 
 
 def plot_report(report: dict, out: Path) -> Path | None:
-    """Bar plot of test accuracy per model with 95 % bootstrap intervals."""
+    """Grouped bars per labeller (its weak accuracy, then its students' per loss) and
+    the ceiling, with 95 % bootstrap intervals; dashed lines at the reference weak
+    model and the ceiling, PGR written under each student's bar."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -133,20 +135,36 @@ def plot_report(report: dict, out: Path) -> Path | None:
     except ImportError:
         return None
     rows = report["rows"]
-    colours = {"weak": "#8da0cb", "w2s": "#66c2a5", "ceiling": "#fc8d62"}
-    acc = [r["accuracy"] for r in rows]
-    err = [[a - r["acc_ci"][0] for a, r in zip(acc, rows)], [r["acc_ci"][1] - a for a, r in zip(acc, rows)]]
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(rows)), 4))
-    ax.bar(range(len(rows)), acc, yerr=err, capsize=3, color=[colours[r["kind"]] for r in rows])
-    for i, r in enumerate(rows):
-        if r.get("pgr") is not None:
-            ax.text(i, 0.02, f"PGR\n{100 * r['pgr']:.0f}%", ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(range(len(rows)), [row_title(r) for r in rows], rotation=35, ha="right", fontsize=7)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("test accuracy")
+    weak = [r for r in rows if r["kind"] == "weak"]
+    groups = [(r["row"], [r] + [s for s in rows if s["kind"] == "w2s" and s["labeller"] == r["row"]])
+              for r in weak] + [("ceiling", [r for r in rows if r["kind"] == "ceiling"])]
+    losses = sorted({r["loss"] for r in rows if r["kind"] == "w2s"})
+    greens = dict(zip(losses, ["#66c2a5", "#1b9e77", "#a6dba0", "#00441b"]))
+    width = 0.8 / max(len(g) for _, g in groups)
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(rows) + 2), 4.5))
+    seen = set()
+    for gi, (_, members) in enumerate(groups):
+        for j, r in enumerate(members):
+            x = gi + (j - (len(members) - 1) / 2) * width
+            colour, label = {"weak": ("#8da0cb", "weak labeller"),
+                             "ceiling": ("#fc8d62", "strong ceiling")}.get(r["kind"], (None, None))
+            if r["kind"] == "w2s":
+                colour, label = greens.get(r["loss"], "#66c2a5"), f"W2S ({r['loss']})"
+            ci = r["acc_ci"]
+            ax.bar(x, r["accuracy"], width * 0.95, color=colour, label=None if label in seen else label,
+                   yerr=[[r["accuracy"] - ci[0]], [ci[1] - r["accuracy"]]], capsize=2)
+            seen.add(label)
+            if r.get("pgr") is not None:
+                ax.text(x, 0.02, f"{100 * r['pgr']:.0f}%", ha="center", va="bottom", fontsize=6, rotation=90)
+    ax.set_xticks(range(len(groups)), [g for g, _ in groups], rotation=25, ha="right", fontsize=8)
+    ax.set_ylim(0, 1.12)  # headroom for the legend
+    ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    ax.set_ylabel("test accuracy (PGR % at the bar foot)")
     ax.axhline(report["weak_accuracy"], color="#8da0cb", ls="--", lw=0.8)
     ax.axhline(report["ceiling_accuracy"], color="#fc8d62", ls="--", lw=0.8)
-    ax.set_title(f"{report['run']}: weak, weak-to-strong and ceiling ({report['n_test']} test samples)")
+    ax.legend(fontsize=7, loc="upper center", ncol=len(seen))
+    ax.set_title(f"{report['run']}: weak labellers, their weak-to-strong students and the ceiling "
+                 f"({report['n_test']} test samples)", fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
