@@ -102,8 +102,12 @@ def render_table(report: dict) -> str:
     for r in report["rows"]:
         acc = fmt(r["accuracy"]) + (f" ({fmt(r['acc_ci'][0])} to {fmt(r['acc_ci'][1])})" if r.get("acc_ci") else "")
         ci = r.get("pgr_ci")
-        p = "" if r["kind"] != "w2s" else fmt(r.get("pgr")) + (
-            f" ({fmt(ci[0])} to {fmt(ci[1])})" if ci else "")
+        if r["kind"] != "w2s":
+            p = ""
+        elif r.get("pgr") is None:  # an interval over the resamples that happen to define it would mislead
+            p = "undefined"
+        else:
+            p = fmt(r["pgr"]) + (f" ({fmt(ci[0])} to {fmt(ci[1])})" if ci else "")
         lab = (f"{fmt(r['label_accuracy'])} / {fmt(r['label_ece'], False)}" if "label_accuracy" in r else "")
         lines.append(f"| {row_title(r)} | {acc} | {p} | {fmt(r['ece'], False) if 'ece' in r else ''} | {lab} |")
     if "warning" in report:

@@ -120,6 +120,7 @@ def test_report_rows_pgr_and_small_test_warning():
                         {"ceiling": {0: right(10)}, "w2s[weak|xent]": {0: right(14)}})
     assert not rep2["pgr_defined"] and "undefined" in rep2["warning"]
     assert {r["row"]: r for r in rep2["rows"]}["w2s[weak|xent]"]["pgr"] is None
+    assert "| W2S on weak labels (xent) | 70.0 (" in render_table(rep2) and "| undefined |" in render_table(rep2)
 
 
 def test_report_averages_seeds_and_orders_rows_like_the_paper():
