@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,7 +20,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("TQDM_DISABLE", "1")
+
+from isolated import run_variants, save_results  # noqa: E402
 
 
 def one_variant(variant: str, n: int, n_test: int, epochs: float, model: str, max_length: int) -> dict:
@@ -73,19 +75,14 @@ def main() -> None:
     if a.variant:
         print(json.dumps(one_variant(a.variant, a.n, a.test, a.epochs, a.model, a.max_length)))
         return
-    res = {}
-    for v in ("lora", "probe-cold", "probe-warm"):
-        out = subprocess.run([sys.executable, __file__, "--variant", v, "--n", str(a.n), "--test", str(a.test),
-                              "--epochs", str(a.epochs), "--max-length", str(a.max_length), "--model", a.model],
-                             capture_output=True, text=True, check=True)
-        res[v] = json.loads(out.stdout.strip().splitlines()[-1])
+    res = run_variants(__file__, ["lora", "probe-cold", "probe-warm"],
+                       ["--n", str(a.n), "--test", str(a.test), "--epochs", str(a.epochs),
+                        "--max-length", str(a.max_length), "--model", a.model])
     for v, r in res.items():
         print(f"{v:11s} {r['seconds']:7.1f} s  peak RSS {r['peak_rss_mb']:6.0f} MB  test acc {r['test_acc']:.2f}  "
               f"time vs lora {r['seconds'] / res['lora']['seconds']:.3f}x  "
               f"RSS vs lora {r['peak_rss_mb'] / res['lora']['peak_rss_mb']:.2f}x")
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "strong.json").write_text(json.dumps({"args": vars(a), **res}, indent=2))
+    save_results("strong", vars(a), res)
 
 
 if __name__ == "__main__":

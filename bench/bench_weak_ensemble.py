@@ -11,14 +11,16 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("TQDM_DISABLE", "1")
+
+from isolated import run_variants, save_results  # noqa: E402
 
 
 def one_variant(variant: str, members: int, n: int, model: str) -> dict:
@@ -54,19 +56,14 @@ def main() -> None:
     if a.variant:
         print(json.dumps(one_variant(a.variant, a.members, a.n, a.model)))
         return
-    res = {}
-    for v in ("reload", "shared"):
-        out = subprocess.run([sys.executable, __file__, "--variant", v, "--members", str(a.members),
-                              "--n", str(a.n), "--model", a.model], capture_output=True, text=True, check=True)
-        res[v] = json.loads(out.stdout.strip().splitlines()[-1])
+    res = run_variants(__file__, ["reload", "shared"],
+                       ["--members", str(a.members), "--n", str(a.n), "--model", a.model])
     for v, r in res.items():
         print(f"{v:7s} total {r['total_s']:.1f}s  per member {[round(x, 1) for x in r['member_s']]}  "
               f"peak RSS {r['peak_rss_mb']:.0f} MB")
     print(f"shared/reload: time {res['shared']['total_s'] / res['reload']['total_s']:.2f}x, "
           f"peak RSS {res['shared']['peak_rss_mb'] / res['reload']['peak_rss_mb']:.2f}x")
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "weak_ensemble.json").write_text(json.dumps({"args": vars(a), **res}, indent=2))
+    save_results("weak_ensemble", vars(a), res)
 
 
 if __name__ == "__main__":
