@@ -97,12 +97,25 @@ class DebateRunner:
             sampling=c.sampling, seed=c.seed,
         )
 
+    def _partition(self, samples: list[Sample], protocol: str, num_debates: int,
+                   fixed: dict[str, int] | None):
+        """({(sample id, k): stored finished transcript}, [(sample, k) still to generate])."""
+        stored = load_transcripts(self.store)
+        done: dict[tuple[str, int], Transcript] = {}
+        pending = []
+        for k in range(num_debates):
+            for s in samples:
+                t = stored.get(self.key(s, k, protocol, fixed))
+                if t is not None and t.ok:
+                    done[(s.id, k)] = t
+                else:
+                    pending.append((s, k))
+        return done, pending
+
     def missing(self, samples: list[Sample], protocol: str = "debate", num_debates: int = 1,
                 fixed_a_labels: dict[str, int] | None = None) -> int:
         """How many of these debates are not stored (finished) yet."""
-        stored = load_transcripts(self.store)
-        return sum(1 for k in range(num_debates) for s in samples
-                   if not ((t := stored.get(self.key(s, k, protocol, fixed_a_labels))) and t.ok))
+        return len(self._partition(samples, protocol, num_debates, fixed_a_labels)[1])
 
     def run(self, samples: list[Sample], protocol: str = "debate", num_debates: int = 1,
             fixed_a_labels: dict[str, int] | None = None) -> dict[tuple[str, int], Transcript]:
@@ -114,16 +127,8 @@ class DebateRunner:
             raise ValueError("market_making needs the weak model's predictions (fixed_a_labels)")
         fixed = fixed_a_labels
         turns = self.schedule(protocol)
-        stored = load_transcripts(self.store)
         jobs = [(s, k) for k in range(num_debates) for s in samples]
-        result: dict[tuple[str, int], Transcript] = {}
-        pending = []
-        for s, k in jobs:
-            t = stored.get(self.key(s, k, protocol, fixed))
-            if t is not None and t.ok:
-                result[(s.id, k)] = t
-            else:
-                pending.append((s, k))
+        result, pending = self._partition(samples, protocol, num_debates, fixed)
         if not pending:
             return result
         bar = tqdm(total=len(jobs), initial=len(jobs) - len(pending), desc=protocol, unit="debate")

@@ -11,8 +11,6 @@ import json
 from html import escape
 from pathlib import Path
 
-
-
 from .engine import load_transcripts
 from .transcript import Transcript, Turn
 

@@ -15,6 +15,17 @@ from data.splits import Splits
 from weak.labels import Labeller
 
 
+# The one home of a student's run name: the stage names runs, the report reads them.
+def run_name(labeller: str, loss: str) -> str:
+    return f"w2s[{labeller}|{loss}]"
+
+
+def parse_run_name(name: str) -> tuple[str, str]:
+    """(labeller, loss) of a student's run name (labeller names may not hold '|')."""
+    labeller, loss = name[len("w2s["):-1].rsplit("|", 1)
+    return labeller, loss
+
+
 def build_report(name: str, splits: Splits, labellers: dict[str, Labeller],
                  students: dict[str, dict[int, dict[str, float]]], reference: str = "weak",
                  meta: dict | None = None) -> dict:
@@ -53,12 +64,12 @@ def build_report(name: str, splits: Splits, labellers: dict[str, Labeller],
                      "members": members})
 
     def student_rank(run: str) -> int:
-        lab = run[len("w2s["):].rsplit("|", 1)[0]
+        lab = parse_run_name(run)[0]
         return order.index(lab) if lab in order else len(order)
 
     for run in sorted((r for r in students if r != "ceiling"), key=student_rank):
         c = seed_mean(students[run])
-        lab, loss = run[len("w2s["):-1].rsplit("|", 1)
+        lab, loss = parse_run_name(run)
         acc = float(c.mean())
         row = {"row": run, "kind": "w2s", "labeller": lab, "loss": loss, "accuracy": acc,
                "seeds": len(students[run]), "seed_accuracy": [float(correct(p).mean()) for p in students[run].values()],

@@ -14,6 +14,8 @@ from core.stage_cache import cached, slug
 from data.splits import Splits
 from weak.labels import Labeller
 
+from .report import run_name
+
 # {run name: {seed: {test sample id: P(label = 1)}}}
 StudentPreds = dict[str, dict[int, dict[str, float]]]
 
@@ -26,7 +28,7 @@ def student_runs(cfg: RunConfig, labellers: dict[str, Labeller]) -> list[tuple[s
     runs = [("ceiling", "gold", "xent")]
     for lab in labellers:
         for loss in specs[lab].losses or cfg.strong.losses:
-            runs.append((f"w2s[{lab}|{loss}]", lab, loss))
+            runs.append((run_name(lab, loss), lab, loss))
     return runs
 
 

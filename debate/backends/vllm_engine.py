@@ -18,7 +18,6 @@ from core.models import resolve_model
 from .base import Generation, Message, SamplingParams, cut_at_stop, request_seed
 
 
-
 def _model_max_len(model_path: str) -> int | None:
     try:
         from transformers import AutoConfig
