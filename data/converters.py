@@ -1,5 +1,9 @@
 """One small converter per benchmark: a raw row in the dataset's own format -> Sample.
 
+Which converter, default positions and hub source belong to a task is declared
+once, in the registry `data.tasks.TASKS`; this module holds only the converters
+(`data.loading.convert_row` applies one to a row).
+
 The text/label semantics follow openai/weak-to-strong `datasets.py` (Burns et
 al. 2023): multiple-choice sets become binary by showing one candidate answer,
 the correct one half the time. Randomness is drawn from an rng seeded by
@@ -19,46 +23,12 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
-
-from pydantic import ValidationError
+from typing import Any, Callable, Mapping
 
 from data.schema import DataError, Sample
 
+
 Row = Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class HubSource:
-    hub_id: str
-    config: str | None
-    splits: tuple[str, ...]
-    note: str = ""
-
-
-HUB_SOURCES: dict[str, HubSource] = {
-    "sciq": HubSource("allenai/sciq", None, ("train", "validation", "test")),
-    "boolq": HubSource("google/boolq", None, ("train", "validation")),
-    # The test split's labels are hidden (-1), so it cannot be used here.
-    "cosmosqa": HubSource("allenai/cosmos_qa", None, ("train", "validation"),
-                          "test split is unlabeled"),
-    # Subsets (harmless-base, helpful-base, ...) are data_dirs, not configs;
-    # the default loads all of them.
-    "anthropic_hh": HubSource("Anthropic/hh-rlhf", None, ("train", "test")),
-}
-
-_ANSWER_POSITIONS = ("The proposed answer is incorrect.", "The proposed answer is correct.")
-
-POSITIONS: dict[str, tuple[str, str]] = {
-    "sciq": _ANSWER_POSITIONS,
-    "boolq": ('The answer to the question is "no".', 'The answer to the question is "yes".'),
-    "cosmosqa": _ANSWER_POSITIONS,
-    "anthropic_hh": (
-        "The final assistant reply is the dispreferred one (human raters rejected it).",
-        "The final assistant reply is the preferred one (human raters chose it).",
-    ),
-    "generic": ("The statement is false.", "The statement is true."),
-}
 
 
 class RowError(Exception):
@@ -70,7 +40,7 @@ class Converted:
     text: str
     label: int
     meta: dict[str, Any]
-    positions: tuple[str, str] | None = None  # None: the task's default
+    positions: tuple[str, str] | None = None  # None: the task's default (TaskSpec.positions)
 
 
 # ---- field access: every failure names the field ---------------------------
@@ -122,8 +92,10 @@ def _index(row: Row, name: str, n: int) -> int:
 
 
 # ---- converters ------------------------------------------------------------
+# One per dataset, `(row, rng) -> Converted`; the registry (data/tasks.py) pairs
+# each with its task's default positions and hub source.
 
-def _sciq(row: Row, rng: random.Random) -> Converted:
+def sciq(row: Row, rng: random.Random) -> Converted:
     question = _text(row, "question")
     correct = _text(row, "correct_answer")
     raw = [_present(row, f"distractor{i}") for i in (1, 2, 3)]
@@ -140,7 +112,7 @@ def _sciq(row: Row, rng: random.Random) -> Converted:
     )
 
 
-def _boolq(row: Row, rng: random.Random) -> Converted:
+def boolq(row: Row, rng: random.Random) -> Converted:
     question = _text(row, "question")
     passage = _text(row, "passage")
     # google/boolq has `answer: bool`; super_glue/boolq has `label: 0/1`.
@@ -153,7 +125,7 @@ def _boolq(row: Row, rng: random.Random) -> Converted:
     return Converted(f"Passage: {passage}\nQuestion: {shown}", label, meta)
 
 
-def _cosmosqa(row: Row, rng: random.Random) -> Converted:
+def cosmosqa(row: Row, rng: random.Random) -> Converted:
     context = _text(row, "context")
     question = _text(row, "question")
     answers = [_present(row, f"answer{i}") for i in range(4)]
@@ -178,7 +150,7 @@ def _cosmosqa(row: Row, rng: random.Random) -> Converted:
 _ASSISTANT = "\n\nAssistant:"
 
 
-def _anthropic_hh(row: Row, rng: random.Random) -> Converted:
+def anthropic_hh(row: Row, rng: random.Random) -> Converted:
     chosen = _text(row, "chosen")
     rejected = _text(row, "rejected")
     label = int(rng.random() < 0.5)
@@ -209,79 +181,8 @@ def _positions(row: Row) -> tuple[str, str] | None:
     return (value[0], value[1])
 
 
-def _generic(row: Row, rng: random.Random) -> Converted:
+def generic(row: Row, rng: random.Random) -> Converted:
     return Converted(_text(row, "text"), _binary(row, "label"), {}, _positions(row))
 
 
 Converter = Callable[[Row, random.Random], Converted]
-
-CONVERTERS: dict[str, Converter] = {
-    "sciq": _sciq,
-    "boolq": _boolq,
-    "cosmosqa": _cosmosqa,
-    "anthropic_hh": _anthropic_hh,
-    "generic": _generic,
-}
-
-
-# ---- driving ---------------------------------------------------------------
-
-def check_task(task: str) -> Converter:
-    if task not in CONVERTERS:
-        raise DataError(f"unknown task {task!r}; known tasks: {', '.join(sorted(CONVERTERS))}")
-    return CONVERTERS[task]
-
-
-def row_id(task: str, row: Row, index: int) -> str:
-    for key in ("id", "idx"):
-        value = row.get(key)
-        if value is not None and str(value).strip():
-            return str(value).strip()
-    return f"{task}-{index}"
-
-
-def convert_row(task: str, row: Row, index: int, source: str, seed: int,
-                where: str | None = None) -> Sample:
-    """Convert one row; `where` (default "row {index+1}") locates it in errors."""
-    where = where or f"row {index + 1}"
-    convert = check_task(task)
-    if not isinstance(row, Mapping):
-        raise DataError(f"{task} {where} of {source}: expected an object, got {type(row).__name__}")
-    sid = row_id(task, row, index)
-    # String seeds hash with sha512, so this is stable across runs and machines.
-    rng = random.Random(f"{seed}|{task}|{sid}")
-    try:
-        out = convert(row, rng)
-        return Sample(id=sid, task=task, text=out.text, label=out.label,
-                      positions=out.positions or POSITIONS[task],
-                      meta={"row": index, **out.meta})
-    except RowError as e:
-        raise DataError(f"{task} {where} of {source}: {e}") from None
-    except ValidationError as e:
-        msgs = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        raise DataError(f"{task} {where} of {source}: {msgs}") from None
-
-
-class IdChecker:
-    """Remembers where each id was seen so a duplicate names both rows."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.seen: dict[str, str] = {}
-
-    def add(self, sample: Sample, where: str) -> None:
-        if sample.id in self.seen:
-            raise DataError(f"duplicate sample id {sample.id!r} in {self.source}: "
-                            f"{where} repeats {self.seen[sample.id]}")
-        self.seen[sample.id] = where
-
-
-def convert_rows(task: str, rows: Iterable[Row], source: str, seed: int) -> list[Sample]:
-    check_task(task)
-    ids = IdChecker(source)
-    out = []
-    for i, row in enumerate(rows):
-        sample = convert_row(task, row, i, source, seed)
-        ids.add(sample, f"row {i + 1}")
-        out.append(sample)
-    return out

@@ -9,6 +9,8 @@ Two kinds of claim, half each:
 Measured with 150 training samples (linear probes; LoRA MiniLM similar): weak
 0.65-0.70, strong 0.88. The ceiling beats the weak model by a wide margin, so PGR
 is meaningful at CPU scale (tests/test_demo_task.py checks the margin).
+
+Registered as task "demo" in data/tasks.py (`generate=make_demo_samples`).
 """
 from __future__ import annotations
 
@@ -44,8 +46,6 @@ def _category(rng: random.Random) -> tuple[str, int]:
     label = int(rng.random() < 0.5)
     source = cat if label else rng.choice([c for c in cats if c != cat])
     return f"Claim: a {rng.choice(CATEGORIES[source])} is a kind of {cat}.", label
-
-
 
 
 GENERATORS = {"comparison": _comparison, "category": _category}

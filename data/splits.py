@@ -33,6 +33,9 @@ class Splits(BaseModel):
             raise ValueError("splits share sample ids")
         return self
 
+    def all(self) -> list[Sample]:
+        return self.weak_train + self.transfer + self.test
+
 
 def make_splits(samples: Sequence[Sample], n_weak_train: int, n_transfer: int,
                 n_test: int, seed: int, balance: bool = False) -> Splits:
