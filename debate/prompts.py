@@ -9,15 +9,24 @@ A prompt set is a folder holding `prompts.yaml` with:
 
 Each turn's prompt is system + (context, then instruction): what both debaters
 share comes first, so a prefix-caching server (vLLM) reuses it across sides.
+
+Prompt files are user-supplied, so templates run in Jinja2's immutable sandbox
+with a small set of harmless globals; attribute access that the sandbox forbids
+(`__class__`, `__globals__`, `mro`, ...), `self`, and include/import/extends are
+rejected when the set is loaded, and `PromptSet.check_renders` renders every
+turn of a protocol's schedule with representative variables before generation.
 """
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import jinja2.meta
+import jinja2.nodes as nodes
+import jinja2.sandbox
 import yaml
 from pydantic import BaseModel, ConfigDict
 
@@ -30,6 +39,19 @@ ENGINE_VARIABLES = {
 }
 REQUIRED = {"context": {"sample_text"}, "instructions": {"my_position"}}
 ROLES = {"opening", "counter", "rebuttal", "consult"}
+OTHER_SIDE = {"A": "B", "B": "A"}
+
+# Jinja globals templates may use; everything else (lipsum, and any global added
+# to Jinja later) is removed. Under the sandbox none of these reaches Python internals.
+SAFE_GLOBALS = ("range", "dict", "namespace", "cycler", "joiner")
+# Attribute names refused without looking at the object: private/dunder names and
+# the sandbox's own lists (frames and code of functions, generators, coroutines).
+_UNSAFE_NAMES = ({"mro"} | jinja2.sandbox.UNSAFE_FUNCTION_ATTRIBUTES | jinja2.sandbox.UNSAFE_METHOD_ATTRIBUTES
+                 | jinja2.sandbox.UNSAFE_GENERATOR_ATTRIBUTES | jinja2.sandbox.UNSAFE_COROUTINE_ATTRIBUTES
+                 | jinja2.sandbox.UNSAFE_ASYNC_GENERATOR_ATTRIBUTES)
+# Filters and tests whose string arguments name attributes (attr('x'), map(attribute='x'), ...).
+_ATTRIBUTE_FILTERS = {"attr", "map", "selectattr", "rejectattr", "sort", "groupby", "sum", "unique",
+                      "min", "max"}
 
 
 class PromptError(ValueError):
@@ -45,11 +67,81 @@ class PromptFile(BaseModel):
     instructions: dict[str, str]
 
 
+def make_environment() -> jinja2.Environment:
+    """The one environment prompt templates are parsed and rendered in."""
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    env.globals = {k: env.globals[k] for k in SAFE_GLOBALS}  # range is the sandbox's bounded range
+    return env
+
+
+def representative_variables(turns: Sequence[tuple[str, str]], index: int, num_turns: int | None = None,
+                             a_label: int = 0) -> dict[str, Any]:
+    """Variables like the engine's for turn `index` (0-based) of a debate following the
+    schedule `turns` ((side, role) per turn): a sample text, two positions, and a
+    transcript holding exactly the turns before `index`, with placeholder texts.
+    Its keys are ENGINE_VARIABLES, the same as the engine's."""
+    positions = ["position zero", "position one"]
+    side = turns[index][0]
+    label = {"A": a_label, "B": 1 - a_label}
+    return {
+        "task": "task",
+        "sample_text": "Sample text: is the claim in this question true?",
+        "positions": list(positions),
+        "my_position": positions[label[side]],
+        "other_position": positions[1 - label[side]],
+        "my_side": side,
+        "other_side": OTHER_SIDE[side],
+        "turn": index + 1,
+        "num_turns": len(turns) if num_turns is None else num_turns,
+        "transcript": [{"side": s, "text": f"Placeholder argument of debater {s}, turn {i + 1}.",
+                        "position": positions[label[s]]}
+                       for i, (s, _role) in enumerate(turns[:index])],
+    }
+
+
+def _unsafe_name(name: Any) -> bool:
+    return isinstance(name, str) and (name.startswith("_") or name in _UNSAFE_NAMES)
+
+
+def _const(node: nodes.Node, eval_ctx: nodes.EvalContext) -> Any:
+    try:
+        return node.as_const(eval_ctx)
+    except Exception:  # not a constant: the sandbox checks it when rendering
+        return None
+
+
+def _unsafe_access(ast: nodes.Template, env: jinja2.Environment) -> str | None:
+    """What in the template the sandbox would refuse (or is never needed by a prompt),
+    found without rendering; None when nothing is."""
+    eval_ctx = nodes.EvalContext(env)
+    for node in ast.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+        return f"{type(node).__name__.lower()} is not allowed in prompt templates"
+    for node in ast.find_all(nodes.Name):
+        if node.name == "self":
+            return "'self' is not allowed in prompt templates"
+    for node in ast.find_all(nodes.Getattr):
+        if _unsafe_name(node.attr):
+            return f"unsafe attribute access {node.attr!r}"
+    for node in ast.find_all(nodes.Getitem):
+        key = _const(node.arg, eval_ctx)
+        if _unsafe_name(key):
+            return f"unsafe attribute access [{key!r}]"
+    for node in ast.find_all((nodes.Filter, nodes.Test)):
+        if node.name in _ATTRIBUTE_FILTERS:
+            for arg in [*node.args, *(kw.value for kw in node.kwargs)]:
+                value = _const(arg, eval_ctx)
+                names = value.split(".") if isinstance(value, str) else []
+                bad = [n for n in names if _unsafe_name(n)]
+                if bad:
+                    return f"unsafe attribute access {bad[0]!r} (via the {node.name} filter)"
+    return None
+
+
 class PromptSet:
     def __init__(self, name: str, spec: PromptFile, digest: str):
         self.name, self.spec, self.hash = name, spec, digest
-        env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                                 autoescape=False)
+        env = make_environment()
         self._env = env
         self._validate()
         self.system = env.from_string(spec.system)
@@ -70,9 +162,14 @@ class PromptSet:
                  **{f"instructions.{k}": v for k, v in self.spec.instructions.items()}}
         for where, text in parts.items():
             try:
-                used = jinja2.meta.find_undeclared_variables(self._env.parse(text))
+                ast = self._env.parse(text)
             except jinja2.TemplateSyntaxError as e:
                 raise PromptError(f"prompt set {self.name!r}, {where}: template syntax error: {e}") from e
+            unsafe = _unsafe_access(ast, self._env)
+            if unsafe:
+                raise PromptError(f"prompt set {self.name!r}, {where}: {unsafe} (prompt templates run "
+                                  "in a sandbox and may not reach Python internals)")
+            used = jinja2.meta.find_undeclared_variables(ast)
             if used - declared:
                 raise PromptError(f"prompt set {self.name!r}, {where} uses undeclared variables "
                                   f"{sorted(used - declared)} (declared: {sorted(declared)})")
@@ -86,11 +183,32 @@ class PromptSet:
             raise PromptError(f"prompt set {self.name!r} lacks instructions for {sorted(missing)} "
                               "which this protocol needs")
 
+    def _render(self, where: str, template: jinja2.Template, variables: dict[str, Any]) -> str:
+        try:
+            return template.render(**variables).strip()
+        except Exception as e:
+            turn = variables.get("turn")
+            at = f" at turn {turn}" if turn is not None else ""
+            raise PromptError(f"prompt set {self.name!r}, {where} failed to render{at}: "
+                              f"{type(e).__name__}: {e}") from e
+
     def messages(self, role: str, variables: dict[str, Any]) -> list[dict[str, str]]:
-        user = self.context.render(**variables).strip() + "\n\n" + \
-            self.instructions[role].render(**variables).strip()
-        return [{"role": "system", "content": self.system.render(**variables).strip()},
+        self.require_roles({role})
+        user = self._render("context", self.context, variables) + "\n\n" + \
+            self._render(f"instructions.{role}", self.instructions[role], variables)
+        return [{"role": "system", "content": self._render("system", self.system, variables)},
                 {"role": "user", "content": user}]
+
+    def check_renders(self, turns: Sequence[tuple[str, str]], num_turns: int) -> None:
+        """Render system + context + the role's instruction for every turn of the schedule
+        `turns` ((side, role) per turn, e.g. a protocol's schedule for `num_turns` turns)
+        with representative variables, for both labels side A may defend. Raises
+        PromptError naming the set, the template and the turn on the first failure, so a
+        template that only fails when rendered is refused before any generation."""
+        self.require_roles({role for _side, role in turns})
+        for index, (_side, role) in enumerate(turns):
+            for a_label in (0, 1):
+                self.messages(role, representative_variables(turns, index, num_turns, a_label))
 
 
 def load_prompt_set(name_or_path: str) -> PromptSet:
