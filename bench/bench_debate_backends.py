@@ -124,8 +124,14 @@ def bench_vllm_engine(args) -> dict:
 
 
 def bench_vllm_server(args) -> dict:
-    from debate.backends.vllm_server import (LocalVLLMServer, VLLMServerBackend,
-                                             server_prefix_cache_stats)
+    from debate.backends.vllm_server import VLLMServerBackend, server_prefix_cache_stats
+    # The `vllm serve` harness is test code (tests/local_vllm.py, shared with
+    # tests/test_vllm.py), not part of the pipeline package, so the bench puts tests/
+    # on sys.path to import it (appended: nothing there shadows an installed module).
+    tests_dir = str(ROOT / "tests")
+    if tests_dir not in sys.path:
+        sys.path.append(tests_dir)
+    from local_vllm import LocalVLLMServer
     server = None
     startup = None
     url = args.server_url

@@ -1,6 +1,11 @@
 """The OpenAI-compatible client (vllm_server backend) against a tiny scripted HTTP
 server on 127.0.0.1: retries, give-ups, timeouts, concurrency, key hygiene.
-Needs httpx only, not vLLM."""
+Needs httpx only, not vLLM.
+
+No test here depends on timing or on the order in which concurrent requests reach
+the server: requests are told apart by what they ask, the client's waits between
+attempts go through an injected `sleep` that records them, and attempts are counted
+at the server."""
 import importlib.util
 import json
 import logging
@@ -15,7 +20,7 @@ import pytest
 from core.config import DebateConfig
 from data.demo_task import make_demo_samples
 from debate.backends import make_backend
-from debate.backends.base import SamplingParams
+from debate.backends.base import SamplingParams, request_seed
 from debate.engine import DebateRunner
 
 needs_httpx = pytest.mark.skipif(importlib.util.find_spec("httpx") is None,
@@ -24,21 +29,35 @@ needs_httpx = pytest.mark.skipif(importlib.util.find_spec("httpx") is None,
 SECRET = "sk-test-DO-NOT-LEAK-1234567890"
 CONV = [{"role": "user", "content": "Is 3 larger than 2?"}]
 PARAMS = SamplingParams(max_new_tokens=8, temperature=0.7, top_p=0.9, stop=["\nDebater A:"])
+LOGGER = "debate.backends.vllm_server"
+HANG = object()  # a script step: the server reads the request and never answers
+
+
+def conv(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+def asked(request: dict) -> str:
+    """What a chat request asks: its last message (how tests tell requests apart)."""
+    return request["messages"][-1]["content"]
 
 
 class FakeOpenAI:
     """Scripted replies: `script` is consumed one entry per chat request, each
-    (status, body, delay_s) or a callable(request_json) returning one; once it is
-    empty, requests get a normal 200 completion."""
+    (status, body, delay_s[, headers]), HANG, or a callable(request_json) returning a
+    tuple; once it is empty, requests get a normal 200 completion."""
 
     def __init__(self):
         self.script: list = []
         self.requests: list[dict] = []
         self.headers: list[dict] = []
         self.model_ids = ["served/model-path"]
+        self.model_requests = 0
+        self.hang_models = False  # GET /v1/models never answers either
         self.in_flight = 0
         self.max_in_flight = 0
         self.lock = threading.Lock()
+        self.release = threading.Event()  # set on close: hung handlers return
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -60,6 +79,11 @@ class FakeOpenAI:
 
             def do_GET(self):
                 if self.path == "/v1/models":
+                    with fake.lock:
+                        fake.model_requests += 1
+                    if fake.hang_models:
+                        fake.release.wait()
+                        return
                     self._send(200, {"object": "list",
                                      "data": [{"id": i, "object": "model"} for i in fake.model_ids]})
                 else:
@@ -74,6 +98,9 @@ class FakeOpenAI:
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
                 try:
+                    if step is HANG:
+                        fake.release.wait()
+                        return
                     if callable(step):
                         step = step(body)
                     status, reply, delay, *extra = step or (200, None, 0.0)
@@ -81,10 +108,12 @@ class FakeOpenAI:
                         time.sleep(delay)
                     if reply is None:
                         reply = completion(body)
-                    self._send(status, reply, extra[0] if extra else None)
                 finally:
+                    # Before replying: a client that sends its next request as soon as
+                    # this reply arrives is never counted with one too many in flight.
                     with fake.lock:
                         fake.in_flight -= 1
+                self._send(status, reply, extra[0] if extra else None)
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True
@@ -94,16 +123,29 @@ class FakeOpenAI:
 
         self.server = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
+                                       daemon=True)  # polls for shutdown every 0.05 s
         self.thread.start()
 
     def close(self):
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 
     @property
     def chat_requests(self) -> int:
         return len(self.requests)
+
+    def asked(self) -> list[str]:
+        with self.lock:
+            return [asked(r) for r in self.requests]
+
+    def settle(self, done, limit_s: float = 30.0) -> None:
+        """Wait until `done()`: the server's threads may record a request the client
+        has already given up on a little later. Bounds a wait, asserts no timing."""
+        deadline = time.monotonic() + limit_s
+        while not done() and time.monotonic() < deadline:
+            time.sleep(0.01)
 
 
 def completion(body: dict) -> dict:
@@ -121,26 +163,40 @@ def fake():
     f.close()
 
 
+class SleepRecorder:
+    """Stands in for asyncio.sleep between attempts: records each delay, waits not."""
+
+    def __init__(self):
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+
+
 def backend(fake, **kw):
     from debate.backends.vllm_server import VLLMServerBackend
     kw.setdefault("backoff_s", 0.01)
     kw.setdefault("timeout_s", 10)
+    kw.setdefault("sleep", SleepRecorder())
     return VLLMServerBackend("smollm2-135m", fake.url, **kw)
 
 
 @needs_httpx
 def test_success_body_and_served_model(fake):
     be = backend(fake)
-    convs = [CONV, [{"role": "user", "content": "second"}]]
+    convs = [CONV, conv("second")]
     g = be.generate(convs, PARAMS, seed=3)
     assert [x.text for x in g] == ["reply to <Is 3 larger than 2?>", "reply to <second>"]
     assert all(x.finish_reason == "length" and x.prompt_tokens == 11 and x.completion_tokens == 7
                for x in g)
-    r = fake.requests[0]
-    assert r["model"] == "served/model-path"  # discovered from GET /v1/models
-    assert (r["max_tokens"], r["temperature"], r["top_p"], r["stop"]) == (8, 0.7, 0.9, ["\nDebater A:"])
-    assert len({q["seed"] for q in fake.requests}) == 2  # a seed per conversation
-    assert "Authorization" not in fake.headers[0]  # no key set, none sent
+    for r in fake.requests:  # the same for both requests, whichever arrived first
+        assert r["model"] == "served/model-path"  # discovered from GET /v1/models
+        assert (r["max_tokens"], r["temperature"], r["top_p"], r["stop"]) == (8, 0.7, 0.9,
+                                                                              ["\nDebater A:"])
+    assert {asked(r): r["seed"] for r in fake.requests} == {  # a seed per conversation
+        CONV[0]["content"]: request_seed(3, 0), "second": request_seed(3, 1)}
+    assert not any("Authorization" in h for h in fake.headers)  # no key set, none sent
+    assert fake.model_requests == 1
 
 
 @needs_httpx
@@ -155,30 +211,61 @@ def test_model_override_and_known_name(fake):
 @needs_httpx
 def test_seeds_are_reproducible(fake):
     be = backend(fake)
-    be.generate([CONV, CONV], PARAMS, seed=7)
-    be.generate([CONV], PARAMS, seed=7)
-    seeds = [r["seed"] for r in fake.requests]
-    assert seeds[0] == seeds[2] and seeds[0] != seeds[1]
-    backend(fake, send_seed=False).generate([CONV], PARAMS, seed=7)
-    assert "seed" not in fake.requests[-1]
+
+    def seeds(convs, seed, **kw) -> dict[str, int]:
+        """{what each request asked: the seed it carried} for one call."""
+        n = fake.chat_requests
+        (backend(fake, **kw) if kw else be).generate(convs, PARAMS, seed=seed)
+        return {asked(r): r.get("seed") for r in fake.requests[n:]}
+
+    first = seeds([conv("first"), conv("second")], 7)
+    assert first == {"first": request_seed(7, 0), "second": request_seed(7, 1)}
+    assert first["first"] != first["second"]
+    assert seeds([conv("first"), conv("second")], 7) == first  # same call, same seeds
+    assert seeds([conv("first")], 7) == {"first": first["first"]}  # alone, same seed
+    assert seeds([conv("first")], 8) != {"first": first["first"]}  # another call seed
+    assert seeds([conv("first")], 7, send_seed=False) == {"first": None}
 
 
 @needs_httpx
 def test_5xx_is_retried_then_succeeds(fake):
     fake.script = [(500, {"error": "boom"}, 0), (503, "unavailable", 0)]
-    be = backend(fake)
+    sleep = SleepRecorder()
+    be = backend(fake, sleep=sleep)
     [g] = be.generate([CONV], PARAMS, seed=0)
     assert g.finish_reason == "length" and g.text.startswith("reply to")
-    assert fake.chat_requests == 3 and be.stats["retries"] == 2
+    assert fake.chat_requests == 3 and be.stats["retries"] == 2 and len(sleep.delays) == 2
 
 
 @needs_httpx
 def test_429_is_retried_with_retry_after(fake):
-    fake.script = [(429, {"error": "slow down"}, 0, {"Retry-After": "0.2"})]
-    t = time.perf_counter()
-    [g] = backend(fake).generate([CONV], PARAMS, seed=0)
-    assert g.finish_reason != "error" and fake.chat_requests == 2
-    assert time.perf_counter() - t >= 0.2  # honoured the server's Retry-After
+    fake.script = [(429, {"error": "slow down"}, 0, {"Retry-After": "0.2"}),
+                   (503, "busy", 0, {"Retry-After": "100"})]
+    sleep = SleepRecorder()
+    [g] = backend(fake, sleep=sleep, backoff_s=0.01, backoff_max_s=5).generate(
+        [CONV], PARAMS, seed=0)
+    assert g.finish_reason != "error" and fake.chat_requests == 3
+    # The server's Retry-After is honoured (it exceeds our own 0.01 s backoff), capped
+    # at backoff_max_s.
+    assert sleep.delays == [0.2, 5.0]
+
+
+@needs_httpx
+def test_backoff_grows_with_jitter_and_is_bounded(fake, caplog):
+    fake.script = [(502, "bad gateway", 0)] * 10
+    sleep = SleepRecorder()
+    be = backend(fake, sleep=sleep, max_attempts=6, backoff_s=1.0, backoff_max_s=4.0)
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        [g] = be.generate([CONV], PARAMS, seed=0)
+    assert g.finish_reason == "error" and "HTTP 502" in g.error and "6 attempts" in g.error
+    assert fake.chat_requests == 6 and be.stats["retries"] == 5
+    bases = [1.0, 2.0, 4.0, 4.0, 4.0]  # doubling from backoff_s, capped at backoff_max_s
+    assert len(sleep.delays) == len(bases)
+    assert all(b <= d <= 1.5 * b for b, d in zip(bases, sleep.delays))  # plus jitter <= 50 %
+    retries = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    assert len(retries) == 5  # one line per retry: the attempt, the reason, the delay
+    for k, (line, d) in enumerate(zip(retries, sleep.delays), start=1):
+        assert f"attempt {k} of 6" in line and "HTTP 502" in line and f"{d:.2f} s" in line
 
 
 @needs_httpx
@@ -194,18 +281,70 @@ def test_4xx_is_an_error_without_retry(fake):
 @needs_httpx
 def test_persistent_5xx_gives_up(fake):
     fake.script = [(502, "bad gateway", 0)] * 10
-    [g] = backend(fake, max_retries=2).generate([CONV], PARAMS, seed=0)
+    [g] = backend(fake, max_attempts=3).generate([CONV], PARAMS, seed=0)
     assert g.finish_reason == "error" and "HTTP 502" in g.error and "3 attempts" in g.error
     assert fake.chat_requests == 3
 
 
 @needs_httpx
-def test_timeout_becomes_an_error(fake):
-    fake.script = [(200, None, 3.0)] * 3
-    t = time.perf_counter()
-    [g] = backend(fake, timeout_s=0.3, max_retries=1).generate([CONV], PARAMS, seed=0)
-    assert g.finish_reason == "error" and "timeout" in g.error
-    assert time.perf_counter() - t < 2.5 and fake.chat_requests == 2  # retried once, bounded
+def test_hung_server_becomes_a_timeout_error_per_request(fake, caplog):
+    fake.script = [HANG] * 10  # reads every request, answers none
+    sleep = SleepRecorder()
+    be = backend(fake, timeout_s=0.5, max_attempts=2, sleep=sleep)
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        g = be.generate([conv("one"), conv("two")], PARAMS, seed=0)
+    assert [x.finish_reason for x in g] == ["error", "error"]
+    for x in g:
+        assert "timed out after 0.5 s" in x.error and "gave up after 2 attempts" in x.error
+    fake.settle(lambda: fake.chat_requests >= 4)
+    assert sorted(fake.asked()) == ["one", "one", "two", "two"]  # 2 attempts each
+    assert len(sleep.delays) == 2 and be.stats["retries"] == 2
+    retries = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    assert len(retries) == 2 and all("attempt 1 of 2" in r and "timed out" in r for r in retries)
+
+
+@needs_httpx
+def test_hung_server_fails_queued_requests_without_sending_them(fake):
+    fake.script = [HANG] * 10
+    be = backend(fake, timeout_s=0.5, max_attempts=2, max_concurrency=1)
+    g = be.generate([conv("one"), conv("two"), conv("three")], PARAMS, seed=0)
+    assert [x.finish_reason for x in g] == ["error"] * 3
+    assert "timed out" in g[0].error and not g[0].error.startswith("not sent")
+    assert all(x.error.startswith("not sent") and "timed out" in x.error for x in g[1:])
+    fake.settle(lambda: fake.chat_requests >= 2)
+    assert fake.asked() == ["one", "one"]  # the first request's 2 attempts, nothing else
+
+
+@needs_httpx
+def test_server_that_does_not_list_its_models_fails_the_call(fake):
+    fake.hang_models = True
+    g = backend(fake, timeout_s=0.5, max_attempts=2).generate([CONV, CONV], PARAMS, seed=0)
+    assert all(x.finish_reason == "error" and "GET /v1/models" in x.error
+               and "timed out" in x.error for x in g)
+    fake.settle(lambda: fake.model_requests >= 2)
+    assert fake.model_requests == 2 and fake.chat_requests == 0
+
+
+@needs_httpx
+def test_a_waiting_call_says_so(fake):
+    said = threading.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record):
+            if "still waiting for 1 of 1 requests" in record.getMessage():
+                said.set()
+
+    def answer_once_reported(body):  # the reply is held until the client reports waiting
+        return (200, None, 0) if said.wait(30) else (400, "no progress line", 0)
+
+    fake.script = [answer_once_reported]
+    watch = Watch()
+    logging.getLogger(LOGGER).addHandler(watch)
+    try:
+        [g] = backend(fake, progress_s=0.05).generate([CONV], PARAMS, seed=0)
+    finally:
+        logging.getLogger(LOGGER).removeHandler(watch)
+    assert said.is_set() and g.finish_reason == "length"
 
 
 @needs_httpx
@@ -213,25 +352,43 @@ def test_connection_refused_becomes_an_error(fake):
     url = fake.url
     fake.close()  # nothing listens there any more
     from debate.backends.vllm_server import VLLMServerBackend
-    be = VLLMServerBackend("m", url, served_model="m", max_retries=1, backoff_s=0.01)
+    be = VLLMServerBackend("m", url, served_model="m", max_attempts=2, sleep=SleepRecorder())
     g = be.generate([CONV, CONV], PARAMS, seed=0)
     assert all(x.finish_reason == "error" and "connection error" in x.error for x in g)
 
 
 @needs_httpx
+def test_bad_retry_settings_are_refused(fake):
+    for kw in ({"max_attempts": 0}, {"timeout_s": 0}, {"backoff_s": -1}):
+        with pytest.raises(ValueError):
+            backend(fake, **kw)
+
+
+@needs_httpx
 def test_one_bad_request_does_not_sink_the_others(fake):
     fake.script = [lambda body: (400, "bad", 0) if "poison" in json.dumps(body) else (200, None, 0)] * 3
-    convs = [CONV, [{"role": "user", "content": "poison"}], CONV]
+    convs = [CONV, conv("poison"), CONV]
     g = backend(fake).generate(convs, PARAMS, seed=0)
     assert [x.finish_reason for x in g] == ["length", "error", "length"]
 
 
 @needs_httpx
 def test_concurrency_is_bounded(fake):
-    fake.script = [(200, None, 0.15)] * 8
-    g = backend(fake, max_concurrency=3).generate([CONV] * 8, PARAMS, seed=0)
-    assert all(x.finish_reason == "length" for x in g)
-    assert 2 <= fake.max_in_flight <= 3  # concurrent, but never more than allowed
+    together = threading.Barrier(3)
+
+    def held_until_three_in_flight(body):
+        try:
+            together.wait(timeout=30)
+        except threading.BrokenBarrierError:
+            return (400, "never 3 requests in flight at once", 0)
+        return (200, None, 0)
+
+    fake.script = [held_until_three_in_flight] * 3
+    g = backend(fake, max_concurrency=3, timeout_s=60).generate(
+        [conv(f"c{i}") for i in range(8)], PARAMS, seed=0)
+    assert all(x.finish_reason == "length" for x in g), [x.error for x in g]
+    assert fake.max_in_flight == 3  # concurrent, but never more than allowed
+    assert sorted(fake.asked()) == [f"c{i}" for i in range(8)]
 
 
 @needs_httpx
@@ -243,8 +400,8 @@ def test_api_key_is_sent_but_never_leaks(fake, monkeypatch, caplog):
 
     fake.script = [echo_auth, (500, f"internal error near Bearer {SECRET}", 0)] + [
         (500, f"trace: {SECRET}", 0)] * 5
-    be = backend(fake, api_key_env="MY_KEY", max_retries=1)
-    with caplog.at_level(logging.DEBUG, logger="debate.backends.vllm_server"):
+    be = backend(fake, api_key_env="MY_KEY", max_attempts=2)
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
         g = be.generate([CONV], PARAMS, seed=0) + be.generate([CONV], PARAMS, seed=0)
     assert fake.headers[0]["Authorization"] == f"Bearer {SECRET}"
     assert all(x.finish_reason == "error" for x in g)
@@ -252,6 +409,7 @@ def test_api_key_is_sent_but_never_leaks(fake, monkeypatch, caplog):
     leaks = [x.model_dump_json() for x in g] + [caplog.text, repr(be), str(vars(be).get("stats"))]
     assert not any(SECRET in s for s in leaks)
     assert "***" in g[0].error  # redacted, not silently dropped
+    assert any("retrying in" in r.getMessage() for r in caplog.records)  # the 500 was retried
 
 
 @needs_httpx

