@@ -1,0 +1,478 @@
+"""Paired-bootstrap statistics for the weak-to-strong report, and a simulation that
+calibrates the decision procedure.
+
+Every number this module returns is defined here; the report and any paper built on it
+should quote these definitions.
+
+Data
+----
+Every model is scored by a per-test-sample correctness array ``c`` of length ``m`` (the
+number of test samples), with values in [0, 1]. For a single model or a single training
+seed ``c_i`` is 0 or 1. A student trained with several seeds is scored by the mean over
+its seeds, ``c_i`` = fraction of seeds that got sample ``i`` right, so its accuracy
+``mean(c)`` is the mean of its per-seed accuracies. All arrays passed to one call must be
+aligned: position ``i`` is the same test sample in each.
+
+What is resampled
+-----------------
+A nonparametric *paired bootstrap over test samples*. ``n`` resamples (default 1000),
+each ``m`` test-sample indices drawn uniformly with replacement, from
+``rng = numpy.random.default_rng(seed)`` (default seed 0) as ``rng.integers(0, m, m)`` once
+per resample, in order. This is exactly the index stream of ``core.metrics.bootstrap_acc``
+and ``core.metrics.bootstrap_pgr``, so for the same seed and 0/1 inputs the intervals here
+coincide with theirs. Within one call every array is evaluated on the SAME ``n`` index
+vectors, so every comparison is paired: per-sample difficulty shared by the models cancels
+out of differences and ratios.
+
+Training seeds are not resampled. The intervals describe test-set sampling only,
+conditional on the trained models; the spread over training seeds is reported separately
+by :func:`seed_spread`.
+
+Intervals
+---------
+Percentile intervals: the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles (numpy's
+default linear interpolation) of the statistic over the resamples; ``level`` = 0.95 by
+default.
+
+Gap (:func:`gap`)
+-----------------
+``gap = acc(ceiling) - acc(weak)``, point value on the full test set, interval over the
+resamples. ``significant`` is True iff the interval's lower bound is > 0 (the ceiling beats
+the weak model; a one-sided test at ``(1 - level) / 2`` = 2.5 %).
+
+PGR (:func:`pgr_stat`)
+----------------------
+``PGR = (acc(w2s) - acc(weak)) / gap`` (Burns et al. 2023). Point value: on the full test
+set, ``None`` when ``gap <= 0``. On each resample the ratio uses that resample's own
+numerator and gap; resamples whose gap is ``<= 0`` are *dropped* (the ratio is undefined or
+changes sign there). ``dropped_frac`` = dropped resamples / ``n``, always reported, also
+when it is 0. The PGR interval is taken over the kept resamples only (``None`` when none is
+kept). Because that is an interval conditional on ``gap > 0``, it is only trustworthy when
+few resamples are dropped, hence the verdict, decided in this order:
+
+* ``"undefined"``: the point gap is ``<= 0``; there is no PGR.
+* ``"not significant (ceiling does not beat weak)"``: the point gap is > 0 but the gap
+  interval reaches 0 or below. The report must print this verdict INSTEAD of a PGR number
+  and interval (the point value and interval stay in the result for the record).
+* ``"ok"``: the gap is significant; the PGR point value and interval may be printed.
+
+``above_100`` is True iff the POINT PGR is > 1 (the W2S student beats the ceiling on this
+test set: a warning sign of a weak ceiling or a small test set, whatever the verdict).
+``ci_above_100`` is True iff the whole PGR interval lies above 1 (lower bound > 1).
+
+Paired difference (:func:`paired_difference`)
+----------------------------------------------
+The headline comparison, e.g. "W2S on debate labels minus W2S on plain weak labels":
+``acc_diff = acc(student) - acc(reference)``, with its interval over the resamples.
+
+* ``significant``: the interval excludes 0 (lower > 0 or upper < 0). This is the
+  TWO-SIDED claim "there is a difference", a test at ``1 - level`` (5 %).
+* ``direction``: ``"better"`` iff lower > 0, ``"worse"`` iff upper < 0, otherwise
+  ``"no detectable difference"``. ``"better"`` is the ONE-SIDED claim "the student beats
+  the reference" (debate beats plain); with a two-sided 95 % interval it is a one-sided
+  test at 2.5 %, so with no true difference it is made in about 2.5 % of experiments.
+
+``pgr_diff = acc_diff / gap`` (= PGR(student) - PGR(reference)); on each resample
+``acc_diff_b / gap_b`` over the resamples with ``gap_b > 0``, the others dropped and
+counted in ``pgr_dropped_frac`` (always reported). ``pgr_verdict`` follows the PGR rules
+above; ``pgr_diff`` and ``pgr_diff_ci`` are ``None`` unless ``pgr_verdict == "ok"``. The
+significance claim is made on ``acc_diff`` only: dividing by the (positive) gap cannot
+create a difference that the accuracies do not show.
+
+No correction for multiple comparisons is applied: each call is one comparison at the
+stated level; a report that compares several labellers makes several such claims.
+
+Seed spread (:func:`seed_spread`)
+---------------------------------
+Mean, sample standard deviation (``ddof=1``; ``None`` for a single seed), min and max of a
+student's per-seed test accuracies.
+
+Error breakdown (:func:`error_breakdown`)
+-----------------------------------------
+Splits the test samples by whether the weak labeller got them right (``weak_c`` must be
+0/1). ``student_acc_on_weak_right`` / ``_wrong`` are the student's mean correctness on each
+part (``None`` on an empty part), with the counts ``n_weak_right`` / ``n_weak_wrong``.
+``student_wrong_given_weak_right`` = 1 - ``student_acc_on_weak_right`` and
+``student_wrong_given_weak_wrong`` = 1 - ``student_acc_on_weak_wrong``: the two conditional
+error rates contrasted by the weak-to-strong *deception* view of Yang et al. 2024
+("Super(ficial)-alignment: Strong models may deceive weak models in weak-to-strong
+generalization"): a student that looks aligned where the weak supervisor can check it
+(low error where the weak model is right) while erring where the supervisor cannot. (Their
+deception score further restricts to samples the strong model itself knows; this module
+reports the two plain conditional rates.) ``agreement`` is the mean agreement of the
+student's predictions with the weak labeller's predictions (Burns et al.'s
+student-supervisor agreement, a measure of imitation): per sample
+``s*w + (1-s)*(1-w)`` with ``s`` the student's prediction (or, seed-averaged, the fraction of
+seeds predicting class 1) and ``w`` the weak prediction (0/1), i.e. the fraction of seeds
+that agree. With binary labels, agreeing with the weak model where it is wrong IS being
+wrong, so ``agreement_on_weak_wrong`` equals ``student_wrong_given_weak_wrong`` for
+consistent inputs.
+
+Simulation (:func:`simulate_claim_rate`)
+----------------------------------------
+Each run draws a fresh test set of ``n_test`` samples and per-sample 0/1 correctness of a
+reference student (true accuracy ``base_acc``) and a debate student (true accuracy
+``base_acc + true_diff``), correlated through shared per-sample difficulty: per sample,
+with probability ``shared`` (default 0.5) both students use ONE common uniform ``u_i``
+(student correct iff ``u_i`` < its accuracy, so the better one is right whenever the worse
+one is), otherwise each uses its own independent uniform. Marginal accuracies are exact;
+the covariance of the two correctness indicators is ``shared * (min(p1, p2) - p1 * p2)``.
+A weak model and a ceiling (true accuracies ``weak_acc``, ``ceil_acc``) are drawn
+independently. Each run then applies exactly the decision of :func:`paired_difference`
+(same resampling, same percentile interval, same rules) with ``n_resamples`` resamples
+(default 1000, as in the report) drawn from ``boot_seed`` (default 0, as in the report;
+every run therefore uses the same index stream, as every real report does, while the data
+differ between runs). The result counts the runs whose ``direction`` is ``"better"``
+(one-sided claim), ``"worse"``, and ``significant`` (two-sided claim: any difference).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+N_RESAMPLES = 1000
+SEED = 0
+LEVEL = 0.95
+
+VERDICT_OK = "ok"
+VERDICT_NOT_SIGNIFICANT = "not significant (ceiling does not beat weak)"
+VERDICT_UNDEFINED = "undefined"
+
+BETTER = "better"
+WORSE = "worse"
+NO_DIFFERENCE = "no detectable difference"
+
+# Resample-index chunk: at most this many int64 indices in memory at once.
+_CHUNK_ELEMS = 1 << 21
+
+
+class _Result:
+    def to_dict(self) -> dict:
+        """Plain JSON-serialisable dict (floats, ints, lists, bools, str, None)."""
+        return asdict(self)  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class GapResult(_Result):
+    weak_acc: float
+    ceiling_acc: float
+    gap: float                 # ceiling_acc - weak_acc on the full test set
+    ci: list[float]            # percentile interval of the resampled gap
+    significant: bool          # ci[0] > 0
+    n_test: int
+    n_resamples: int
+    level: float
+
+
+@dataclass(frozen=True)
+class PGRResult(_Result):
+    w2s_acc: float
+    pgr: float | None          # point PGR; None when gap <= 0
+    ci: list[float] | None     # over resamples with gap > 0; None when none kept
+    dropped_frac: float        # share of resamples with gap <= 0
+    verdict: str               # VERDICT_UNDEFINED | VERDICT_NOT_SIGNIFICANT | VERDICT_OK
+    above_100: bool            # point PGR > 1
+    ci_above_100: bool         # whole PGR interval > 1
+    gap: GapResult
+
+    def describe(self) -> str:
+        """The text a report should print in the PGR column."""
+        pct = round(100 * self.gap.level)
+        drop = f"{100 * self.dropped_frac:.1f} % of resamples dropped (gap <= 0)"
+        if self.verdict == VERDICT_UNDEFINED:
+            return (f"undefined: ceiling {100 * self.gap.ceiling_acc:.1f} % does not beat "
+                    f"weak {100 * self.gap.weak_acc:.1f} %")
+        if self.verdict == VERDICT_NOT_SIGNIFICANT:
+            lo, hi = self.gap.ci
+            return (f"{VERDICT_NOT_SIGNIFICANT}: gap {100 * self.gap.gap:.1f} points "
+                    f"({pct} % CI {100 * lo:.1f} to {100 * hi:.1f}); {drop}")
+        assert self.pgr is not None and self.ci is not None
+        s = (f"PGR {100 * self.pgr:.1f} % ({pct} % CI {100 * self.ci[0]:.1f} to "
+             f"{100 * self.ci[1]:.1f}); {drop}")
+        return s + ("; W2S beats the ceiling" if self.above_100 else "")
+
+
+@dataclass(frozen=True)
+class PairedDifferenceResult(_Result):
+    student_acc: float
+    reference_acc: float
+    acc_diff: float                 # student_acc - reference_acc
+    acc_diff_ci: list[float]
+    significant: bool               # acc_diff_ci excludes 0 (two-sided)
+    direction: str                  # BETTER (ci[0] > 0) | WORSE (ci[1] < 0) | NO_DIFFERENCE
+    pgr_diff: float | None          # acc_diff / gap; None unless pgr_verdict == "ok"
+    pgr_diff_ci: list[float] | None # over resamples with gap > 0; None unless pgr_verdict == "ok"
+    pgr_dropped_frac: float         # share of resamples with gap <= 0
+    pgr_verdict: str
+    gap: GapResult
+
+    def describe(self) -> str:
+        pct = round(100 * self.gap.level)
+        lo, hi = self.acc_diff_ci
+        s = (f"{100 * self.acc_diff:+.1f} points ({pct} % CI {100 * lo:+.1f} to {100 * hi:+.1f}): "
+             f"{self.direction}")
+        if self.pgr_verdict == VERDICT_OK:
+            assert self.pgr_diff is not None and self.pgr_diff_ci is not None
+            s += (f"; PGR {100 * self.pgr_diff:+.1f} points ({pct} % CI {100 * self.pgr_diff_ci[0]:+.1f} "
+                  f"to {100 * self.pgr_diff_ci[1]:+.1f}; {100 * self.pgr_dropped_frac:.1f} % dropped)")
+        else:
+            s += f"; PGR difference {self.pgr_verdict}"
+        return s
+
+
+@dataclass(frozen=True)
+class SeedSpread(_Result):
+    mean: float
+    std: float | None   # ddof=1; None for one seed
+    min: float
+    max: float
+    n_seeds: int
+
+
+@dataclass(frozen=True)
+class ErrorBreakdown(_Result):
+    n_test: int
+    n_weak_right: int
+    n_weak_wrong: int
+    weak_acc: float
+    student_acc: float
+    student_acc_on_weak_right: float | None
+    student_acc_on_weak_wrong: float | None
+    student_wrong_given_weak_right: float | None
+    student_wrong_given_weak_wrong: float | None
+    agreement: float                       # student-weak prediction agreement, all samples
+    agreement_on_weak_right: float | None
+    agreement_on_weak_wrong: float | None
+
+
+@dataclass(frozen=True)
+class SimulationResult(_Result):
+    true_diff: float
+    n_test: int
+    n_runs: int
+    n_resamples: int
+    level: float
+    base_acc: float
+    weak_acc: float
+    ceil_acc: float
+    shared: float
+    claim_better_rate: float      # share of runs with direction == "better" (one-sided)
+    claim_worse_rate: float       # share of runs with direction == "worse"
+    claim_any_rate: float         # share of runs with significant == True (two-sided)
+    gap_significant_rate: float   # share of runs whose weak-ceiling gap is significant
+    mean_acc_diff: float          # mean observed acc_diff over runs
+
+
+# ---------------------------------------------------------------------------- helpers
+
+def _correctness(x, name: str) -> np.ndarray:
+    a = np.asarray(x, dtype=float)
+    if a.ndim != 1 or a.size == 0:
+        raise ValueError(f"{name}: expected a non-empty 1-D array, got shape {a.shape}")
+    if not np.all(np.isfinite(a)) or a.min() < 0 or a.max() > 1:
+        raise ValueError(f"{name}: values must lie in [0, 1]")
+    return a
+
+
+def _aligned(**arrays) -> list[np.ndarray]:
+    out = [_correctness(v, k) for k, v in arrays.items()]
+    sizes = {k: len(a) for k, a in zip(arrays, out)}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"arrays must cover the same test samples, got lengths {sizes}")
+    return out
+
+
+def _check(n: int, level: float) -> None:
+    if n < 1:
+        raise ValueError("n (resamples) must be >= 1")
+    if not 0 < level < 1:
+        raise ValueError("level must lie in (0, 1)")
+
+
+def _resample_means(X: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Means of every row of X (k, m) on the same n bootstrap resamples of its columns:
+    returns (k, n). The indices are the stream of ``rng.integers(0, m, m)`` per resample,
+    drawn in chunks (which leaves the stream unchanged); each chunk becomes a count
+    matrix, so all rows (models, or models of many simulated runs) share the resamples."""
+    k, m = X.shape
+    rng = np.random.default_rng(seed)
+    out = np.empty((k, n))
+    rows = max(1, _CHUNK_ELEMS // m)
+    for s in range(0, n, rows):
+        b = min(rows, n - s)
+        idx = rng.integers(0, m, (b, m))
+        counts = np.bincount((idx + (np.arange(b) * m)[:, None]).ravel(), minlength=b * m)
+        out[:, s:s + b] = (X @ counts.reshape(b, m).T.astype(float)) / m
+    return out
+
+
+def _ci(vals: np.ndarray, level: float) -> list[float]:
+    lo, hi = np.percentile(vals, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    return [float(lo), float(hi)]
+
+
+def _gap_result(weak_pt: float, ceil_pt: float, gap_b: np.ndarray, n_test: int, level: float) -> GapResult:
+    ci = _ci(gap_b, level)
+    return GapResult(weak_acc=float(weak_pt), ceiling_acc=float(ceil_pt), gap=float(ceil_pt - weak_pt),
+                     ci=ci, significant=bool(ci[0] > 0), n_test=int(n_test), n_resamples=len(gap_b),
+                     level=float(level))
+
+
+def _ratio(num_b: np.ndarray, gap_b: np.ndarray, level: float) -> tuple[list[float] | None, float]:
+    keep = gap_b > 0
+    dropped = float(np.count_nonzero(~keep) / len(gap_b))
+    return (_ci(num_b[keep] / gap_b[keep], level) if keep.any() else None), dropped
+
+
+def _verdict(g: GapResult) -> str:
+    if g.gap <= 0:
+        return VERDICT_UNDEFINED
+    return VERDICT_OK if g.significant else VERDICT_NOT_SIGNIFICANT
+
+
+def _paired_from_means(pts: Sequence[float], boots: np.ndarray, n_test: int, level: float) -> PairedDifferenceResult:
+    """The paired-difference decision from point accuracies (student, reference, weak,
+    ceiling) and their resampled means, boots of shape (4, n)."""
+    s, r, w, c = (float(p) for p in pts)
+    s_b, r_b, w_b, c_b = boots
+    g = _gap_result(w, c, c_b - w_b, n_test, level)
+    d_b = s_b - r_b
+    ci = _ci(d_b, level)
+    direction = BETTER if ci[0] > 0 else WORSE if ci[1] < 0 else NO_DIFFERENCE
+    pgr_ci, dropped = _ratio(d_b, c_b - w_b, level)
+    verdict = _verdict(g)
+    ok = verdict == VERDICT_OK
+    return PairedDifferenceResult(
+        student_acc=s, reference_acc=r, acc_diff=s - r, acc_diff_ci=ci,
+        significant=direction != NO_DIFFERENCE, direction=direction,
+        pgr_diff=(s - r) / (c - w) if ok else None, pgr_diff_ci=pgr_ci if ok else None,
+        pgr_dropped_frac=dropped, pgr_verdict=verdict, gap=g)
+
+
+# ---------------------------------------------------------------------------- public API
+
+def gap(weak_c, ceil_c, n: int = N_RESAMPLES, seed: int = SEED, level: float = LEVEL) -> GapResult:
+    """Ceiling minus weak accuracy with its paired-bootstrap interval; ``significant``
+    iff the interval's lower bound is > 0."""
+    _check(n, level)
+    weak_c, ceil_c = _aligned(weak_c=weak_c, ceil_c=ceil_c)
+    w_b, c_b = _resample_means(np.stack([weak_c, ceil_c]), n, seed)
+    return _gap_result(weak_c.mean(), ceil_c.mean(), c_b - w_b, len(weak_c), level)
+
+
+def pgr_stat(w2s_c, weak_c, ceil_c, n: int = N_RESAMPLES, seed: int = SEED, level: float = LEVEL) -> PGRResult:
+    """PGR of one W2S student with its gap, interval, dropped share and verdict
+    (see the module docstring for every definition)."""
+    _check(n, level)
+    w2s_c, weak_c, ceil_c = _aligned(w2s_c=w2s_c, weak_c=weak_c, ceil_c=ceil_c)
+    a_b, w_b, c_b = _resample_means(np.stack([w2s_c, weak_c, ceil_c]), n, seed)
+    a, w, c = float(w2s_c.mean()), float(weak_c.mean()), float(ceil_c.mean())
+    g = _gap_result(w, c, c_b - w_b, len(w2s_c), level)
+    point = (a - w) / (c - w) if c - w > 0 else None
+    ci, dropped = _ratio(a_b - w_b, c_b - w_b, level)
+    return PGRResult(w2s_acc=a, pgr=point, ci=ci, dropped_frac=dropped, verdict=_verdict(g),
+                     above_100=point is not None and point > 1,
+                     ci_above_100=ci is not None and ci[0] > 1, gap=g)
+
+
+def paired_difference(student_c, reference_student_c, weak_c, ceil_c, n: int = N_RESAMPLES,
+                      seed: int = SEED, level: float = LEVEL) -> PairedDifferenceResult:
+    """student − reference (e.g. W2S on debate labels − W2S on plain weak labels): accuracy
+    difference and PGR difference with paired-bootstrap intervals, the two-sided
+    ``significant`` and the one-sided ``direction``."""
+    _check(n, level)
+    arrs = _aligned(student_c=student_c, reference_student_c=reference_student_c, weak_c=weak_c, ceil_c=ceil_c)
+    X = np.stack(arrs)
+    return _paired_from_means(X.mean(axis=1), _resample_means(X, n, seed), X.shape[1], level)
+
+
+def seed_spread(per_seed_accuracies: Iterable[float]) -> SeedSpread:
+    """Spread of a student's test accuracy over its training seeds."""
+    a = np.asarray(list(per_seed_accuracies), dtype=float)
+    if a.ndim != 1 or a.size == 0:
+        raise ValueError("need at least one per-seed accuracy")
+    return SeedSpread(mean=float(a.mean()), std=float(a.std(ddof=1)) if a.size > 1 else None,
+                      min=float(a.min()), max=float(a.max()), n_seeds=int(a.size))
+
+
+def error_breakdown(student_c, weak_c, student_pred, weak_pred) -> ErrorBreakdown:
+    """Student accuracy where the weak labeller is right / wrong, the conditional error
+    rates of the deception view, and student-weak agreement (imitation). ``weak_c`` and
+    ``weak_pred`` must be 0/1; ``student_c`` and ``student_pred`` may be seed averages
+    (fraction of seeds correct / predicting class 1)."""
+    student_c, weak_c, student_pred, weak_pred = _aligned(
+        student_c=student_c, weak_c=weak_c, student_pred=student_pred, weak_pred=weak_pred)
+    for name, a in (("weak_c", weak_c), ("weak_pred", weak_pred)):
+        if not np.all((a == 0) | (a == 1)):
+            raise ValueError(f"{name} must be 0/1 (hard predictions of the weak labeller)")
+    right = weak_c == 1
+    agree = student_pred * weak_pred + (1 - student_pred) * (1 - weak_pred)
+
+    def on(x: np.ndarray, mask: np.ndarray) -> float | None:
+        return float(x[mask].mean()) if mask.any() else None
+
+    acc_r, acc_w = on(student_c, right), on(student_c, ~right)
+    return ErrorBreakdown(
+        n_test=len(weak_c), n_weak_right=int(right.sum()), n_weak_wrong=int((~right).sum()),
+        weak_acc=float(weak_c.mean()), student_acc=float(student_c.mean()),
+        student_acc_on_weak_right=acc_r, student_acc_on_weak_wrong=acc_w,
+        student_wrong_given_weak_right=None if acc_r is None else 1 - acc_r,
+        student_wrong_given_weak_wrong=None if acc_w is None else 1 - acc_w,
+        agreement=float(agree.mean()), agreement_on_weak_right=on(agree, right),
+        agreement_on_weak_wrong=on(agree, ~right))
+
+
+def _simulate_runs(true_diff: float, n_test: int, n_runs: int, base_acc: float, seed: int,
+                   weak_acc: float, ceil_acc: float, shared: float) -> np.ndarray:
+    """(n_runs, 4, n_test) 0/1 correctness: debate student, reference student, weak, ceiling
+    (the argument order of paired_difference). See the module docstring for the model."""
+    p_ref, p_deb = base_acc, base_acc + true_diff
+    for name, p in (("base_acc", p_ref), ("base_acc + true_diff", p_deb), ("weak_acc", weak_acc),
+                    ("ceil_acc", ceil_acc), ("shared", shared)):
+        if not 0 <= p <= 1:
+            raise ValueError(f"{name} must lie in [0, 1], got {p}")
+    if n_test < 1 or n_runs < 1:
+        raise ValueError("n_test and n_runs must be >= 1")
+    rng = np.random.default_rng(seed)
+    shape = (n_runs, n_test)
+    common = rng.random(shape) < shared
+    u = rng.random(shape)
+    u_ref = np.where(common, u, rng.random(shape))
+    u_deb = np.where(common, u, rng.random(shape))
+    return np.stack([u_deb < p_deb, u_ref < p_ref, rng.random(shape) < weak_acc,
+                     rng.random(shape) < ceil_acc], axis=1).astype(float)
+
+
+def _simulate(true_diff: float, n_test: int, n_runs: int, base_acc: float = 0.7, seed: int = 0, *,
+              weak_acc: float = 0.6, ceil_acc: float = 0.85, shared: float = 0.5,
+              n_resamples: int = N_RESAMPLES, level: float = LEVEL,
+              boot_seed: int = SEED) -> tuple[np.ndarray, list[PairedDifferenceResult]]:
+    _check(n_resamples, level)
+    data = _simulate_runs(true_diff, n_test, n_runs, base_acc, seed, weak_acc, ceil_acc, shared)
+    # All runs share the boot_seed index stream, so one pass resamples every run.
+    boots = _resample_means(data.reshape(n_runs * 4, n_test), n_resamples, boot_seed)
+    boots = boots.reshape(n_runs, 4, n_resamples)
+    pts = data.mean(axis=2)
+    return data, [_paired_from_means(pts[r], boots[r], n_test, level) for r in range(n_runs)]
+
+
+def simulate_claim_rate(true_diff: float, n_test: int, n_runs: int, base_acc: float = 0.7, seed: int = 0, *,
+                        weak_acc: float = 0.6, ceil_acc: float = 0.85, shared: float = 0.5,
+                        n_resamples: int = N_RESAMPLES, level: float = LEVEL,
+                        boot_seed: int = SEED) -> SimulationResult:
+    """How often the paired_difference decision claims "debate beats plain" (one-sided)
+    and "a difference" (two-sided) when the debate student's true accuracy exceeds the
+    reference's by ``true_diff``; ``seed`` draws the data, ``boot_seed`` the resamples."""
+    _, res = _simulate(true_diff, n_test, n_runs, base_acc, seed, weak_acc=weak_acc, ceil_acc=ceil_acc,
+                       shared=shared, n_resamples=n_resamples, level=level, boot_seed=boot_seed)
+    return SimulationResult(
+        true_diff=float(true_diff), n_test=int(n_test), n_runs=int(n_runs), n_resamples=int(n_resamples),
+        level=float(level), base_acc=float(base_acc), weak_acc=float(weak_acc), ceil_acc=float(ceil_acc),
+        shared=float(shared),
+        claim_better_rate=sum(r.direction == BETTER for r in res) / n_runs,
+        claim_worse_rate=sum(r.direction == WORSE for r in res) / n_runs,
+        claim_any_rate=sum(r.significant for r in res) / n_runs,
+        gap_significant_rate=sum(r.gap.significant for r in res) / n_runs,
+        mean_acc_diff=float(np.mean([r.acc_diff for r in res])))
