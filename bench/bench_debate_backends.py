@@ -57,7 +57,7 @@ def _cfg(args, backend: str, **kw):
 def _warmup(be, args) -> None:
     from debate.backends.base import SamplingParams
     be.generate([[{"role": "user", "content": "Say hello."}]] * 2,
-                SamplingParams(max_new_tokens=4, temperature=args.temperature), seed=12345)
+                SamplingParams(max_new_tokens=4, temperature=args.temperature), [12345, 12346])
 
 
 def _time_debates(cfg, be, args, stats_fn=None) -> dict:

@@ -29,7 +29,7 @@ from isolated import run_variants, save_results  # noqa: E402
 def one_variant(variant: str, n: int, n_test: int, epochs: float, model: str, max_length: int) -> dict:
     import numpy as np
 
-    from core.classifier import FeatureExtractor, train_classifier
+    from core.classifier import FeatureExtractor, LoraBase, train_lora, train_probe
     from core.config import TrainConfig
     from core.losses import XentLoss
     from core.models import resolve_model
@@ -48,7 +48,7 @@ def one_variant(variant: str, n: int, n_test: int, epochs: float, model: str, ma
     t = time.perf_counter()
     if variant == "lora":
         tcfg = TrainConfig(mode="lora", epochs=epochs, batch_size=8, lr=2e-3, max_length=max_length)
-        clf = train_classifier(model, texts, y, XentLoss(), tcfg, seed=0)
+        clf = train_lora(LoraBase(model, tcfg), texts, y, XentLoss(), tcfg, seed=0)
     else:
         tcfg = TrainConfig(mode="linear_probe", epochs=20, batch_size=32, lr=1e-2, max_length=max_length)
         ex = FeatureExtractor(model, max_length)
@@ -57,7 +57,7 @@ def one_variant(variant: str, n: int, n_test: int, epochs: float, model: str, ma
         else:
             ex([s.text for s in samples])  # warm the cache first; not timed
             t = time.perf_counter()
-        clf = train_classifier(model, texts, y, XentLoss(), tcfg, seed=0, extractor=ex)
+        clf = train_probe(ex, texts, y, XentLoss(), tcfg, seed=0)
     acc = float(((clf.predict([s.text for s in test]) > 0.5) == np.array([s.label for s in test])).mean())
     return {"variant": variant, "seconds": time.perf_counter() - t, "test_acc": acc,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}

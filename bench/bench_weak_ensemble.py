@@ -26,7 +26,7 @@ from isolated import run_variants, save_results  # noqa: E402
 def one_variant(variant: str, members: int, n: int, model: str) -> dict:
     import numpy as np
 
-    from core.classifier import SharedLoraBase, train_classifier
+    from core.classifier import LoraBase, train_lora
     from core.config import TrainConfig
     from core.losses import XentLoss
     from data.demo_task import make_demo_samples
@@ -35,11 +35,12 @@ def one_variant(variant: str, members: int, n: int, model: str) -> dict:
     texts = [s.text for s in samples]
     y = np.array([s.label for s in samples], dtype=np.float32)
     tcfg = TrainConfig(mode="lora", epochs=1, batch_size=16, max_length=64)
-    shared = SharedLoraBase(model, tcfg) if variant == "shared" else None
+    shared = LoraBase(model, tcfg) if variant == "shared" else None
     times = []
     for m in range(members):
         t = time.perf_counter()
-        clf = train_classifier(model, texts, y, XentLoss(), tcfg, seed=m, shared=shared, member=f"m{m}")
+        base = shared or LoraBase(model, tcfg)  # reload: a fresh base per member
+        clf = train_lora(base, texts, y, XentLoss(), tcfg, seed=m, adapter=f"m{m}")
         clf.predict(texts)
         times.append(time.perf_counter() - t)
     return {"variant": variant, "member_s": times, "total_s": sum(times),

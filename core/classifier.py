@@ -1,10 +1,10 @@
 """One binary classifier trainer, shared by the weak models and the strong student.
 
-Two modes, chosen per model in the config:
-- `lora`: AutoModelForSequenceClassification + a peft LoRA adapter (task type
+Two modes, chosen per model in the config (`train.mode`), one function each:
+- `lora` (train_lora): AutoModelForSequenceClassification + a peft LoRA adapter (task type
   SEQ_CLS, so the classification head is trained and saved with the adapter).
   Decoder LMs read the last non-pad token, as in Burns et al.
-- `linear_probe`: a linear head on frozen features (decoders: the last token's
+- `linear_probe` (train_probe): a linear head on frozen features (decoders: the last token's
   final hidden state; encoders: mean pooling), as Burns et al. and EleutherAI/w2s
   also offer. Features are cached on disk per (model, text), so every student
   trained on the same texts pays for the forward passes once.
@@ -108,16 +108,76 @@ class FeatureExtractor:
 
 
 # ---------------------------------------------------------------- the shared loop
+def _gather_rows(acc, local: list[torch.Tensor], sizes: list[int], n_proc: int) -> torch.Tensor:
+    """The whole optimiser batch's rows, in the order one process would see them, from
+    every process's shares: `local[m]` holds this process's rows `batch_m[rank::n_proc]`
+    of micro-batch m (of `sizes[m]` rows), so row j of micro-batch m comes from process
+    j % n_proc at position j // n_proc. Every process gets the same tensor. Shares may
+    differ by one row: they are padded to one width for accelerate's gather, which
+    needs equal shapes, and the padding is dropped again."""
+    if n_proc == 1:
+        return torch.cat(local)
+    width = max(-(-s // n_proc) for s in sizes)
+    tail = local[0].shape[1:]
+    padded = local[0].new_zeros(len(local), width, *tail)
+    for m, t in enumerate(local):
+        padded[m, : len(t)] = t
+    every = acc.gather(padded).view(n_proc, len(local), width, *tail)  # process-major
+    out = []
+    for m, size in enumerate(sizes):
+        j = torch.arange(size, device=every.device)
+        out.append(every[j % n_proc, m, j // n_proc])
+    return torch.cat(out)
+
+
+def _full_batch_stats(stats_fn, module, forward, targets: torch.Tensor, batches: list[list[int]],
+                      n_proc: int, rank: int, acc, use_amp: bool) -> dict:
+    """`stats_fn` (a loss's batch_stats) over the whole optimiser batch, the same on every
+    process: one no-grad forward of this process's share of every micro-batch with the
+    current parameters, gathered from all processes."""
+    local = []
+    with torch.no_grad():
+        for batch in batches:
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
+                local.append(forward(module, batch[rank::n_proc]).float())
+        logits = _gather_rows(acc, local, [len(b) for b in batches], n_proc)
+    rows = [i for b in batches for i in b]
+    return stats_fn(logits, targets[rows].to(logits.device))
+
+
 def fit(module: torch.nn.Module, forward: Callable[[torch.nn.Module, list[int]], torch.Tensor],
         targets: torch.Tensor, loss_fn: LossFn, tcfg: TrainConfig, seed: int,
         desc: str, ddp: bool = True) -> list[float]:
     """Minibatch training of `module`'s trainable parameters on soft targets [N, 2];
-    returns the loss per optimiser step.
+    returns the loss per optimiser step: the mean over the whole optimiser batch
+    (batch_size * grad_accum rows), on every process.
 
     Under a multi-process launcher (core/distributed.py) the module is wrapped for
     DDP and each process takes its share of every batch: all processes draw the same
     permutation (same seed), so together they train on exactly the batches one
-    process would. `ddp=False`: every process trains the whole thing by itself."""
+    process would. `ddp=False`: every process trains the whole thing by itself.
+
+    The optimiser batch may be split into grad_accum micro-batches and, within each,
+    into one share per process (rows `batch[rank::n_proc]`, which may differ in size
+    by one). Each share's mean loss is weighted by its share of the batch's rows (and
+    by n_proc, which DDP's gradient averaging divides out again), so the summed
+    gradient and the history are those of the mean over the whole batch, with uneven
+    shares too.
+
+    A loss whose target depends on statistics of the batch (one with `batch_stats`,
+    i.e. logconf's hardening threshold) gets them for the whole optimiser batch when
+    it is split: before the gradient passes, one extra forward under no_grad with the
+    current parameters over every micro-batch (each process its share, gathered with
+    accelerate so every process holds the same full batch in single-process row order)
+    gives the statistic, which every micro-batch's loss then uses. That costs one
+    forward pass per optimiser step (no backward) and a gather of [rows, 2] logits;
+    xent and product (batch_stats None), and unsplit batches, skip it. Deliberate
+    difference: the module stays in train mode, so with dropout (LoRA dropout, and the
+    base model's own dropout layers, which train mode enables too) the extra pass draws
+    other dropout masks than the gradient pass (and advances the RNG): the threshold
+    comes from one stochastic forward, the hardened labels and the gradient from
+    another, where the unsplit loss uses one forward for both. Without dropout the
+    split run equals the unsplit one (up to float rounding)."""
     from transformers import get_linear_schedule_with_warmup
 
     acc = dist.accelerator()
@@ -132,31 +192,42 @@ def fit(module: torch.nn.Module, forward: Callable[[torch.nn.Module, list[int]],
     steps = max(1, math.ceil(tcfg.epochs * n / per_step))
     opt = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, int(tcfg.warmup_frac * steps), steps)
+    stats_fn = getattr(loss_fn, "batch_stats", None)
+    split = tcfg.grad_accum > 1 or n_proc > 1
     order: list[int] = []
     history = []
     use_amp = device().type == "cuda"
     bar = tqdm(range(steps), desc=desc, unit="step", leave=False, disable=None if acc.is_main_process else True)
     for step in bar:
         opt.zero_grad(set_to_none=True)
-        total = 0.0
-        for micro in range(tcfg.grad_accum):
+        batches = []  # this optimiser step's micro-batches, as one process would draw them
+        for _ in range(tcfg.grad_accum):
             if len(order) < tcfg.batch_size:  # a fresh permutation each epoch
                 order += torch.randperm(n, generator=gen).tolist()
             idx, order = order[: tcfg.batch_size], order[tcfg.batch_size:]
-            idx = idx[rank::n_proc]
+            batches.append(idx)
+        rows = sum(len(b) for b in batches)
+        stats = (_full_batch_stats(stats_fn, module, forward, targets, batches, n_proc, rank, acc, use_amp)
+                 if stats_fn is not None and split else {})
+        total = 0.0
+        for micro, batch in enumerate(batches):
+            idx = batch[rank::n_proc]
             # gradients are averaged across processes once per optimiser step
             sync = contextlib.nullcontext() if micro == tcfg.grad_accum - 1 else acc.no_sync(wrapped)
             with sync:
                 with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
                     logits = forward(wrapped, idx)
-                loss = loss_fn(logits.float(), targets[idx].to(logits.device), step / steps)
-                (loss / tcfg.grad_accum).backward()
-            total += loss.item() / tcfg.grad_accum
+                loss = loss_fn(logits.float(), targets[idx].to(logits.device), step / steps, **stats)
+                # this share's weight in the batch mean; DDP divides by n_proc
+                (loss * (len(idx) * n_proc / rows)).backward()
+            total = total + loss.detach() * (len(idx) / rows)
+        if n_proc > 1:  # every process's shares: the whole batch's mean
+            total = acc.reduce(total, reduction="sum")
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        history.append(total)
-        bar.set_postfix(loss=f"{total:.3f}")
+        history.append(total.item())
+        bar.set_postfix(loss=f"{history[-1]:.3f}")
     return history
 
 
@@ -223,30 +294,42 @@ def _lora_config(tcfg: TrainConfig):
                       lora_dropout=tcfg.lora.dropout, target_modules=tcfg.lora.target_modules)
 
 
-def load_lora_model(model: str, tcfg: TrainConfig, trust_remote_code: bool = False,
-                    adapter_name: str = "default"):
-    from peft import get_peft_model
+def load_base_model(model: str, tcfg: TrainConfig, trust_remote_code: bool = False):
+    """The classification model before any adapter, and its tokenizer. Loaded under a
+    fixed RNG seed: a head that is not zero-initialised is then the same whichever
+    member happens to load the base first."""
     from transformers import AutoModelForSequenceClassification
 
     path = resolve_model(model)
     tok = load_tokenizer(path, trust_remote_code)
-    base = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=2, trust_remote_code=trust_remote_code)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        base = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=2, trust_remote_code=trust_remote_code)
     base.config.pad_token_id = tok.pad_token_id  # decoders find the last non-pad token with it
     head = _head_module(base)
     if tcfg.zero_init_head and head is not None:
         torch.nn.init.zeros_(head.weight)
         if head.bias is not None:
             torch.nn.init.zeros_(head.bias)
+    return base, tok
+
+
+def load_lora_model(model: str, tcfg: TrainConfig, trust_remote_code: bool = False,
+                    adapter_name: str = "default"):
+    from peft import get_peft_model
+    base, tok = load_base_model(model, tcfg, trust_remote_code)
     return get_peft_model(base, _lora_config(tcfg), adapter_name=adapter_name).to(device()), tok
 
 
-class SharedLoraBase:
+class LoraBase:
     """One loaded base model carrying one LoRA adapter (and head copy) per member.
 
     LoRA training never changes the base weights, so ensemble members can share
     them: each member adds its own adapter instead of reloading the model. The
     head is zero-initialised once, and peft gives every adapter its own copy.
+    The base is loaded on the first adapter, so a base whose members are all
+    cached is never loaded.
     """
 
     def __init__(self, model: str, tcfg: TrainConfig, trust_remote_code: bool = False):
@@ -254,52 +337,89 @@ class SharedLoraBase:
         self.peft = None
         self.tok = None
 
-    def new_member(self, name: str, seed: int):
-        torch.manual_seed(seed)  # the adapter's initialisation depends on the seed
+    def new_adapter(self, name: str, seed: int):
+        """A fresh adapter whose initialisation (and, from here, training) depends on
+        `seed` alone: the RNG is seeded after the base is loaded, and the first adapter
+        is created exactly as every later one, so a member trains the same whether or
+        not others trained before it in this process (a resumed run equals an
+        uninterrupted one)."""
+        from peft import get_peft_model
         if self.peft is None:
-            self.peft, self.tok = load_lora_model(self.model_name, self.tcfg, self.trust, name)
+            base, self.tok = load_base_model(self.model_name, self.tcfg, self.trust)
+        torch.manual_seed(seed)
+        if self.peft is None:
+            self.peft = get_peft_model(base, _lora_config(self.tcfg), adapter_name=name).to(device())
         else:
             self.peft.add_adapter(name, _lora_config(self.tcfg))
+            self.peft.to(device())
         self.peft.set_adapter(name)
         return self.peft, self.tok
 
 
-def train_classifier(model: str, texts: list[str], p1: np.ndarray, loss_fn: LossFn,
-                     tcfg: TrainConfig, seed: int, desc: str = "train",
-                     trust_remote_code: bool = False, extractor: FeatureExtractor | None = None,
-                     shared: SharedLoraBase | None = None, member: str = "default"):
-    """Train on soft labels `p1` (P(label = 1) per text) and return a classifier.
-
-    With `shared`, a LoRA member is a new adapter on an already loaded base."""
+def train_probe(extractor: FeatureExtractor, texts: list[str], p1: np.ndarray, loss_fn: LossFn,
+                tcfg: TrainConfig, seed: int, desc: str = "train") -> ProbeClassifier:
+    """A linear head on the extractor's frozen features, trained on soft labels `p1`
+    (P(label = 1) per text)."""
     torch.manual_seed(seed)
     targets = soft_targets(p1)
-    if tcfg.mode == "linear_probe":
-        ex = extractor or FeatureExtractor(model, tcfg.max_length, trust_remote_code=trust_remote_code)
-        x = ex(texts, desc=f"{desc}: features")
-        head = torch.nn.Linear(x.shape[1], 2)
-        if tcfg.zero_init_head:
-            torch.nn.init.zeros_(head.weight)
-            torch.nn.init.zeros_(head.bias)
-        # Standardising inside the head keeps one learning rate sensible across models.
-        mu, sd = x.mean(0), x.std(0) + 1e-6
-        xs = (x - mu) / sd
-        # A linear head on cached features costs milliseconds: each process fits the
-        # same head itself rather than synchronising gradients for it.
-        history = fit(head, lambda m, idx: m(xs[idx]), targets, loss_fn, tcfg, seed, desc, ddp=False)
-        with torch.no_grad():  # fold the standardisation into the head
-            w = head.weight / sd
-            head.bias -= (head.weight * (mu / sd)).sum(1)
-            head.weight.copy_(w)
-        clf = ProbeClassifier(ex, head)
-        clf.history = history
-        return clf
-    if shared is not None:
-        lora, tok = shared.new_member(member, seed)
-    else:
-        lora, tok = load_lora_model(model, tcfg, trust_remote_code)
-    clf = LoraClassifier(lora, tok, tcfg.max_length, tcfg.batch_size)
-    lora.train()
-    history = fit(lora, lambda m, idx: clf.logits([texts[i] for i in idx], m), targets, loss_fn,
-                  tcfg, seed, desc)
+    x = extractor(texts, desc=f"{desc}: features")
+    head = torch.nn.Linear(x.shape[1], 2)
+    if tcfg.zero_init_head:
+        torch.nn.init.zeros_(head.weight)
+        torch.nn.init.zeros_(head.bias)
+    # Standardising inside the head keeps one learning rate sensible across models.
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    xs = (x - mu) / sd
+    # A linear head on cached features costs milliseconds: each process fits the
+    # same head itself rather than synchronising gradients for it.
+    history = fit(head, lambda m, idx: m(xs[idx]), targets, loss_fn, tcfg, seed, desc, ddp=False)
+    with torch.no_grad():  # fold the standardisation into the head
+        w = head.weight / sd
+        head.bias -= (head.weight * (mu / sd)).sum(1)
+        head.weight.copy_(w)
+    clf = ProbeClassifier(extractor, head)
     clf.history = history
     return clf
+
+
+def train_lora(base: LoraBase, texts: list[str], p1: np.ndarray, loss_fn: LossFn, tcfg: TrainConfig,
+               seed: int, desc: str = "train", adapter: str = "default") -> LoraClassifier:
+    """A new LoRA adapter (and head) on `base`, trained on soft labels `p1`."""
+    targets = soft_targets(p1)
+    lora, tok = base.new_adapter(adapter, seed)
+    clf = LoraClassifier(lora, tok, tcfg.max_length, tcfg.batch_size)
+    lora.train()
+    clf.history = fit(lora, lambda m, idx: clf.logits([texts[i] for i in idx], m), targets, loss_fn,
+                      tcfg, seed, desc)
+    return clf
+
+
+class ModelTrainer:
+    """Trains classifiers of one model in the configured mode, sharing what can be
+    shared between them: one frozen-feature extractor (probe: each text's forward
+    pass paid once) or, with `share_base`, one loaded base for every LoRA adapter
+    (weak ensemble members). Without it each LoRA classifier loads its own base."""
+
+    def __init__(self, model: str, tcfg: TrainConfig, trust_remote_code: bool = False,
+                 share_base: bool = True):
+        self.model, self.tcfg, self.trust, self.share_base = model, tcfg, trust_remote_code, share_base
+        self._extractor: FeatureExtractor | None = None
+        self._base: LoraBase | None = None
+
+    @property
+    def extractor(self) -> FeatureExtractor:
+        if self._extractor is None:
+            self._extractor = FeatureExtractor(self.model, self.tcfg.max_length,
+                                               trust_remote_code=self.trust)
+        return self._extractor
+
+    def train(self, texts: list[str], p1: np.ndarray, loss_fn: LossFn, seed: int, desc: str = "train",
+              adapter: str = "default"):
+        if self.tcfg.mode == "linear_probe":
+            return train_probe(self.extractor, texts, p1, loss_fn, self.tcfg, seed, desc)
+        if not self.share_base:
+            return train_lora(LoraBase(self.model, self.tcfg, self.trust), texts, p1, loss_fn,
+                              self.tcfg, seed, desc)
+        if self._base is None:
+            self._base = LoraBase(self.model, self.tcfg, self.trust)
+        return train_lora(self._base, texts, p1, loss_fn, self.tcfg, seed, desc, adapter)

@@ -6,17 +6,28 @@ are errors: a misspelt option must never be silently ignored.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-from debate.backends.base import SamplingParams
+from .layout import RunLayout
+from .protocols import Protocol
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SamplingParams(Strict):
+    """How each debate turn is sampled; part of every transcript's key."""
+    max_new_tokens: int = Field(64, gt=0)
+    temperature: float = Field(0.7, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    stop: list[str] = []
 
 
 class DataConfig(Strict):
@@ -29,9 +40,6 @@ class DataConfig(Strict):
     n_test: int = Field(200, gt=0)
     balance: bool = False              # equal label counts in every split (downsampling)
     seed: int = 0
-
-
-Protocol = Literal["none", "debate", "consultancy", "market_making"]
 
 
 class DebateConfig(Strict):
@@ -57,6 +65,12 @@ class DebateConfig(Strict):
     tensor_parallel_size: int = Field(1, ge=1)
     server_url: str | None = None
     max_concurrency: int = Field(32, gt=0)
+    # vllm_server: each attempt's whole-request limit, attempts per request (first
+    # try included) and the base of the exponential backoff between them. A hung
+    # server surfaces as failed requests after about timeout x attempts.
+    server_timeout_s: float = Field(600, gt=0)
+    server_max_attempts: int = Field(5, ge=1)
+    server_backoff_s: float = Field(0.5, ge=0)
 
 
 class LoraConfig(Strict):
@@ -136,8 +150,37 @@ class StrongConfig(Strict):
     seeds: list[int] = Field([0], min_length=1)
 
 
+GOLD = "gold"  # the ceiling's labeller: the transfer split's gold labels
+
+
+# The checkout this code runs from: no run folder may land in it (its root, a folder
+# above it) or in one of its source folders (core/, debate/, .git/, configs/, ...).
+REPO_ROOT = Path(__file__).resolve().parents[1]
+_SOURCE_SUFFIXES = {".py", ".yaml", ".yml", ".sh", ".toml"}
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+
+
+def _source_folder(run_dir: Path) -> str | None:
+    """Why run_dir (resolved) would write into this repository's sources, or None."""
+    if run_dir == REPO_ROOT:
+        return f"is the repository root {REPO_ROOT}"
+    if run_dir in REPO_ROOT.parents:
+        return f"contains the repository {REPO_ROOT}"
+    try:
+        top = run_dir.relative_to(REPO_ROOT).parts[0]
+    except ValueError:
+        return None  # outside the repository
+    folder = REPO_ROOT / top
+    if not folder.is_dir():
+        return None  # a new folder (e.g. runs/)
+    if top.startswith(".") or any(f.suffix in _SOURCE_SUFFIXES and f.is_file() for f in folder.iterdir()):
+        where = "is" if run_dir == folder else "is inside"
+        return f"{where} {folder}, a source folder of this repository"
+    return None
+
+
 class RunConfig(Strict):
-    name: str = Field("demo", pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = "demo"
     output_dir: str = "runs"
     trust_remote_code: bool = False
     data: DataConfig = DataConfig()
@@ -145,11 +188,39 @@ class RunConfig(Strict):
     weak: WeakConfig = WeakConfig()
     strong: StrongConfig = StrongConfig()
 
+    @field_validator("name")
+    @classmethod
+    def _plain_folder_name(cls, v: str) -> str:
+        # The name is one folder under output_dir: never a path ('..', 'a/b'), never
+        # hidden ('.x'), never an option-like '-x'.
+        if not _NAME.fullmatch(v):
+            raise PydanticCustomError(
+                "run_name", "{name} is not a plain folder name: use letters, digits, '_', '-' and "
+                "'.', not starting with '.' or '-', at most 100 characters (it names the run "
+                "folder output_dir/<name>)", {"name": repr(v)})
+        return v
+
+    @field_validator("output_dir")
+    @classmethod
+    def _not_into_sources(cls, v: str, info: ValidationInfo) -> str:
+        name = info.data.get("name")
+        if name is None:  # the name is invalid itself and reported on its own
+            return v
+        run_dir = (Path(v).expanduser() / name).resolve()
+        why = _source_folder(run_dir)
+        if why:
+            raise PydanticCustomError(
+                "run_folder", "the run folder {run_dir} (output_dir/name) {why}; choose another "
+                "output_dir or name", {"run_dir": str(run_dir), "why": why})
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> "RunConfig":
         names = [lab.name for lab in self.weak.labellers]
         if len(set(names)) != len(names):
             raise ValueError(f"weak.labellers: repeated names {names}")
+        if GOLD in names:
+            raise ValueError(f"weak.labellers: the name {GOLD!r} is reserved for the ceiling's gold labels")
         ref = {lab.name: lab for lab in self.weak.labellers}.get(self.weak.reference)
         if ref is None:
             raise ValueError(f"weak.reference {self.weak.reference!r} is not one of weak.labellers {names}")
@@ -175,6 +246,10 @@ class RunConfig(Strict):
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
 
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.run_dir)
+
 
 class ConfigError(ValueError):
     pass
@@ -191,11 +266,15 @@ def _format_errors(err: ValidationError, source: str) -> str:
 
 def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node = data
-    *parents, leaf = dotted.split(".")
-    for p in parents:
-        node = node.setdefault(p, {})
+    *parents, leaf = parts = dotted.split(".")
+    if not all(part.strip() for part in parts):
+        raise ConfigError(f"override {dotted!r}: the key must look like section.key, with no empty part")
+    for i, p in enumerate(parents):
+        if node.get(p) is None:  # absent, or an empty section (`debate:` with nothing under it)
+            node[p] = {}
+        node = node[p]
         if not isinstance(node, dict):
-            raise ConfigError(f"override {dotted}: {p} is not a section")
+            raise ConfigError(f"override {dotted}: {'.'.join(parents[:i + 1])} is not a section")
     node[leaf] = value
 
 
@@ -211,17 +290,26 @@ def _read_yaml(p: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     this file's keys override it (mappings merge, lists and values replace)."""
     if not p.exists():
         raise ConfigError(f"config file {p} does not exist")
+    if not p.is_file():
+        raise ConfigError(f"config file {p} is not a file")
     if p.resolve() in seen:
         raise ConfigError(f"config file {p} extends itself (through {' -> '.join(map(str, seen))})")
     try:
         data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {p} is not valid YAML: {e}") from e
+    except yaml.YAMLError as e:  # one line: the problem and where
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"config file {p} is not valid YAML{where}: {what}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {p} cannot be read: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p} must hold a mapping at the top level")
     parent = data.pop("extends", None)
     if parent is None:
         return data
+    if not isinstance(parent, str) or not parent.strip():
+        raise ConfigError(f"config file {p}: extends must name one config file, got {parent!r}")
     return _merge(_read_yaml(p.parent / str(parent), seen + (p.resolve(),)), data)
 
 
@@ -236,7 +324,13 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
         if "=" not in ov:
             raise ConfigError(f"override {ov!r} must look like key.sub=value")
         k, v = ov.split("=", 1)
-        set_dotted(data, k.strip(), yaml.safe_load(v))
+        try:
+            value = yaml.safe_load(v)
+        except yaml.YAMLError as e:  # e.g. --set 'data.n_test=[1,': one line naming the override
+            what = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"override {ov!r}: the value is not valid YAML ({what}); "
+                              "quote it to pass a string, e.g. key='a: b'") from None
+        set_dotted(data, k.strip(), value)
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:

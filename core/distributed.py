@@ -34,10 +34,6 @@ def world() -> int:
     return state().num_processes
 
 
-def rank() -> int:
-    return state().process_index
-
-
 def is_main() -> bool:
     return state().is_main_process
 

@@ -1,4 +1,6 @@
-"""Crash-safe JSONL: append and flush per record; tolerate a torn last line."""
+"""Crash-safe files: JSONL appended and flushed per record (a torn last line is
+tolerated, then compacted away by the next writer), and JSON / text written
+atomically (temp file + rename), so a reader never sees half a file."""
 from __future__ import annotations
 
 import json
@@ -26,19 +28,31 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 class JsonlWriter:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._terminate_torn_line(path)
+        self._compact(path)
         self.f = path.open("a", encoding="utf-8")
 
     @staticmethod
-    def _terminate_torn_line(path: Path) -> None:
-        # A killed writer can leave a partial last line; start on a fresh line so
-        # the next record is not glued onto it.
-        if path.exists() and path.stat().st_size:
-            with path.open("rb") as f:
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":
-                    with path.open("a") as g:
-                        g.write("\n")
+    def _compact(path: Path) -> None:
+        """Drop lines a killed writer left unreadable (atomically), so the warning is
+        given once and the next record is never glued onto a partial line."""
+        if not path.exists() or not path.stat().st_size:
+            return
+        raw = path.read_bytes()
+        lines = raw.split(b"\n")
+        good = []
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                json.loads(line)
+                good.append(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                pass
+        if len(good) == sum(1 for x in lines if x.strip()) and raw.endswith(b"\n"):
+            return  # nothing torn: leave the file alone
+        print(f"[jsonl] {path}: removing {sum(1 for x in lines if x.strip()) - len(good)} unreadable "
+              "(truncated) line(s)")
+        write_bytes_atomic(path, b"".join(x + b"\n" for x in good))
 
     def write(self, record: dict[str, Any]) -> None:
         self.f.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -55,9 +69,17 @@ class JsonlWriter:
         self.close()
 
 
-def save_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically: a kill mid-write leaves the old file, never a torn one."""
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """A kill mid-write leaves the old file, never a torn one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
     tmp.replace(path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def save_json(path: Path, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2))

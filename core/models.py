@@ -8,7 +8,9 @@ safetensors folder, because loading from GGUF costs ~30 s and a folder ~3 s.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,4 +107,110 @@ def resolve_model(name: str) -> str:
         return str(p.resolve())
     if name.startswith((".", "/", "~")):
         raise ModelNotFound(f"model path {name!r} does not exist")
+    # A hub id: fail now, by name, rather than with an OSError from a lookup that
+    # cannot succeed (an unknown bare name, or an uncached model with HF_HUB_OFFLINE).
+    problem = check_model(name)
+    if problem:
+        raise ModelNotFound(problem)
     return name  # a hub id; from_pretrained reports if it is unreachable
+
+
+# ------------------------------------------------------------ cheap checks
+# What a run needs, checked before anything loads (core/preflight.py): files on
+# disk and the hub cache only, never a weight read and never the network.
+
+_TRUE = {"1", "on", "yes", "true"}
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+")
+_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+_WEIGHTS = ("*.safetensors", "pytorch_model*.bin")
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) set: nothing may be downloaded."""
+    return any(os.environ.get(v, "").strip().lower() in _TRUE
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _folder_problem(folder: Path) -> str | None:
+    """Why a folder is not a loadable transformers model (config and weights), or None."""
+    if not (folder / "config.json").is_file():
+        return "has no config.json"
+    for index in _INDEXES:
+        if (folder / index).is_file():
+            try:
+                shards = set(json.loads((folder / index).read_text())["weight_map"].values())
+            except (OSError, ValueError, KeyError, AttributeError) as e:
+                return f"has an unreadable {index} ({e})"
+            missing = sorted(s for s in shards if not (folder / s).is_file())
+            if missing:
+                return f"lacks {len(missing)} of the {len(shards)} weight shards in {index} (e.g. {missing[0]})"
+            return None
+    if not any(next(folder.glob(g), None) for g in _WEIGHTS):
+        return "has no weights (*.safetensors or pytorch_model*.bin)"
+    return None
+
+
+def _hub_cache_problem(name: str) -> str | None:
+    """None if the hub model is complete in the local cache; else why not."""
+    try:
+        from huggingface_hub import constants, try_to_load_from_cache
+        from huggingface_hub.errors import HFValidationError
+    except ImportError:  # pragma: no cover - transformers depends on it
+        return "is not in the hub cache (huggingface_hub is not installed)"
+    try:
+        config = try_to_load_from_cache(name, "config.json")
+    except HFValidationError:
+        return "is not a valid hub id"
+    if not isinstance(config, str):
+        return f"is not in the local hub cache ({constants.HF_HUB_CACHE})"
+    problem = _folder_problem(Path(config).parent)
+    return f"is in the hub cache but {problem}" if problem else None
+
+
+def check_model(name: str) -> str | None:
+    """Why `name` cannot be loaded here (one line), or None. Cheap: no weights are
+    read, nothing is converted or downloaded. Accepts an embedded name, a local
+    model folder, or a hub id "org/name" that is cached (or, when the hub is not
+    marked offline, that may still be downloaded)."""
+    if name in EMBEDDED:
+        emb = EMBEDDED[name]
+        try:
+            src = embedded_source(name)
+        except ModelNotFound as e:
+            return str(e)
+        if not emb.gguf:
+            problem = _folder_problem(src)
+            return f"embedded model {name!r}: {src} {problem}" if problem else None
+        out = cache_root() / "models" / name
+        if (out / "config.json").exists():  # converted before: resolve_model uses it as it is
+            problem = _folder_problem(out)
+            return (f"embedded model {name!r}: its converted copy {out} {problem}; delete that "
+                    "folder to convert again") if problem else None
+        if importlib.util.find_spec("gguf") is None:
+            return (f"embedded model {name!r} is converted from GGUF on first use, which needs the "
+                    "gguf package: pip install gguf")
+        return None
+    p = Path(name).expanduser()
+    if p.is_dir():
+        problem = _folder_problem(p)
+        return f"model folder {name!r} {problem}" if problem else None
+    if p.exists():
+        return f"model path {name!r} is a file, not a model folder (config.json and weights)"
+    if name.startswith((".", "/", "~")):
+        return f"model path {name!r} does not exist"
+    known = ", ".join(sorted(EMBEDDED))
+    if not _HUB_ID.fullmatch(name):
+        # A bare name is meant as an embedded model (hub ids are written org/name).
+        if _hub_cache_problem(name) is None:
+            return None  # a legacy bare hub id, e.g. gpt2, already cached
+        return (f"{name!r} is not an embedded model (known: {known}), a local folder, "
+                "nor a cached hub model")
+    problem = _hub_cache_problem(name)
+    if problem is None:
+        return None
+    if hub_offline():
+        return (f"{name!r} is neither a local folder nor usable from the hub: it {problem}, and "
+                "HF_HUB_OFFLINE is set, so it cannot be downloaded")
+    if problem.startswith("is not a valid hub id"):
+        return f"{name!r} is not a local folder nor a valid hub id"
+    return None  # not cached yet: from_pretrained downloads it

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,8 +28,3 @@ def cached(path: Path, spec: Any, compute: Callable[[], Any]) -> Any:
     if is_main():  # under a multi-process launcher every process computes; one writes
         save_json(path, {"fingerprint": fp, "spec": spec, "result": result})
     return result
-
-
-def slug(text: str) -> str:
-    """A folder-safe (and peft-adapter-safe: no '.') name for a labeller, model or run."""
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")[-48:] or "x"

@@ -7,6 +7,7 @@ or a prompt change) generates only the debates whose key is not stored yet.
 """
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from pathlib import Path
@@ -16,11 +17,11 @@ from tqdm.auto import tqdm
 
 from core.config import DebateConfig
 from core.jsonl import JsonlWriter, read_jsonl
+from core.protocols import protocol as protocol_spec
 from data.schema import Sample
 
 from .backends.base import Backend
 from .prompts import PromptSet, load_prompt_set
-from .protocol import schedule
 from .transcript import Transcript, Turn, debate_key
 
 OTHER = {"A": "B", "B": "A"}
@@ -29,6 +30,14 @@ OTHER = {"A": "B", "B": "A"}
 def load_transcripts(path: Path) -> dict[str, Transcript]:
     """Stored debates by key; a later record of the same key wins (a retried failure)."""
     return {r["key"]: Transcript.model_validate(r) for r in read_jsonl(path)}
+
+
+def turn_seed(seed: int, protocol: str, sample_id: str, k: int, turn: int) -> int:
+    """The sampling seed of one turn of one debate: derived from what the unit is
+    (never from its position in a batch or in the list of pending work), so a resumed
+    run samples every debate exactly as an uninterrupted one would."""
+    digest = hashlib.sha256(f"{seed}|{protocol}|{sample_id}|{k}|{turn}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 def _a_label(cfg: DebateConfig, sample: Sample, k: int) -> int:
@@ -54,17 +63,19 @@ class DebateRunner:
         self.cfg = cfg
         self.store = store
         self.prompts: PromptSet = load_prompt_set(cfg.prompts)
-        # Checked for every protocol up front: a missing template must not surface
-        # only after the first protocol's debates have run.
+        # Checked for every protocol up front: a missing or unrenderable template must
+        # not surface only after the first turns' debates have run.
         self.prompts.require_roles({role for p in protocols for _, role in self.schedule(p)})
+        for p in protocols:
+            self.prompts.check_renders(self.schedule(p), self.num_turns(p))
         self._factory = backend_factory
         self._backend: Backend | None = None
 
     def num_turns(self, protocol: str) -> int:
-        return self.cfg.num_turns if protocol == "debate" else self.cfg.consult_turns
+        return protocol_spec(protocol).num_turns(self.cfg)
 
     def schedule(self, protocol: str):
-        return schedule(protocol, self.num_turns(protocol))
+        return protocol_spec(protocol).schedule(self.num_turns(protocol))
 
     @property
     def backend(self) -> Backend:
@@ -122,9 +133,9 @@ class DebateRunner:
         """Return {(sample_id, k): transcript} for every sample and k < num_debates.
 
         `fixed_a_labels` sets the label side A defends per sample instead of a random
-        draw; market-making needs it (the side the no-debate weak model did not pick)."""
-        if protocol == "market_making" and fixed_a_labels is None:
-            raise ValueError("market_making needs the weak model's predictions (fixed_a_labels)")
+        draw: protocols placed against the reference weak model need it."""
+        if protocol_spec(protocol).placement != "random" and fixed_a_labels is None:
+            raise ValueError(f"{protocol} needs the side of every sample (fixed_a_labels)")
         fixed = fixed_a_labels
         turns = self.schedule(protocol)
         jobs = [(s, k) for k in range(num_debates) for s in samples]
@@ -132,10 +143,16 @@ class DebateRunner:
         if not pending:
             return result
         bar = tqdm(total=len(jobs), initial=len(jobs) - len(pending), desc=protocol, unit="debate")
+        todo = {(s.id, k) for s, k in pending}
         with JsonlWriter(self.store) as out:
-            for ci in range(0, len(pending), self.cfg.chunk_size):
-                chunk = [self._new(s, k, protocol, fixed) for s, k in pending[ci : ci + self.cfg.chunk_size]]
-                self._debate_chunk(chunk, turns, call_seed=self.cfg.seed * 100_003 + ci, bar=bar)
+            # Chunks are cut from the whole job list, not from what is pending, so a
+            # resumed run batches the remaining debates as the uninterrupted run did.
+            for ci in range(0, len(jobs), self.cfg.chunk_size):
+                chunk = [self._new(s, k, protocol, fixed) for s, k in jobs[ci : ci + self.cfg.chunk_size]
+                         if (s.id, k) in todo]
+                if not chunk:
+                    continue
+                self._debate_chunk(chunk, turns, bar=bar)
                 for t in chunk:
                     out.write(t.model_dump(mode="json"))
                     if t.ok:
@@ -148,7 +165,7 @@ class DebateRunner:
                   "and will be retried on the next run")
         return result
 
-    def _debate_chunk(self, chunk: list[Transcript], turns, call_seed: int, bar=None) -> None:
+    def _debate_chunk(self, chunk: list[Transcript], turns, bar=None) -> None:
         start = time.perf_counter()
         for ti, (side, role) in enumerate(turns):
             live = [t for t in chunk if t.ok]
@@ -157,7 +174,8 @@ class DebateRunner:
             if bar is not None:
                 bar.set_postfix_str(f"turn {ti + 1}/{len(turns)} of {len(live)} debates", refresh=True)
             convs = [self.prompts.messages(role, _variables(t, side, ti)) for t in live]
-            gens = self.backend.generate(convs, self.cfg.sampling, seed=call_seed + ti)
+            seeds = [turn_seed(self.cfg.seed, t.protocol, t.sample_id, t.debate_index, ti) for t in live]
+            gens = self.backend.generate(convs, self.cfg.sampling, seeds)
             for t, g in zip(live, gens):
                 if g.finish_reason == "error":
                     t.error = g.error or "generation failed"

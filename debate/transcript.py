@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from .backends.base import SamplingParams
-
-Side = Literal["A", "B"]
+from core.config import SamplingParams
+from core.protocols import Side
 
 
 class Turn(BaseModel):
@@ -45,6 +43,9 @@ class Transcript(BaseModel):
     seed: int
     seconds: float = 0.0
     error: str | None = None  # set when a backend call failed; such debates are retried on rerun
+    # Set only on scripted/permuted control transcripts (debate/controls.py), e.g.
+    # "positive:0.9" or "shuffled"; None for every real debate.
+    control: str | None = None
 
     @property
     def ok(self) -> bool:

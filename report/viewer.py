@@ -11,8 +11,11 @@ import json
 from html import escape
 from pathlib import Path
 
-from .engine import load_transcripts
-from .transcript import Transcript, Turn
+from core.layout import RunLayout
+from core.protocols import protocol as protocol_spec
+from debate.engine import load_transcripts
+from debate.transcript import Transcript, Turn
+from weak.labels import LabellerResult
 
 CSS = """
 * { box-sizing: border-box; }
@@ -123,12 +126,11 @@ def _debate_html(t: Transcript, weak_preds: dict[str, dict[str, float]] | None) 
     gold_pos = t.positions[t.gold_label]
     preds, wrong = _preds_html(t, weak_preds) if weak_preds else ("", [])
     err = f' <span class="tag err">error: {_e(t.error)}</span>' if t.error else ""
-    a_pos, b_pos = t.positions[t.a_label], t.positions[1 - t.a_label]
-    if t.protocol == "debate":
-        cols = (f'<div class="colhead sideA" style="grid-row:1;grid-column:1">Debater A &middot; {_e(a_pos)}</div>'
-                f'<div class="colhead sideB" style="grid-row:1;grid-column:2">Debater B &middot; {_e(b_pos)}</div>')
-    else:  # consultancy, market-making: one speaker
-        cols = f'<div class="colhead sideA" style="grid-row:1;grid-column:1">Consultant &middot; {_e(a_pos)}</div>'
+    speakers = protocol_spec(t.protocol).speakers  # one column per speaker
+    cols = "".join(
+        f'<div class="colhead side{side}" style="grid-row:1;grid-column:{i + 1}">{_e(who)} &middot; '
+        f'{_e(t.positions[t.a_label if side == "A" else 1 - t.a_label])}</div>'
+        for i, (side, who) in enumerate(zip("AB", speakers)))
     turns = "".join(_turn_html(t, x, r) for x, r in zip(t.turns, _rows(t.turns)))
     s = t.sampling
     prov = (f"model <code>{_e(t.model)}</code> &middot; backend <code>{_e(t.backend)}</code> &middot; "
@@ -177,26 +179,24 @@ def render_html(transcripts: list[Transcript], weak_preds: dict[str, dict[str, f
     )
 
 
-def load_weak_preds(run_dir: Path) -> dict[str, dict[str, float]]:
+def load_weak_preds(layout: RunLayout) -> dict[str, dict[str, float]]:
     """{labeller: {sample_id: P(label=1)}} over transfer and test, from each
-    labeller's weak/<labeller>/labeller.json (written by the weak stage)."""
+    labeller's labeller.json (written by the weak stage)."""
     out: dict[str, dict[str, float]] = {}
-    weak_dir = Path(run_dir) / "weak"
-    for f in sorted(weak_dir.glob("*/labeller.json")) if weak_dir.is_dir() else []:
+    for f in layout.labeller_jsons():
         try:
-            lab = json.loads(f.read_text())
-            out[lab["name"]] = {**lab["transfer_p1"], **lab["test_p1"]}
-        except (json.JSONDecodeError, KeyError, TypeError):
+            lab = LabellerResult.model_validate_json(f.read_text())
+        except ValueError:
             continue  # a torn file from a killed run: the stage rewrites it
+        out[lab.name] = {**lab.transfer_p1, **lab.test_p1}
     return out
 
 
-def write_viewer(run_dir: Path, out: Path | None = None) -> Path:
-    """Write run_dir/debates.html (or `out`) for the run's successful debates."""
-    run_dir = Path(run_dir)
-    ts = [t for t in load_transcripts(run_dir / "debate" / "transcripts.jsonl").values() if t.ok]
-    out = Path(out) if out is not None else run_dir / "debates.html"
+def write_viewer(layout: RunLayout, out: Path | None = None) -> Path:
+    """Write the run's debates.html (or `out`) for its successful debates."""
+    ts = [t for t in load_transcripts(layout.transcripts).values() if t.ok]
+    out = Path(out) if out is not None else layout.viewer
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_html(ts, load_weak_preds(run_dir) or None, title=f"Debates: {run_dir.name}"),
+    out.write_text(render_html(ts, load_weak_preds(layout) or None, title=f"Debates: {layout.root.name}"),
                    encoding="utf-8")
     return out

@@ -12,7 +12,7 @@ class EchoBackend:
         self.fail_on = fail_on
         self.batch_sizes: list[int] = []
 
-    def generate(self, conversations, params, seed):
+    def generate(self, conversations, params, seeds):
         self.calls += 1
         self.batch_sizes.append(len(conversations))
         out = []
@@ -26,3 +26,24 @@ class EchoBackend:
             out.append(Generation(text=f"echo<{last}>", prompt_tokens=len(user.split()),
                                   completion_tokens=3, finish_reason="stop"))
         return out
+
+
+class SeededBackend:
+    """Samples its reply from each request's own seed, as vLLM does with per-request
+    seeds: the text is a function of (conversation, seed) and nothing else."""
+    name = "seeded"
+    model = "seeded"
+
+    def __init__(self, fail_after_calls: int | None = None):
+        self.calls = 0
+        self.fail_after_calls = fail_after_calls
+
+    def generate(self, conversations, params, seeds):
+        if self.fail_after_calls is not None and self.calls >= self.fail_after_calls:
+            raise KeyboardInterrupt  # a kill in the middle of the stage
+        self.calls += 1
+        import random
+        return [Generation(text=f"draw {random.Random(s).randint(0, 10**9)} for "
+                                f"{len(c[-1]['content'])} chars", prompt_tokens=1,
+                           completion_tokens=3, finish_reason="stop")
+                for c, s in zip(conversations, seeds)]

@@ -5,13 +5,17 @@ import pytest
 from core.config import DebateConfig
 from data.demo_task import make_demo_samples
 from debate.engine import DebateRunner, load_transcripts
-from debate.protocol import schedule
+from core.protocols import protocol
 from fake_backend import EchoBackend
 
 
 def runner(tmp_path, backend, **kw):
     cfg = DebateConfig(chunk_size=kw.pop("chunk_size", 4), **kw)
     return DebateRunner(cfg, tmp_path / "t.jsonl", lambda: backend)
+
+
+def schedule(name, n):
+    return protocol(name).schedule(n)
 
 
 def test_schedule_is_the_papers_protocol():
@@ -37,9 +41,9 @@ def test_each_turn_sees_the_transcript_so_far(tmp_path):
     seen = []
 
     class Spy(EchoBackend):
-        def generate(self, conversations, params, seed):
+        def generate(self, conversations, params, seeds):
             seen.append(conversations[0][-1]["content"])
-            return super().generate(conversations, params, seed)
+            return super().generate(conversations, params, seeds)
 
     runner(tmp_path, Spy()).run(make_demo_samples(1))
     assert "echo<" not in seen[0] and "echo<" in seen[1] and seen[2].count("echo<") == 2
@@ -63,13 +67,10 @@ def test_kill_mid_write_loses_and_duplicates_nothing(tmp_path):
     be = EchoBackend()
     out = runner(tmp_path, be).run(samples)
     assert len(out) == 8
-    assert be.batch_sizes[0] == 4  # the torn debate and the 3 new ones of the first chunk
-    parsed = []
-    for line in store.read_text().splitlines():
-        try:
-            parsed.append(json.loads(line)["key"])
-        except json.JSONDecodeError:
-            pass  # the torn line stays, ignored
+    # chunks are cut from the whole job list: the first chunk regenerates only the torn
+    # debate (3 turns), the second holds the 4 new ones, as an uninterrupted run batches them
+    assert be.batch_sizes == [1, 1, 1, 4, 4, 4]
+    parsed = [json.loads(line)["key"] for line in store.read_text().splitlines()]  # the torn line is gone
     assert len(parsed) == 8 and len(set(parsed)) == 8  # nothing lost, nothing duplicated
     assert len(load_transcripts(store)) == 8
 
@@ -166,3 +167,22 @@ def test_missing_template_for_any_protocol_fails_before_generating(tmp_path):
     DebateRunner(cfg, tmp_path / "t.jsonl", lambda: EchoBackend(), protocols=("debate",))
     with pytest.raises(PromptError, match="consult"):
         DebateRunner(cfg, tmp_path / "t.jsonl", lambda: EchoBackend(), protocols=("debate", "consultancy"))
+
+
+@pytest.mark.parametrize("kill_after", [1, 4, 7])
+def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, kill_after):
+    """Seeds derive from what a debate is (sample, k, turn), never from its place in
+    the pending work: kill the stage at several points, resume, and every transcript
+    equals the uninterrupted run's, text for text."""
+    from fake_backend import SeededBackend
+    samples = make_demo_samples(10)
+    whole = runner(tmp_path / "whole", SeededBackend(), chunk_size=3).run(samples, num_debates=2)
+    with pytest.raises(KeyboardInterrupt):
+        runner(tmp_path / "killed", SeededBackend(fail_after_calls=kill_after), chunk_size=3).run(
+            samples, num_debates=2)
+    resumed = runner(tmp_path / "killed", SeededBackend(), chunk_size=3).run(samples, num_debates=2)
+    assert resumed.keys() == whole.keys()
+    for key, t in whole.items():
+        assert [x.text for x in resumed[key].turns] == [x.text for x in t.turns], key
+    texts = {x.text for t in whole.values() for x in t.turns}
+    assert len(texts) == 60  # every turn drew its own seed

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from core.classifier import train_classifier
+from core.classifier import ModelTrainer
 from core.config import TrainConfig
 from core.losses import XentLoss
 from data.demo_task import make_demo_samples
@@ -29,6 +29,6 @@ def test_strong_ceiling_beats_weak_with_a_margin():
     tcfg = TrainConfig(mode="linear_probe", epochs=20, lr=1e-2, batch_size=32, max_length=64)
     acc = {}
     for m in ("minilm-l6", "smollm2-135m"):
-        clf = train_classifier(m, [s.text for s in tr], y, XentLoss(), tcfg, seed=0)
+        clf = ModelTrainer(m, tcfg).train([s.text for s in tr], y, XentLoss(), seed=0)
         acc[m] = ((clf.predict([s.text for s in te]) > 0.5) == yt).mean()
     assert acc["smollm2-135m"] - acc["minilm-l6"] > 0.15, acc

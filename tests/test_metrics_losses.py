@@ -5,11 +5,15 @@ import pytest
 import torch
 
 from core.losses import LogConfLoss, ProductLoss, XentLoss
-from core.metrics import accuracy, bootstrap_pgr, ece, pgr
+from core import statistics as st
+from core.metrics import accuracy, ece
 from weak.ensemble import aggregate
 
 
 def test_pgr_arithmetic():
+    def pgr(w2s, weak, ceiling, m=10):  # point PGR of correctness arrays with these accuracies
+        c = lambda acc: np.array([1.0] * round(acc * m) + [0.0] * (m - round(acc * m)))
+        return st.pgr_stat(c(w2s), c(weak), c(ceiling), n=10).pgr
     assert pgr(0.8, 0.6, 0.9) == pytest.approx(2 / 3)
     assert pgr(0.6, 0.6, 0.9) == 0
     assert pgr(0.5, 0.6, 0.9) == pytest.approx(-1 / 3)
@@ -31,11 +35,9 @@ def test_bootstrap_interval_brackets_point_estimate():
     weak = (rng.random(n) < 0.6).astype(float)
     ceil = (rng.random(n) < 0.9).astype(float)
     w2s = (rng.random(n) < 0.8).astype(float)
-    point = pgr(w2s.mean(), weak.mean(), ceil.mean())
-    b = bootstrap_pgr(w2s, weak, ceil, n=500)
-    lo, hi = b["pgr_ci"]
-    assert lo < point < hi and hi - lo < 1.0
-    assert b["acc_ci"][0] < w2s.mean() < b["acc_ci"][1]
+    b = st.pgr_stat(w2s, weak, ceil, n=500)
+    lo, hi = b.ci
+    assert b.verdict == "ok" and lo < b.pgr < hi and hi - lo < 1.0
 
 
 def test_aggregation_known_values():
@@ -87,15 +89,26 @@ def test_product_loss_target():
 
 
 def _labeller(name, p, transfer=None):
-    from weak.labels import Labeller
-    return Labeller(name=name, protocol="none", aggregate="mean", members=["m"], weak_train_p1={},
+    from weak.labels import LabellerResult
+    return LabellerResult(name=name, protocol="none", aggregate="mean", members=["m"], weak_train_p1={},
                     transfer_p1=transfer or {}, test_p1=p, member_test_p1={"m": p})
+
+
+def _key(labeller, seed=0, loss="xent"):
+    from strong.stage import StudentKey
+    return StudentKey(labeller, loss, seed)
+
+
+def _rows(report):
+    from report.render import row_key
+    return {row_key(r): r for r in report.rows}
 
 
 def test_report_rows_pgr_and_small_test_warning():
     from data.demo_task import make_demo_samples
     from data.splits import make_splits
-    from strong.report import build_report, render_table
+    from report.render import render_table
+    from report.scoring import build_report
     s = make_demo_samples(40)
     splits = make_splits(s, 10, 10, 20, seed=0)
     y = {x.id: x.label for x in splits.test}
@@ -105,28 +118,58 @@ def test_report_rows_pgr_and_small_test_warning():
                                 for j, i in enumerate(ids)}
     tr = {x.id: float(x.label) if j < 7 else 1.0 - x.label for j, x in enumerate(splits.transfer)}
     rep = build_report("r", splits, {"weak": _labeller("weak", right(10), tr)},
-                       {"ceiling": {0: right(13)}, "w2s[weak|xent]": {0: right(12, start=8)}})
-    rows = {r["row"]: r for r in rep["rows"]}
-    assert rows["weak"]["accuracy"] == 0.5 and rows["ceiling"]["accuracy"] == 0.65
+                       {_key("gold"): right(13), _key("weak"): right(12, start=8)})
+    rows = _rows(rep)
+    assert rows["weak"].accuracy == 0.5 and rows["ceiling"].accuracy == 0.65
     # transfer soft labels: 7 of 10 right, all at confidence 1 -> ECE |0.7 - 1|
-    assert rows["weak"]["label_accuracy"] == pytest.approx(0.7)
-    assert rows["weak"]["label_ece"] == pytest.approx(0.3)
-    assert rows["w2s[weak|xent]"]["pgr"] == pytest.approx(2 / 3)
-    assert "warning" in rep and "too few" in rep["warning"]  # 20 samples, 3-sample gap: can't tell
+    assert rows["weak"].label_accuracy == pytest.approx(0.7)
+    assert rows["weak"].label_ece == pytest.approx(0.3)
+    assert rows["w2s[weak|xent]"].pgr.pgr == pytest.approx(2 / 3)
+    # 20 samples, a 3-sample gap: not significant, so no PGR number is printed
+    assert not rep.gap.significant and any("not significant" in w for w in rep.warnings)
+    assert rows["w2s[weak|xent]"].pgr.verdict.startswith("not significant")
+    assert "| n.s. (gap not significant) |" in render_table(rep)
     assert "| W2S on weak labels (xent) | 60.0 (" in render_table(rep)
-    assert "| 66.7 (" in render_table(rep)
-    assert [r["kind"] for r in rep["rows"]] == ["weak", "w2s", "ceiling"]
+    assert [r.kind for r in rep.rows] == ["weak", "w2s", "ceiling"]
     rep2 = build_report("r", splits, {"weak": _labeller("weak", right(18), tr)},
-                        {"ceiling": {0: right(10)}, "w2s[weak|xent]": {0: right(14)}})
-    assert not rep2["pgr_defined"] and "undefined" in rep2["warning"]
-    assert {r["row"]: r for r in rep2["rows"]}["w2s[weak|xent]"]["pgr"] is None
+                        {_key("gold"): right(10), _key("weak"): right(14)})
+    assert not rep2.pgr_defined and "undefined" in rep2.warnings[0]
+    assert _rows(rep2)["w2s[weak|xent]"].pgr.pgr is None
     assert "| W2S on weak labels (xent) | 70.0 (" in render_table(rep2) and "| undefined |" in render_table(rep2)
+
+
+def test_report_prints_pgr_only_over_a_significant_gap_and_flags_above_100():
+    from data.demo_task import make_demo_samples
+    from data.splits import make_splits
+    from report.render import render_table
+    from report.scoring import build_report
+    splits = make_splits(make_demo_samples(240), 20, 20, 200, seed=0)
+    y = {x.id: x.label for x in splits.test}
+    ids = list(y)
+    right = lambda k: {i: (float(y[i]) if j < k else 1.0 - y[i]) for j, i in enumerate(ids)}
+    tr = {x.id: 0.5 for x in splits.transfer}
+    labs = {"weak": _labeller("weak", right(100), tr), "deb": _labeller("deb", right(100), tr)}
+    rep = build_report("r", splits, labs, {_key("gold"): right(180), _key("weak"): right(140),
+                                           _key("deb"): right(190)})
+    rows = _rows(rep)
+    assert rep.gap.significant and rep.gap.gap == pytest.approx(0.4)
+    w, d = rows["w2s[weak|xent]"].pgr, rows["w2s[deb|xent]"].pgr
+    assert w.verdict == "ok" and w.pgr == pytest.approx(0.5) and w.dropped_frac == 0 and not w.above_100
+    assert d.above_100 and any("above 100" in x for x in rep.warnings)
+    table = render_table(rep)
+    assert "| 50.0 (" in table and "0 % dropped" in table and ">100 %" in table
+    (cmp,) = rep.comparisons
+    assert cmp.result.direction == "better" and cmp.result.acc_diff == pytest.approx(0.25)
+    # error breakdown: the weak-labels student is right on every sample its teacher got
+    # right (the first 100) and on 40 of the 100 its teacher got wrong
+    e = rows["w2s[weak|xent]"].errors
+    assert (e.n_weak_right, e.student_acc_on_weak_right, e.student_acc_on_weak_wrong) == (100, 1.0, 0.4)
 
 
 def test_report_averages_seeds_and_orders_rows_like_the_paper():
     from data.demo_task import make_demo_samples
     from data.splits import make_splits
-    from strong.report import build_report
+    from report.scoring import build_report
     s = make_demo_samples(40)
     splits = make_splits(s, 10, 10, 20, seed=0)
     y = {x.id: x.label for x in splits.test}
@@ -134,14 +177,19 @@ def test_report_averages_seeds_and_orders_rows_like_the_paper():
     right = lambda k: {i: (float(y[i]) if j < k else 1.0 - y[i]) for j, i in enumerate(ids)}
     tr = {x.id: 0.5 for x in splits.transfer}
     labs = {"deb": _labeller("deb", right(11), tr), "weak": _labeller("weak", right(10), tr)}
-    students = {"w2s[deb|xent]": {0: right(12)}, "ceiling": {0: right(18), 1: right(16)},
-                "w2s[weak|xent]": {0: right(12), 1: right(16), 2: right(14)}}
+    students = {_key("deb"): right(12), _key("gold", 0): right(18), _key("gold", 1): right(16),
+                _key("weak", 0): right(12), _key("weak", 1): right(16), _key("weak", 2): right(14)}
     rep = build_report("r", splits, labs, students, reference="weak")
-    assert [r["row"] for r in rep["rows"]] == ["weak", "deb", "w2s[weak|xent]", "w2s[deb|xent]", "ceiling"]
-    rows = {r["row"]: r for r in rep["rows"]}
-    assert rep["ceiling_accuracy"] == pytest.approx(0.85)          # mean of 0.9 and 0.8
+    assert list(_rows(rep)) == ["weak", "deb", "w2s[weak|xent]", "w2s[deb|xent]", "ceiling"]
+    rows = _rows(rep)
+    assert rep.ceiling_accuracy == pytest.approx(0.85)          # mean of 0.9 and 0.8
     w = rows["w2s[weak|xent]"]
-    assert w["accuracy"] == pytest.approx(0.7) and w["seeds"] == 3  # mean of 0.6, 0.8, 0.7
-    assert w["seed_accuracy"] == pytest.approx([0.6, 0.8, 0.7])
-    assert w["pgr"] == pytest.approx((0.7 - 0.5) / (0.85 - 0.5))    # against the reference, not "deb"
-    assert w["acc_ci"][0] < 0.7 < w["acc_ci"][1]
+    assert w.accuracy == pytest.approx(0.7) and w.seeds == 3  # mean of 0.6, 0.8, 0.7
+    assert w.seed_accuracy == pytest.approx([0.6, 0.8, 0.7])
+    assert w.pgr.pgr == pytest.approx((0.7 - 0.5) / (0.85 - 0.5))    # against the reference, not "deb"
+    assert w.seed_spread.n_seeds == 3 and w.seed_spread.std == pytest.approx(0.1)
+    # the paired comparison: deb's student against weak's student with the same loss
+    (cmp,) = rep.comparisons
+    assert (cmp.labeller, cmp.reference_labeller) == ("deb", "weak")
+    assert cmp.result.acc_diff == pytest.approx(0.6 - 0.7)
+    assert w.acc_ci[0] < 0.7 < w.acc_ci[1]

@@ -5,6 +5,7 @@ import json
 import pytest
 
 import run
+from factories import report_rows
 
 TINY = ["data.n_weak_train=16", "data.n_transfer=16", "data.n_test=16",
         "debate.sampling.max_new_tokens=6", "debate.chunk_size=48", "debate.batch_size=48",
@@ -20,7 +21,7 @@ def test_demo_pipeline_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
     assert run.main(args) == 0
     rd = tmp_path / "tiny"
     report = json.loads((rd / "report.json").read_text())
-    rows = {r["row"]: r for r in report["rows"]}
+    rows = report_rows(report)
     assert set(rows) == {"weak", "weak+debate", "ceiling", "w2s[weak|xent]", "w2s[weak|logconf]",
                          "w2s[weak+debate|xent]", "w2s[weak+debate|logconf]"}
     for r in rows.values():
@@ -29,7 +30,8 @@ def test_demo_pipeline_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
     if report["pgr_defined"]:
         w = rows["w2s[weak|xent]"]
         expect = (w["accuracy"] - report["weak_accuracy"]) / (report["ceiling_accuracy"] - report["weak_accuracy"])
-        assert w["pgr"] == pytest.approx(expect)
+        assert w["pgr"]["pgr"] == pytest.approx(expect)
+    assert report["schema_version"] == 2 and "gap" in report and report["comparisons"]
     assert (rd / "report.md").read_text().count("| W2S on ") == 4
     labels = [json.loads(l) for l in (rd / "weak" / "weak_debate" / "labels.jsonl").read_text().splitlines()]
     assert len(labels) == 16 and all(len(l["debate_keys"]) == 1 for l in labels)
@@ -90,12 +92,12 @@ def test_paper_table_orchestration_with_market_making(tmp_path, monkeypatch):
     p1 = {**ref["weak_train_p1"], **ref["transfer_p1"], **ref["test_p1"]}
     assert all(t.a_label == int(p1[t.sample_id] <= 0.5) for t in by["market_making"])
     report = json.loads((rd / "report.json").read_text())
-    rows = [r["row"] for r in report["rows"]]
+    rows = list(report_rows(report))
     assert rows == ["weak", "deb-ens", "consultancy", "mm",
                     "w2s[weak|xent]", "w2s[weak|logconf]", "w2s[weak|product]",
                     "w2s[deb-ens|xent]", "w2s[consultancy|xent]", "w2s[mm|xent]", "ceiling"]
     assert all(r["seeds"] == 2 for r in report["rows"] if r["kind"] != "weak")
-    deb = {r["row"]: r for r in report["rows"]}["deb-ens"]
+    deb = report_rows(report)["deb-ens"]
     assert set(deb["members"]) == {"seed0-debate0", "seed0-debate1"}
     assert (rd / "report.png").stat().st_size > 10_000
 

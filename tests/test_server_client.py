@@ -20,7 +20,7 @@ import pytest
 from core.config import DebateConfig
 from data.demo_task import make_demo_samples
 from debate.backends import make_backend
-from debate.backends.base import SamplingParams, request_seed
+from debate.backends.base import SamplingParams
 from debate.engine import DebateRunner
 
 needs_httpx = pytest.mark.skipif(importlib.util.find_spec("httpx") is None,
@@ -185,7 +185,7 @@ def backend(fake, **kw):
 def test_success_body_and_served_model(fake):
     be = backend(fake)
     convs = [CONV, conv("second")]
-    g = be.generate(convs, PARAMS, seed=3)
+    g = be.generate(convs, PARAMS, [31, 32])
     assert [x.text for x in g] == ["reply to <Is 3 larger than 2?>", "reply to <second>"]
     assert all(x.finish_reason == "length" and x.prompt_tokens == 11 and x.completion_tokens == 7
                for x in g)
@@ -193,8 +193,8 @@ def test_success_body_and_served_model(fake):
         assert r["model"] == "served/model-path"  # discovered from GET /v1/models
         assert (r["max_tokens"], r["temperature"], r["top_p"], r["stop"]) == (8, 0.7, 0.9,
                                                                               ["\nDebater A:"])
-    assert {asked(r): r["seed"] for r in fake.requests} == {  # a seed per conversation
-        CONV[0]["content"]: request_seed(3, 0), "second": request_seed(3, 1)}
+    assert {asked(r): r["seed"] for r in fake.requests} == {  # each conversation's own seed
+        CONV[0]["content"]: 31, "second": 32}
     assert not any("Authorization" in h for h in fake.headers)  # no key set, none sent
     assert fake.model_requests == 1
 
@@ -202,9 +202,9 @@ def test_success_body_and_served_model(fake):
 @needs_httpx
 def test_model_override_and_known_name(fake):
     fake.model_ids = ["other", "smollm2-135m"]
-    backend(fake).generate([CONV], PARAMS, seed=0)
+    backend(fake).generate([CONV], PARAMS, None)
     assert fake.requests[-1]["model"] == "smollm2-135m"  # the config's name, when served
-    backend(fake, served_model="pinned").generate([CONV], PARAMS, seed=0)
+    backend(fake, served_model="pinned").generate([CONV], PARAMS, None)
     assert fake.requests[-1]["model"] == "pinned"
 
 
@@ -212,19 +212,18 @@ def test_model_override_and_known_name(fake):
 def test_seeds_are_reproducible(fake):
     be = backend(fake)
 
-    def seeds(convs, seed, **kw) -> dict[str, int]:
+    def seeds(convs, call_seeds, **kw) -> dict[str, int]:
         """{what each request asked: the seed it carried} for one call."""
         n = fake.chat_requests
-        (backend(fake, **kw) if kw else be).generate(convs, PARAMS, seed=seed)
+        (backend(fake, **kw) if kw else be).generate(convs, PARAMS, call_seeds)
         return {asked(r): r.get("seed") for r in fake.requests[n:]}
 
-    first = seeds([conv("first"), conv("second")], 7)
-    assert first == {"first": request_seed(7, 0), "second": request_seed(7, 1)}
-    assert first["first"] != first["second"]
-    assert seeds([conv("first"), conv("second")], 7) == first  # same call, same seeds
-    assert seeds([conv("first")], 7) == {"first": first["first"]}  # alone, same seed
-    assert seeds([conv("first")], 8) != {"first": first["first"]}  # another call seed
-    assert seeds([conv("first")], 7, send_seed=False) == {"first": None}
+    first = seeds([conv("first"), conv("second")], [70, 71])
+    assert first == {"first": 70, "second": 71}
+    assert seeds([conv("second"), conv("first")], [71, 70]) == first  # the seed follows the conversation
+    assert seeds([conv("first")], [70]) == {"first": 70}               # alone, the same seed
+    assert seeds([conv("first")], None) == {"first": None}             # unseeded: none sent
+    assert seeds([conv("first")], [70], send_seed=False) == {"first": None}
 
 
 @needs_httpx
@@ -232,7 +231,7 @@ def test_5xx_is_retried_then_succeeds(fake):
     fake.script = [(500, {"error": "boom"}, 0), (503, "unavailable", 0)]
     sleep = SleepRecorder()
     be = backend(fake, sleep=sleep)
-    [g] = be.generate([CONV], PARAMS, seed=0)
+    [g] = be.generate([CONV], PARAMS, None)
     assert g.finish_reason == "length" and g.text.startswith("reply to")
     assert fake.chat_requests == 3 and be.stats["retries"] == 2 and len(sleep.delays) == 2
 
@@ -243,7 +242,7 @@ def test_429_is_retried_with_retry_after(fake):
                    (503, "busy", 0, {"Retry-After": "100"})]
     sleep = SleepRecorder()
     [g] = backend(fake, sleep=sleep, backoff_s=0.01, backoff_max_s=5).generate(
-        [CONV], PARAMS, seed=0)
+        [CONV], PARAMS, None)
     assert g.finish_reason != "error" and fake.chat_requests == 3
     # The server's Retry-After is honoured (it exceeds our own 0.01 s backoff), capped
     # at backoff_max_s.
@@ -256,7 +255,7 @@ def test_backoff_grows_with_jitter_and_is_bounded(fake, caplog):
     sleep = SleepRecorder()
     be = backend(fake, sleep=sleep, max_attempts=6, backoff_s=1.0, backoff_max_s=4.0)
     with caplog.at_level(logging.WARNING, logger=LOGGER):
-        [g] = be.generate([CONV], PARAMS, seed=0)
+        [g] = be.generate([CONV], PARAMS, None)
     assert g.finish_reason == "error" and "HTTP 502" in g.error and "6 attempts" in g.error
     assert fake.chat_requests == 6 and be.stats["retries"] == 5
     bases = [1.0, 2.0, 4.0, 4.0, 4.0]  # doubling from backoff_s, capped at backoff_max_s
@@ -272,7 +271,7 @@ def test_backoff_grows_with_jitter_and_is_bounded(fake, caplog):
 def test_4xx_is_an_error_without_retry(fake):
     fake.script = [(400, {"error": {"message": "max_tokens too large"}}, 0)]
     be = backend(fake)
-    [g] = be.generate([CONV], PARAMS, seed=0)
+    [g] = be.generate([CONV], PARAMS, None)
     assert g.finish_reason == "error" and g.text == "" and g.completion_tokens == 0
     assert "HTTP 400" in g.error and "max_tokens too large" in g.error
     assert fake.chat_requests == 1 and be.stats == {"requests": 1, "retries": 0, "errors": 1}
@@ -281,7 +280,7 @@ def test_4xx_is_an_error_without_retry(fake):
 @needs_httpx
 def test_persistent_5xx_gives_up(fake):
     fake.script = [(502, "bad gateway", 0)] * 10
-    [g] = backend(fake, max_attempts=3).generate([CONV], PARAMS, seed=0)
+    [g] = backend(fake, max_attempts=3).generate([CONV], PARAMS, None)
     assert g.finish_reason == "error" and "HTTP 502" in g.error and "3 attempts" in g.error
     assert fake.chat_requests == 3
 
@@ -292,7 +291,7 @@ def test_hung_server_becomes_a_timeout_error_per_request(fake, caplog):
     sleep = SleepRecorder()
     be = backend(fake, timeout_s=0.5, max_attempts=2, sleep=sleep)
     with caplog.at_level(logging.WARNING, logger=LOGGER):
-        g = be.generate([conv("one"), conv("two")], PARAMS, seed=0)
+        g = be.generate([conv("one"), conv("two")], PARAMS, None)
     assert [x.finish_reason for x in g] == ["error", "error"]
     for x in g:
         assert "timed out after 0.5 s" in x.error and "gave up after 2 attempts" in x.error
@@ -307,7 +306,7 @@ def test_hung_server_becomes_a_timeout_error_per_request(fake, caplog):
 def test_hung_server_fails_queued_requests_without_sending_them(fake):
     fake.script = [HANG] * 10
     be = backend(fake, timeout_s=0.5, max_attempts=2, max_concurrency=1)
-    g = be.generate([conv("one"), conv("two"), conv("three")], PARAMS, seed=0)
+    g = be.generate([conv("one"), conv("two"), conv("three")], PARAMS, None)
     assert [x.finish_reason for x in g] == ["error"] * 3
     assert "timed out" in g[0].error and not g[0].error.startswith("not sent")
     assert all(x.error.startswith("not sent") and "timed out" in x.error for x in g[1:])
@@ -318,7 +317,7 @@ def test_hung_server_fails_queued_requests_without_sending_them(fake):
 @needs_httpx
 def test_server_that_does_not_list_its_models_fails_the_call(fake):
     fake.hang_models = True
-    g = backend(fake, timeout_s=0.5, max_attempts=2).generate([CONV, CONV], PARAMS, seed=0)
+    g = backend(fake, timeout_s=0.5, max_attempts=2).generate([CONV, CONV], PARAMS, None)
     assert all(x.finish_reason == "error" and "GET /v1/models" in x.error
                and "timed out" in x.error for x in g)
     fake.settle(lambda: fake.model_requests >= 2)
@@ -341,7 +340,7 @@ def test_a_waiting_call_says_so(fake):
     watch = Watch()
     logging.getLogger(LOGGER).addHandler(watch)
     try:
-        [g] = backend(fake, progress_s=0.05).generate([CONV], PARAMS, seed=0)
+        [g] = backend(fake, progress_s=0.05).generate([CONV], PARAMS, None)
     finally:
         logging.getLogger(LOGGER).removeHandler(watch)
     assert said.is_set() and g.finish_reason == "length"
@@ -353,7 +352,7 @@ def test_connection_refused_becomes_an_error(fake):
     fake.close()  # nothing listens there any more
     from debate.backends.vllm_server import VLLMServerBackend
     be = VLLMServerBackend("m", url, served_model="m", max_attempts=2, sleep=SleepRecorder())
-    g = be.generate([CONV, CONV], PARAMS, seed=0)
+    g = be.generate([CONV, CONV], PARAMS, None)
     assert all(x.finish_reason == "error" and "connection error" in x.error for x in g)
 
 
@@ -368,7 +367,7 @@ def test_bad_retry_settings_are_refused(fake):
 def test_one_bad_request_does_not_sink_the_others(fake):
     fake.script = [lambda body: (400, "bad", 0) if "poison" in json.dumps(body) else (200, None, 0)] * 3
     convs = [CONV, conv("poison"), CONV]
-    g = backend(fake).generate(convs, PARAMS, seed=0)
+    g = backend(fake).generate(convs, PARAMS, None)
     assert [x.finish_reason for x in g] == ["length", "error", "length"]
 
 
@@ -385,7 +384,7 @@ def test_concurrency_is_bounded(fake):
 
     fake.script = [held_until_three_in_flight] * 3
     g = backend(fake, max_concurrency=3, timeout_s=60).generate(
-        [conv(f"c{i}") for i in range(8)], PARAMS, seed=0)
+        [conv(f"c{i}") for i in range(8)], PARAMS, None)
     assert all(x.finish_reason == "length" for x in g), [x.error for x in g]
     assert fake.max_in_flight == 3  # concurrent, but never more than allowed
     assert sorted(fake.asked()) == [f"c{i}" for i in range(8)]
@@ -402,7 +401,7 @@ def test_api_key_is_sent_but_never_leaks(fake, monkeypatch, caplog):
         (500, f"trace: {SECRET}", 0)] * 5
     be = backend(fake, api_key_env="MY_KEY", max_attempts=2)
     with caplog.at_level(logging.DEBUG, logger=LOGGER):
-        g = be.generate([CONV], PARAMS, seed=0) + be.generate([CONV], PARAMS, seed=0)
+        g = be.generate([CONV], PARAMS, None) + be.generate([CONV], PARAMS, None)
     assert fake.headers[0]["Authorization"] == f"Bearer {SECRET}"
     assert all(x.finish_reason == "error" for x in g)
     assert "HTTP 401" in g[0].error and "HTTP 500" in g[1].error

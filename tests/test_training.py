@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.classifier import FeatureExtractor, load_lora_model, train_classifier
+from core.classifier import FeatureExtractor, LoraBase, load_lora_model, train_lora, train_probe
 from core.config import TrainConfig
 from core.losses import XentLoss
 from data.demo_task import make_demo_samples
@@ -24,7 +24,7 @@ def test_one_real_lora_step_changes_only_adapter_and_head(model):
     assert not any("embed" in n and "lora_" not in n for n in trainable)
 
     torch.manual_seed(0)
-    clf = train_classifier(model, TEXTS, LABELS, XentLoss(), tcfg, seed=0)
+    clf = train_lora(LoraBase(model, tcfg), TEXTS, LABELS, XentLoss(), tcfg, seed=0)
     assert len(clf.history) == 1 and np.isfinite(clf.history[0])
     # a zero-initialised head predicts exactly 0.5 before training; one step moves it
     p = clf.predict(TEXTS)
@@ -34,7 +34,7 @@ def test_one_real_lora_step_changes_only_adapter_and_head(model):
 @pytest.mark.slow
 def test_lora_adapter_saves(tmp_path):
     tcfg = TrainConfig(mode="lora", epochs=1, batch_size=8, max_length=32)
-    clf = train_classifier("minilm-l6", TEXTS, LABELS, XentLoss(), tcfg, seed=0)
+    clf = train_lora(LoraBase("minilm-l6", tcfg), TEXTS, LABELS, XentLoss(), tcfg, seed=0)
     clf.save(tmp_path)
     files = {p.name for p in (tmp_path / "adapter").iterdir()}
     assert "adapter_config.json" in files and any(f.startswith("adapter_model") for f in files)
@@ -49,7 +49,7 @@ def test_probe_learns_a_separable_task_and_caches_features(tmp_path, monkeypatch
     # texts that leak the label through a keyword: any working probe separates them
     txt = lambda s: ("Wonderful, excellent, great. " if s.label else "Terrible, awful, bad. ") + s.text
     y = np.array([s.label for s in tr], dtype=np.float32)
-    clf = train_classifier("minilm-l6", [txt(s) for s in tr], y, XentLoss(), tcfg, 0, extractor=ex)
+    clf = train_probe(ex, [txt(s) for s in tr], y, XentLoss(), tcfg, 0)
     acc = ((clf.predict([txt(s) for s in te]) > 0.5) == np.array([s.label for s in te])).mean()
     assert acc > 0.9
     assert ex.cache_file.exists()
@@ -60,14 +60,13 @@ def test_probe_learns_a_separable_task_and_caches_features(tmp_path, monkeypatch
 
 @pytest.mark.slow
 def test_members_share_one_base_without_interfering(tmp_path):
-    from core.classifier import SharedLoraBase
     tcfg = TrainConfig(mode="lora", epochs=2, batch_size=4, lr=1e-2, max_length=32)
-    shared = SharedLoraBase("minilm-l6", tcfg)
-    a = train_classifier("minilm-l6", TEXTS, LABELS, XentLoss(), tcfg, 0, shared=shared, member="a")
+    shared = LoraBase("minilm-l6", tcfg)
+    a = train_lora(shared, TEXTS, LABELS, XentLoss(), tcfg, 0, adapter="a")
     base_before = {n: p.clone() for n, p in shared.peft.named_parameters() if "lora_" not in n
                    and "modules_to_save" not in n and "original_module" not in n}
     pa = a.predict(TEXTS)
-    b = train_classifier("minilm-l6", TEXTS, 1 - LABELS, XentLoss(), tcfg, 1, shared=shared, member="b")
+    b = train_lora(shared, TEXTS, 1 - LABELS, XentLoss(), tcfg, 1, adapter="second")
     pb = b.predict(TEXTS)
     np.testing.assert_allclose(a.predict(TEXTS), pa, rtol=1e-5)  # training b left a intact
     assert not np.allclose(pa, pb)
@@ -76,3 +75,16 @@ def test_members_share_one_base_without_interfering(tmp_path):
             assert torch.equal(p, base_before[n]), n  # LoRA never touches the base
     a.save(tmp_path / "a")
     assert (tmp_path / "a" / "adapter").exists()
+
+
+@pytest.mark.slow
+def test_a_member_trains_the_same_whether_or_not_another_trained_before_it():
+    """Resume equals an uninterrupted run: member b on a shared base after member a
+    (the uninterrupted run) equals member b alone on a fresh base (the resumed run)."""
+    tcfg = TrainConfig(mode="lora", epochs=2, batch_size=4, lr=1e-2, max_length=32)
+    shared = LoraBase("minilm-l6", tcfg)
+    train_lora(shared, TEXTS, LABELS, XentLoss(), tcfg, 5, adapter="first")
+    after_a = train_lora(shared, TEXTS, 1 - LABELS, XentLoss(), tcfg, 1, adapter="second")
+    alone = train_lora(LoraBase("minilm-l6", tcfg), TEXTS, 1 - LABELS, XentLoss(), tcfg, 1, adapter="second")
+    np.testing.assert_allclose(after_a.history, alone.history, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(after_a.predict(TEXTS), alone.predict(TEXTS), rtol=1e-5, atol=1e-6)

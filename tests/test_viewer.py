@@ -8,27 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from debate.backends.base import SamplingParams
-from debate.transcript import Transcript, Turn
-from debate.viewer import load_weak_preds, render_html, write_viewer
+from core.layout import RunLayout
+from debate.transcript import Transcript
+from factories import make_transcript
+from report.viewer import load_weak_preds, render_html, write_viewer
 
 XSS = "<script>alert(1)</script>"
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-def transcript(sid: str, texts: list[str], *, sample_text: str = "a plain review", gold: int = 1,
-               a_label: int = 0, error: str | None = None, k: int = 0, protocol: str = "debate") -> Transcript:
-    consult = protocol != "debate"
-    turns = [Turn(index=i, side="A" if consult else "AB"[i % 2],
-                  role="consult" if consult else ["opening", "counter", "rebuttal"][i % 3],
-                  position_label=a_label if consult or i % 2 == 0 else 1 - a_label, text=x,
-                  prompt_tokens=50, completion_tokens=len(x.split()), finish_reason="stop")
-             for i, x in enumerate(texts)]
-    return Transcript(key=f"key-{sid}-{k}", sample_id=sid, task="sentiment", sample_text=sample_text,
-                      positions=("negative", "positive"), gold_label=gold, debate_index=k,
-                      protocol=protocol, num_turns=len(texts), a_label=a_label, turns=turns,
-                      model="smollm2-135m|transformers", backend="transformers", prompt_set="terse",
-                      prompt_hash="abc123", sampling=SamplingParams(), seed=7, error=error)
+def transcript(sid: str, texts: list[str], **kw) -> Transcript:
+    return make_transcript(sid, texts, **kw)
 
 
 def sample_set() -> list[Transcript]:
@@ -89,21 +79,21 @@ def test_turns_side_by_side_in_order():
     assert cells == [("A", "2", "1"), ("B", "2", "2"), ("A", "3", "1")]
 
 
-def _write_run(tmp_path: Path) -> Path:
+def _write_run(tmp_path: Path) -> RunLayout:
     rd = tmp_path / "myrun"
     (rd / "debate").mkdir(parents=True)
     ts = sample_set() + [transcript("s9", ["x"], error="boom")]
     (rd / "debate" / "transcripts.jsonl").write_text(
         "".join(json.dumps(t.model_dump()) + "\n" for t in ts))
-    from weak.labels import Labeller
-    lab = Labeller(name="weak", protocol="none", aggregate="mean", members=["seed0", "seed1"],
+    from weak.labels import LabellerResult
+    lab = LabellerResult(name="weak", protocol="none", aggregate="mean", members=["seed0", "seed1"],
                    weak_train_p1={}, transfer_p1={"s1": 0.75}, test_p1={"s2": 0.6, "s3": 0.3},
                    member_test_p1={"seed0": {"s2": 0.6, "s3": 0.2}, "seed1": {"s2": 0.6, "s3": 0.4}})
     (rd / "weak" / "weak").mkdir(parents=True)
     (rd / "weak" / "weak" / "labeller.json").write_text(lab.model_dump_json())
     (rd / "weak" / "torn").mkdir()
     (rd / "weak" / "torn" / "labeller.json").write_text('{"name": "torn", "transf')  # killed mid-write
-    return rd
+    return RunLayout(rd)
 
 
 def test_consultancy_shows_one_speaker_and_a_protocol_filter():
@@ -115,7 +105,7 @@ def test_consultancy_shows_one_speaker_and_a_protocol_filter():
 
 
 def test_load_weak_preds(tmp_path):
-    assert load_weak_preds(tmp_path / "nothing") == {}
+    assert load_weak_preds(RunLayout(tmp_path / "nothing")) == {}
     preds = load_weak_preds(_write_run(tmp_path))
     assert preds == {"weak": {"s1": 0.75, "s2": 0.6, "s3": 0.3}}
 
@@ -123,7 +113,7 @@ def test_load_weak_preds(tmp_path):
 def test_write_viewer(tmp_path):
     rd = _write_run(tmp_path)
     out = write_viewer(rd)
-    assert out == rd / "debates.html"
+    assert out == rd.root / "debates.html"
     html = out.read_text(encoding="utf-8")
     assert "Rebuttal by A." in html and "s9" not in html  # failed debates are left out
     assert "weak: P(1)=0.750" in html and XSS not in html

@@ -129,7 +129,7 @@ def test_server_answers_every_seeded_request(vllm_server):
     params = SamplingParams(max_new_tokens=8, temperature=1.0, top_p=1.0)
     convs = _colour_requests()
     for batch in (convs[:1], convs):
-        gens = be.generate(batch, params, seed=11)
+        gens = be.generate(batch, params, [11 + i for i in range(len(batch))])
         assert len(gens) == len(batch)
         for g in gens:
             _check_generation(g, params)
@@ -145,7 +145,8 @@ def _long_batch(n=32):
 
 def test_server_survives_a_large_seeded_turn(vllm_server):
     be = make_backend(DebateConfig(backend="vllm_server", server_url=vllm_server))
-    gens = be.generate(_long_batch(), SamplingParams(max_new_tokens=4, temperature=0.7), seed=1)
+    gens = be.generate(_long_batch(), SamplingParams(max_new_tokens=4, temperature=0.7),
+                       list(range(32)))
     assert all(g.finish_reason != "error" for g in gens), gens[0].error
     assert sum(g.prompt_tokens for g in gens) > 4096
 
@@ -170,7 +171,8 @@ def test_debate_through_vllm_engine(engine, tmp_path):
 
 
 def test_engine_survives_a_large_seeded_turn(engine):
-    gens = engine.generate(_long_batch(), SamplingParams(max_new_tokens=4, temperature=0.7), seed=1)
+    gens = engine.generate(_long_batch(), SamplingParams(max_new_tokens=4, temperature=0.7),
+                       list(range(32)))
     assert all(g.finish_reason != "error" and g.completion_tokens > 0 for g in gens)
     assert sum(g.prompt_tokens for g in gens) > 4096
 
@@ -179,7 +181,7 @@ def test_engine_answers_every_seeded_request(engine):
     params = SamplingParams(max_new_tokens=8, temperature=1.0, top_p=1.0)
     convs = _colour_requests()
     for batch in (convs[:1], convs):
-        gens = engine.generate(batch, params, seed=11)
+        gens = engine.generate(batch, params, [11 + i for i in range(len(batch))])
         assert len(gens) == len(batch)
         for g in gens:
             _check_generation(g, params)

@@ -7,9 +7,9 @@ import pytest
 from core.config import RunConfig
 from data.demo_task import make_demo_samples
 from data.splits import make_splits
-from debate.backends.base import SamplingParams
-from debate.transcript import Transcript, Turn
-from weak.stage import run_weak
+from core.layout import RunLayout
+from factories import make_transcript
+from weak.stage import MemberTrainer, run_weak
 
 
 def fake_transcripts(samples, k_count):
@@ -18,13 +18,8 @@ def fake_transcripts(samples, k_count):
         for k in range(k_count):
             # debate k says something different: members reading different debates must differ
             text = f"debate {k}: " + ("I am sure." if (int(s.id.split("-")[1]) + k) % 2 else "Doubtful, check the digits.")
-            turns = [Turn(index=i, side="AB"[i % 2], role="r", position_label=i % 2, text=text,
-                          prompt_tokens=1, completion_tokens=3, finish_reason="stop") for i in range(3)]
-            out[(s.id, k)] = Transcript(
-                key=f"{s.id}-{k}", sample_id=s.id, task=s.task, sample_text=s.text, positions=s.positions,
-                gold_label=s.label, debate_index=k, protocol="debate", num_turns=3, a_label=0,
-                turns=turns, model="m", backend="b", prompt_set="p", prompt_hash="h",
-                sampling=SamplingParams(), seed=0)
+            out[(s.id, k)] = make_transcript(s.id, [text] * 3, key=f"{s.id}-{k}", task=s.task,
+                                             sample_text=s.text, positions=s.positions, gold=s.label, k=k)
     return out
 
 
@@ -42,7 +37,7 @@ def test_members_differ_by_seed_and_debate_and_rerun_skips(tmp_path, monkeypatch
     import core.classifier
     real_fit, calls = core.classifier.fit, []
     monkeypatch.setattr(core.classifier, "fit", lambda *a, **k: calls.append(k) or real_fit(*a, **k))
-    labs = run_weak(cfg, splits, tr, tmp_path)
+    labs = run_weak(cfg, MemberTrainer(cfg, splits, RunLayout(tmp_path)), tr)
     assert len(calls) == 2 + 4  # the single weak+debate model is the ensemble's first member: trained once
     assert list(labs) == ["weak", "single+debate", "weak+debate"]
     assert labs["single+debate"].member_test_p1["seed0-debate0"] == labs["weak+debate"].member_test_p1["seed0-debate0"]
@@ -59,7 +54,7 @@ def test_members_differ_by_seed_and_debate_and_rerun_skips(tmp_path, monkeypatch
     assert len(rows) == 12 and all(len(r["members"]) == 4 and len(r["debate_keys"]) == 2 for r in rows)
 
     monkeypatch.setattr(core.classifier, "fit", lambda *a, **k: pytest.fail("a member was retrained"))
-    again = run_weak(cfg, splits, tr, tmp_path)
+    again = run_weak(cfg, MemberTrainer(cfg, splits, RunLayout(tmp_path)), tr)
     assert again["weak+debate"].test_p1 == labs["weak+debate"].test_p1
 
 
@@ -74,7 +69,7 @@ def test_mixed_architectures_in_one_ensemble(tmp_path):
                                {"name": "mixed+debate", "protocol": "debate",
                                 "models": ["minilm-l6", "smollm2-135m"]}],
                  "train": {"epochs": 1, "batch_size": 4, "max_length": 64, "lr": 5e-3}}})
-    labs = run_weak(cfg, splits, {"debate": fake_transcripts(samples, 1)}, tmp_path)
+    labs = run_weak(cfg, MemberTrainer(cfg, splits, RunLayout(tmp_path)), {"debate": fake_transcripts(samples, 1)})
     lab = labs["mixed+debate"]
     assert lab.members == ["minilm-l6-seed0-debate0", "smollm2-135m-seed0-debate0"]
     ids = [s.id for s in splits.test]

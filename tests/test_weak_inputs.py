@@ -1,19 +1,13 @@
 from core.classifier import load_tokenizer
 from core.models import resolve_model
-from debate.backends.base import SamplingParams
-from debate.transcript import Transcript, Turn
+from factories import make_transcript
 from weak.inputs import weak_input
 
 
 def transcript(lengths):
-    turns = [Turn(index=i, side="AB"[i % 2], role="r", position_label=i % 2,
-                  text=" ".join([f"word{i}"] * n), prompt_tokens=1, completion_tokens=n,
-                  finish_reason="length") for i, n in enumerate(lengths)]
-    return Transcript(key="k", sample_id="s", task="t", sample_text="Claim: 3 is larger than 2.",
-                      positions=("The claim is false.", "The claim is true."), gold_label=1,
-                      debate_index=0, protocol="debate", num_turns=len(turns), a_label=0, turns=turns,
-                      model="m", backend="b", prompt_set="p", prompt_hash="h",
-                      sampling=SamplingParams(), seed=0)
+    return make_transcript("s", [" ".join([f"word{i}"] * n) for i, n in enumerate(lengths)],
+                           sample_text="Claim: 3 is larger than 2.",
+                           positions=("The claim is false.", "The claim is true."), finish_reason="length")
 
 
 def test_per_turn_budget_keeps_every_debater():

@@ -12,8 +12,8 @@ class WeakLabel(BaseModel):
     gold_label: int               # kept for analysis only; never used in training
 
 
-class Labeller(BaseModel):
-    """A weak labeller's outputs: soft labels on transfer, predictions on test."""
+class LabellerResult(BaseModel):
+    """A weak labeller's outputs (its spec is core.config.LabellerConfig): soft labels on transfer, predictions on test."""
     name: str
     protocol: str                     # none | debate | consultancy | market_making
     aggregate: str

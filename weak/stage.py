@@ -17,20 +17,22 @@ from pathlib import Path
 
 import numpy as np
 
-from core.classifier import SharedLoraBase, load_tokenizer, train_classifier
+from core.classifier import ModelTrainer, load_tokenizer
 from core.config import LabellerConfig, RunConfig
 from core.distributed import is_main
 from core.jsonl import JsonlWriter, save_json
+from core.layout import RunLayout, slug
 from core.losses import XentLoss
 from core.models import resolve_model
-from core.stage_cache import cached, slug
+from core.protocols import protocol as protocol_spec
+from core.stage_cache import cached
 from data.schema import Sample
 from data.splits import Splits
 from debate.transcript import Transcript
 
 from .ensemble import aggregate
 from .inputs import weak_input
-from .labels import Labeller, WeakLabel
+from .labels import LabellerResult, WeakLabel
 
 Transcripts = dict[tuple[str, int], Transcript]
 SPLITS = ("weak_train", "transfer", "test")
@@ -43,11 +45,11 @@ def _ids_hash(samples: list[Sample]) -> str:
 class MemberTrainer:
     """Trains (or loads from cache) one weak member; keeps one loaded base per model."""
 
-    def __init__(self, cfg: RunConfig, splits: Splits, run_dir: Path):
-        self.cfg, self.splits, self.root = cfg, splits, run_dir / "weak" / "members"
+    def __init__(self, cfg: RunConfig, splits: Splits, layout: RunLayout):
+        self.cfg, self.splits, self.layout = cfg, splits, layout
         self._tok: dict = {}
         # Each base is loaded lazily, on its first member that is not cached, then shared.
-        self._shared: dict[str, SharedLoraBase] = {}
+        self._trainers: dict[str, ModelTrainer] = {}
 
     def tokenizer(self, model: str):
         if model not in self._tok:
@@ -55,7 +57,7 @@ class MemberTrainer:
         return self._tok[model]
 
     def folder(self, protocol: str, model: str, seed: int, k: int) -> Path:
-        return self.root / protocol / slug(model) / (f"seed{seed}" + (f"-debate{k}" if protocol != "none" else ""))
+        return self.layout.member(protocol, model, seed, k if protocol_spec(protocol).reads_transcript else None)
 
     def __call__(self, protocol: str, model: str, seed: int, k: int,
                  transcripts: Transcripts | None) -> dict[str, dict[str, float]]:
@@ -78,11 +80,10 @@ class MemberTrainer:
         def compute() -> dict:
             inputs = {name: texts(v) for name, v in parts.items()}  # fitted to the context once per split
             y = np.array([s.label for s in sp.weak_train], dtype=np.float32)
-            shared = self._shared.setdefault(model, SharedLoraBase(model, w.train, self.cfg.trust_remote_code))
-            clf = train_classifier(model, inputs["weak_train"], y, XentLoss(), w.train, seed,
-                                   desc=f"weak {protocol}/{out.parent.name}/{out.name}",
-                                   trust_remote_code=self.cfg.trust_remote_code, shared=shared,
-                                   member=f"{protocol}-{hashlib.sha1(model.encode()).hexdigest()[:8]}-{out.name}")
+            trainer = self._trainers.setdefault(model, ModelTrainer(model, w.train, self.cfg.trust_remote_code))
+            clf = trainer.train(inputs["weak_train"], y, XentLoss(), seed,
+                                desc=f"weak {protocol}/{out.parent.name}/{out.name}",
+                                adapter=f"{protocol}-{hashlib.sha1(model.encode()).hexdigest()[:8]}-{out.name}")
             clf.save(out)
             # weak_train predictions are in-sample; only market-making uses them (to pick
             # the side the weak model did not choose on every split).
@@ -93,12 +94,12 @@ class MemberTrainer:
 
 
 def member_name(lab: LabellerConfig, model: str, seed: int, k: int) -> str:
-    name = f"seed{seed}" + (f"-debate{k}" if lab.protocol != "none" else "")
+    name = f"seed{seed}" + (f"-debate{k}" if protocol_spec(lab.protocol).reads_transcript else "")
     return f"{slug(model)}-{name}" if lab.models and len(lab.models) > 1 else name
 
 
 def run_labeller(cfg: RunConfig, lab: LabellerConfig, trainer: MemberTrainer,
-                 transcripts: Transcripts | None, run_dir: Path) -> Labeller:
+                 transcripts: Transcripts | None) -> LabellerResult:
     splits = trainer.splits
     method = lab.aggregate or cfg.weak.aggregate
     members = {}
@@ -112,30 +113,28 @@ def run_labeller(cfg: RunConfig, lab: LabellerConfig, trainer: MemberTrainer,
         ids = [s.id for s in getattr(splits, split)]
         p = aggregate(np.array([[members[m][split][i] for i in ids] for m in names]), method)
         agg[split] = dict(zip(ids, map(float, p)))
-    out = Labeller(name=lab.name, protocol=lab.protocol, aggregate=method, members=names,
+    out = LabellerResult(name=lab.name, protocol=lab.protocol, aggregate=method, members=names,
                    weak_train_p1=agg["weak_train"], transfer_p1=agg["transfer"], test_p1=agg["test"],
                    member_test_p1={m: members[m]["test"] for m in names})
     if is_main():
-        folder = run_dir / "weak" / slug(lab.name)
-        save_json(folder / "labeller.json", out.model_dump())
-        _write_labels(folder / "labels.jsonl", splits.transfer, out, members, transcripts, lab.debates)
+        save_json(trainer.layout.labeller_json(lab.name), out.model_dump())
+        _write_labels(trainer.layout.labels(lab.name), splits.transfer, out, members, transcripts, lab.debates)
     return out
 
 
-def run_weak(cfg: RunConfig, splits: Splits, transcripts: dict[str, Transcripts], run_dir: Path,
-             only: list[str] | None = None, trainer: MemberTrainer | None = None) -> dict[str, Labeller]:
+def run_weak(cfg: RunConfig, trainer: MemberTrainer, transcripts: dict[str, Transcripts],
+             only: list[str] | None = None) -> dict[str, LabellerResult]:
     """Every labeller of the run (or those named in `only`), in config order.
     `transcripts`: {protocol: {(sample id, k): transcript}} for the protocols in use."""
-    trainer = trainer or MemberTrainer(cfg, splits, run_dir)
-    out: dict[str, Labeller] = {}
+    out: dict[str, LabellerResult] = {}
     for lab in cfg.labellers:
         if only is None or lab.name in only:
-            tr = None if lab.protocol == "none" else transcripts[lab.protocol]
-            out[lab.name] = run_labeller(cfg, lab, trainer, tr, run_dir)
+            tr = transcripts[lab.protocol] if protocol_spec(lab.protocol).reads_transcript else None
+            out[lab.name] = run_labeller(cfg, lab, trainer, tr)
     return out
 
 
-def _write_labels(path: Path, transfer: list[Sample], lab: Labeller, members: dict,
+def _write_labels(path: Path, transfer: list[Sample], lab: LabellerResult, members: dict,
                   tr: Transcripts | None, n_debates: int) -> None:
     path.unlink(missing_ok=True)  # cheap to rewrite from the cached member results
     with JsonlWriter(path) as f:

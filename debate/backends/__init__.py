@@ -31,7 +31,9 @@ def make_backend(cfg: "DebateConfig") -> Backend:
             raise ConfigError("debate.backend=vllm_server needs the server's address: set "
                              "debate.server_url (e.g. http://127.0.0.1:8000)")
         from .vllm_server import VLLMServerBackend
-        return VLLMServerBackend(cfg.model, cfg.server_url, max_concurrency=cfg.max_concurrency)
+        return VLLMServerBackend(cfg.model, cfg.server_url, max_concurrency=cfg.max_concurrency,
+                                 timeout_s=cfg.server_timeout_s, max_attempts=cfg.server_max_attempts,
+                                 backoff_s=cfg.server_backoff_s)
     raise NotImplementedError(f"debate backend {cfg.backend!r} is not available in this build")
 
 

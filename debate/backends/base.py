@@ -6,18 +6,14 @@ so a backend sees the largest batch the protocol allows.
 """
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Optional, Protocol
 
 from pydantic import BaseModel
 
+from core.config import SamplingParams
+
 Message = dict[str, str]  # {"role": ..., "content": ...}
-
-
-class SamplingParams(BaseModel):
-    max_new_tokens: int = 64
-    temperature: float = 0.7
-    top_p: float = 0.95
-    stop: list[str] = []
+Seeds = Optional[list[int]]  # one sampling seed per conversation; None: unseeded
 
 
 class Generation(BaseModel):
@@ -33,8 +29,11 @@ class Backend(Protocol):
     model: str
 
     def generate(
-        self, conversations: list[list[Message]], params: SamplingParams, seed: int
-    ) -> list[Generation]: ...
+        self, conversations: list[list[Message]], params: SamplingParams, seeds: Seeds
+    ) -> list[Generation]:
+        """One completion per conversation. `seeds[i]` is conversation i's sampling
+        seed (`seeds` None: unseeded sampling); backends that sample per request (vLLM) honour it for
+        that request alone, so its text does not depend on what else is batched."""
 
 
 def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
@@ -42,16 +41,3 @@ def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
     themselves (transformers) share this so every backend extracts turns alike."""
     cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
-
-
-_SEED_MOD = 2**31 - 1
-
-
-def request_seed(seed: int, index: int) -> int:
-    """The sampling seed of conversation `index` of a call seeded `seed`.
-
-    Mixed (not simply `seed + index`) so that neighbouring call seeds, e.g. two
-    turns of one chunk, do not hand out the same seeds shifted by one. Each request
-    samples with its own seed, so its text does not depend on what else is batched.
-    """
-    return (seed * 1_000_003 + index * 7_919 + 12_345) % _SEED_MOD

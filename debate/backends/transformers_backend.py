@@ -1,11 +1,19 @@
 """CPU default: batched chat generation with transformers, left padding."""
 from __future__ import annotations
 
+import hashlib
+
 import torch
 
 from core.models import resolve_model
 
-from .base import Generation, Message, SamplingParams, cut_at_stop
+from .base import Generation, Message, SamplingParams, Seeds, cut_at_stop
+
+
+def batch_seed(row_seeds: list[int]) -> int:
+    """One seed for a batch, from the sorted seeds of its rows (order-free)."""
+    digest = hashlib.sha256(",".join(map(str, sorted(row_seeds))).encode()).digest()
+    return int.from_bytes(digest[:4], "little")
 
 
 class TransformersBackend:
@@ -40,8 +48,11 @@ class TransformersBackend:
 
     @torch.inference_mode()
     def generate(
-        self, conversations: list[list[Message]], params: SamplingParams, seed: int
+        self, conversations: list[list[Message]], params: SamplingParams, seeds: Seeds
     ) -> list[Generation]:
+        """Batched sampling draws one random stream per batch, so a row's text depends
+        on its batch: each batch is seeded from its rows' seeds, which makes the same
+        rows in the same batch reproduce exactly (CPU), not a row on its own."""
         prompts = [self._prompt(c) for c in conversations]
         # Length-sorted batches waste less compute on padding.
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -50,7 +61,8 @@ class TransformersBackend:
             idx = order[start : start + self.batch_size]
             enc = self.tok([prompts[i] for i in idx], return_tensors="pt", padding=True,
                            add_special_tokens=False)
-            torch.manual_seed(seed + b)
+            if seeds is not None:
+                torch.manual_seed(batch_seed([seeds[i] for i in idx]))
             sample = params.temperature > 0
             gen = self.lm.generate(
                 **enc,

@@ -15,7 +15,7 @@ from typing import Any
 
 from core.models import resolve_model
 
-from .base import Generation, Message, SamplingParams, cut_at_stop, request_seed
+from .base import Generation, Message, SamplingParams, Seeds, cut_at_stop
 
 
 def _model_max_len(model_path: str) -> int | None:
@@ -77,7 +77,7 @@ class VLLMEngineBackend:
         kwargs.update(engine_kwargs)
         self.llm = vllm.LLM(**kwargs)
 
-    def _params(self, params: SamplingParams, seed: int):
+    def _params(self, params: SamplingParams, seed: int | None):
         return self._vllm.SamplingParams(
             max_tokens=params.max_new_tokens,
             temperature=params.temperature,
@@ -87,11 +87,11 @@ class VLLMEngineBackend:
         )
 
     def generate(
-        self, conversations: list[list[Message]], params: SamplingParams, seed: int
+        self, conversations: list[list[Message]], params: SamplingParams, seeds: Seeds
     ) -> list[Generation]:
         if not conversations:
             return []
-        sps = [self._params(params, request_seed(seed, i)) for i in range(len(conversations))]
+        sps = [self._params(params, None if seeds is None else seeds[i]) for i in range(len(conversations))]
         # One call for the whole turn: vLLM schedules (and prefix-caches) the batch itself.
         outs = self.llm.chat(list(conversations), sps, use_tqdm=False)
         result = []

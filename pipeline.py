@@ -1,0 +1,158 @@
+"""The pipeline, top to bottom, in the order it really runs:
+
+    data -> weak reference (only for market-making) -> debates -> weak labellers
+         -> strong students and ceiling -> report
+
+Each stage reads typed inputs and leaves its outputs in the run folder
+(core/layout.py), where a rerun finds them: finished transcripts, members and
+students are reused as long as the settings that produced them are unchanged.
+`run.py` parses the command line and calls `run_pipeline`.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import time
+from contextlib import contextmanager
+
+from core import distributed as dist
+from core.config import RunConfig
+from core.jsonl import JsonlWriter
+from core.layout import RunLayout
+from core.preflight import preflight
+from core.protocols import protocol as protocol_spec
+from core.runlock import RunLock, describe, write_config_of_record
+from data.schema import Sample
+from data.source import samples_for
+from data.splits import Splits, make_splits
+from debate.transcript import Transcript
+from report import write_report
+from report.model import Report, RunMeta
+from report.render import render_table
+from report.scoring import build_report
+from strong.stage import run_strong
+from weak.stage import MemberTrainer, run_weak
+
+Transcripts = dict[str, dict[tuple[str, int], Transcript]]  # {protocol: {(sample id, k): transcript}}
+
+
+class StageFailed(Exception):
+    """A stage could not finish; what it finished is saved and a rerun resumes."""
+
+
+class StageClock:
+    """Wall time and the process's peak RSS (MB) at the end of each stage."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.peak_rss_mb: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        t = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - t, 1)
+        self.peak_rss_mb[name] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def log(*args) -> None:
+    if dist.is_main():  # under a multi-process launcher, one process speaks
+        print(*args)
+
+
+# ---------------------------------------------------------------- the stages
+def prepare_data(cfg: RunConfig, layout: RunLayout) -> Splits:
+    d = cfg.data
+    splits = make_splits(samples_for(d), d.n_weak_train, d.n_transfer, d.n_test, d.seed, d.balance)
+    if dist.is_main():
+        layout.splits.write_text(json.dumps({k: [s.id for s in getattr(splits, k)]
+                                             for k in ("weak_train", "transfer", "test")}))
+    log(f"[data] {d.task}: weak_train {len(splits.weak_train)}, transfer {len(splits.transfer)}, "
+        f"test {len(splits.test)}")
+    return splits
+
+
+def place_against_reference(cfg: RunConfig, splits: Splits, weak: MemberTrainer) -> dict[str, int]:
+    """Market-making's sides: for every sample, the label the plain weak model
+    (weak.reference) did NOT pick. Trains (or loads) the reference labeller first."""
+    ref = run_weak(cfg, weak, {}, only=[cfg.weak.reference])[cfg.weak.reference]
+    p1 = {**ref.weak_train_p1, **ref.transfer_p1, **ref.test_p1}
+    return {s.id: int(p1[s.id] <= 0.5) for s in splits.all()}
+
+
+def generate_transcripts(cfg: RunConfig, splits: Splits, layout: RunLayout,
+                         weak: MemberTrainer) -> Transcripts:
+    """Every transcript the labellers read: per protocol, K per sample (the largest
+    `debates` a labeller of that protocol asks for)."""
+    from debate.backends import make_backend
+    from debate.engine import DebateRunner
+
+    need = cfg.debates_needed()
+    samples: list[Sample] = splits.all()
+    runner = DebateRunner(cfg.debate, layout.transcripts, lambda: make_backend(cfg.debate), tuple(need))
+    out: Transcripts = {}
+    for protocol, k in need.items():
+        fixed = (place_against_reference(cfg, splits, weak)
+                 if protocol_spec(protocol).placement == "against_reference" else None)
+        if dist.world() > 1 and cfg.debate.backend == "vllm" and runner.missing(samples, protocol, k, fixed):
+            raise StageFailed("an in-process vLLM engine cannot start inside a multi-process launch: "
+                              "generate the debates first with `python run.py --until debate ...`, "
+                              "then launch the training")
+        with dist.main_first():  # the main process generates; the others then read the store
+            out[protocol] = runner.run(samples, protocol, k, fixed_a_labels=fixed)
+        missing = len(samples) * k - len(out[protocol])
+        if missing:
+            raise StageFailed(f"{missing} {protocol} transcripts failed; rerun to retry them "
+                              "(finished ones are kept)")
+    return out
+
+
+def run_pipeline(cfg: RunConfig, until: str | None = None) -> Report | None:
+    """The whole run; `until` stops after that stage ("debate", "weak", "strong")."""
+    preflight(cfg, until)  # every model, file and folder the run needs, before anything loads
+    layout = cfg.layout
+    # One run per folder (a second is refused, naming this one); the other ranks of a
+    # multi-process launch belong to this run and take no lock.
+    with RunLock(layout.root, enabled=dist.is_main()) as lock:
+        if lock.stale:
+            log(f"[run] the last run here ({describe(lock.stale)}) was killed; resuming its work")
+        if dist.is_main():
+            write_config_of_record(cfg, layout)
+        return _run_stages(cfg, layout, until)
+
+
+def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None) -> Report | None:
+    clock = StageClock()
+    with clock.stage("data"):
+        splits = prepare_data(cfg, layout)
+    weak = MemberTrainer(cfg, splits, layout)
+    transcripts: Transcripts = {}
+    if cfg.debates_needed():
+        with clock.stage("debate"):
+            transcripts = generate_transcripts(cfg, splits, layout, weak)
+    if until == "debate":
+        return None
+    with clock.stage("weak"):
+        labellers = run_weak(cfg, weak, transcripts)
+    if until == "weak":
+        return None
+    with clock.stage("strong"):
+        students = run_strong(cfg, splits, labellers, layout)
+    if not dist.is_main():
+        return None
+    meta = RunMeta(task=cfg.data.task, weak_model=cfg.weak.model, strong_model=cfg.strong.model,
+                   debate=cfg.debate.model_dump(mode="json") if transcripts else None,
+                   seconds=clock.seconds, peak_rss_mb_after=clock.peak_rss_mb)
+    report = build_report(cfg.name, splits, labellers, students, cfg.weak.reference, meta)
+    path = write_report(report, layout)
+    # report.json holds this invocation's times (seconds when everything was cached);
+    # the log keeps every invocation's, so the cold run's cost stays on record.
+    with JsonlWriter(layout.timings) as f:
+        f.write({"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": clock.seconds,
+                 "peak_rss_mb_after": clock.peak_rss_mb})
+    print(render_table(report))
+    if transcripts:
+        from report.viewer import write_viewer
+        print(f"[view] debates: {write_viewer(layout)}")
+    print(f"[report] {path}")
+    return report

@@ -1,0 +1,35 @@
+"""Stored transcripts on the console (`run.py list` and `run.py show`)."""
+from __future__ import annotations
+
+from core.layout import RunLayout
+from debate.engine import load_transcripts
+from debate.transcript import Transcript
+
+
+def select(layout: RunLayout, sample: str | None = None, gold: int | None = None,
+           side: str | None = None) -> list[Transcript]:
+    """The run's finished transcripts, filtered: one sample, one gold label, or the
+    debates where `side` argued the gold label."""
+    ts = [t for t in load_transcripts(layout.transcripts).values() if t.ok]
+    if sample:
+        ts = [t for t in ts if t.sample_id == sample]
+    if gold is not None:
+        ts = [t for t in ts if t.gold_label == gold]
+    if side:
+        ts = [t for t in ts if (t.a_label == t.gold_label) == (side == "A")]
+    return ts
+
+
+def one_line(t: Transcript) -> str:
+    first = t.turns[0].text.replace("\n", " ")[:70] if t.turns else ""
+    return f"{t.sample_id:>14} k={t.debate_index} gold={t.gold_label} A->{t.a_label} [{t.prompt_set}] {first}"
+
+
+def full_text(t: Transcript) -> str:
+    lines = [f"=== {t.sample_id} (debate {t.debate_index}, gold {t.gold_label}; "
+             f"{t.model}, {t.backend}, prompts {t.prompt_set}@{t.prompt_hash}, seed {t.seed})",
+             t.sample_text]
+    for x in t.turns:
+        lines.append(f"--- {x.side} [{t.positions[x.position_label]}] ({x.completion_tokens} tok, {x.finish_reason})")
+        lines.append(x.text)
+    return "\n".join(lines) + "\n"

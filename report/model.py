@@ -1,0 +1,102 @@
+"""report.json as a schema: a typed, versioned record of one run's results.
+
+Bump SCHEMA_VERSION whenever a field changes meaning or goes away; readers
+(`run.py compare`, the viewer, users' notebooks) check it.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.statistics import ErrorBreakdown, GapResult, PairedDifferenceResult, PGRResult, SeedSpread
+
+# 2: PGR with its verdict and dropped share, the weak-ceiling gap, paired student
+#    comparisons, seed spread and error breakdowns (core/statistics.py).
+SCHEMA_VERSION = 2
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    accuracy: float                   # test accuracy (mean over seeds for students/ceiling)
+    acc_ci: list[float]               # 95 % bootstrap interval over test samples
+
+
+class MemberScore(BaseModel):
+    accuracy: float
+    ece: float
+
+
+class WeakRow(_Row):
+    kind: Literal["weak"] = "weak"
+    name: str                          # the labeller's name (weak.labellers[].name)
+    protocol: str
+    aggregate: str
+    ece: float
+    label_accuracy: float              # its soft labels on transfer (the student's supervision)
+    label_ece: float
+    members: dict[str, MemberScore]
+
+
+class StudentRow(_Row):
+    kind: Literal["w2s"] = "w2s"
+    labeller: str
+    loss: str
+    seeds: int
+    seed_accuracy: list[float]
+    seed_spread: SeedSpread
+    pgr: PGRResult                     # against the reference weak model; print pgr.verdict unless "ok"
+    errors: ErrorBreakdown             # where its accuracy comes from, against its own labeller
+
+
+class CeilingRow(_Row):
+    kind: Literal["ceiling"] = "ceiling"
+    seeds: int
+    seed_accuracy: list[float]
+    seed_spread: SeedSpread
+
+
+class Comparison(BaseModel):
+    """The paper's question for one student: W2S on these labels vs W2S on the plain
+    weak labels (same loss), paired over test samples."""
+    labeller: str
+    loss: str
+    reference_labeller: str
+    result: PairedDifferenceResult
+
+
+Row = Annotated[Union[WeakRow, StudentRow, CeilingRow], Field(discriminator="kind")]
+
+
+class RunMeta(BaseModel):
+    task: str
+    weak_model: str
+    strong_model: str
+    debate: dict | None = None         # the debate config, when transcripts were used
+    seconds: dict[str, float] = {}     # this invocation's stage times
+    peak_rss_mb_after: dict[str, float] = {}
+
+
+class Report(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    schema_version: int = SCHEMA_VERSION
+    run: str
+    n_test: int
+    reference: str                     # the plain weak labeller every PGR is measured against
+    weak_accuracy: float
+    ceiling_accuracy: float
+    pgr_defined: bool
+    gap: GapResult                     # ceiling - weak, paired interval; PGR means something only if significant
+    rows: list[Row]
+    comparisons: list[Comparison] = []
+    warnings: list[str] = []
+    meta: RunMeta | None = None
+
+    def weak_rows(self) -> list[WeakRow]:
+        return [r for r in self.rows if isinstance(r, WeakRow)]
+
+    def student_rows(self) -> list[StudentRow]:
+        return [r for r in self.rows if isinstance(r, StudentRow)]
+
+    def ceiling_row(self) -> CeilingRow:
+        return next(r for r in self.rows if isinstance(r, CeilingRow))

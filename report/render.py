@@ -1,0 +1,136 @@
+"""The report as text: the markdown table (report.md, printed at the end of a
+run) and two runs side by side (`run.py compare`)."""
+from __future__ import annotations
+
+from core.statistics import VERDICT_NOT_SIGNIFICANT, VERDICT_OK, VERDICT_UNDEFINED
+
+from .model import CeilingRow, Report, StudentRow, WeakRow
+
+
+def row_title(r) -> str:
+    if isinstance(r, StudentRow):
+        return f"W2S on {r.labeller} labels ({r.loss})"
+    if isinstance(r, CeilingRow):
+        return "strong ceiling (gold labels)"
+    n = len(r.members)
+    return f"weak: {r.name}" + (f" ({n} members, {r.aggregate})" if n > 1 else "")
+
+
+def row_key(r) -> str:
+    """A row's identity across runs (what `compare` matches on)."""
+    if isinstance(r, StudentRow):
+        return f"w2s[{r.labeller}|{r.loss}]"
+    return "ceiling" if isinstance(r, CeilingRow) else r.name
+
+
+def fmt(v: float | None, pct: bool = True) -> str:
+    if v is None:
+        return "n/a"
+    return f"{100 * v:.1f}" if pct else f"{v:.3f}"
+
+
+def _ci(ci: list[float] | None, signed: bool = False) -> str:
+    if not ci:
+        return ""
+    f = (lambda v: f"{100 * v:+.1f}") if signed else fmt
+    return f" ({f(ci[0])} to {f(ci[1])})"
+
+
+def _pgr_cell(r) -> str:
+    """A PGR number only when the weak-ceiling gap is significant; otherwise the verdict
+    (an interval over the resamples that happen to define the ratio would mislead)."""
+    if not isinstance(r, StudentRow):
+        return ""
+    p = r.pgr
+    if p.verdict == VERDICT_UNDEFINED:
+        return "undefined"
+    if p.verdict == VERDICT_NOT_SIGNIFICANT:
+        return "n.s. (gap not significant)"
+    assert p.verdict == VERDICT_OK
+    flag = " ⚠ >100 %" if p.above_100 else ""
+    return f"{fmt(p.pgr)}{_ci(p.ci)}{flag}; {100 * p.dropped_frac:.0f} % dropped"
+
+
+def _seeds_cell(r) -> str:
+    sp = getattr(r, "seed_spread", None)
+    if sp is None or sp.n_seeds < 2:
+        return ""
+    return f"{sp.n_seeds}: sd {100 * sp.std:.1f}, {fmt(sp.min)}–{fmt(sp.max)}"
+
+
+def render_table(report: Report) -> str:
+    seeds = max((getattr(r, "seeds", 1) for r in report.rows), default=1)
+    g = report.gap
+    lines = [f"# Run {report.run}: {report.n_test} test samples", "",
+             f"Ceiling − weak gap: {100 * g.gap:+.1f} points{_ci(g.ci, True)}, "
+             + ("significant" if g.significant else "**not significant**: PGR is not reported as a number"), "",
+             "| model | test acc % (95% CI) | PGR % (95% CI; resamples dropped) | seeds: sd, range | "
+             "test ECE | transfer labels acc % / ECE |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in report.rows:
+        acc = fmt(r.accuracy) + _ci(r.acc_ci)
+        weak = isinstance(r, WeakRow)
+        lab = f"{fmt(r.label_accuracy)} / {fmt(r.label_ece, False)}" if weak else ""
+        lines.append(f"| {row_title(r)} | {acc} | {_pgr_cell(r)} | {_seeds_cell(r)} | "
+                     f"{fmt(r.ece, False) if weak else ''} | {lab} |")
+    for w in report.warnings:
+        lines += ["", f"**Warning:** {w}"]
+    if report.comparisons:
+        lines += ["", f"Each student against the student on plain weak labels (`{report.reference}`, same "
+                      "loss), paired over test samples (the paper's question):", "",
+                  "| student on … labels (loss) | acc difference, points (95% CI) | verdict | PGR difference, points (95% CI) |",
+                  "|---|---:|---|---:|"]
+        for c in report.comparisons:
+            d = c.result
+            pgr_d = (f"{100 * d.pgr_diff:+.1f}{_ci(d.pgr_diff_ci, True)}" if d.pgr_verdict == VERDICT_OK
+                     else d.pgr_verdict)
+            lines.append(f"| {c.labeller} ({c.loss}) | {100 * d.acc_diff:+.1f}{_ci(d.acc_diff_ci, True)} | "
+                         f"{d.direction} | {pgr_d} |")
+    students = report.student_rows()
+    if students:
+        lines += ["", "Where each student's accuracy comes from (test samples, split by whether its own "
+                      "weak labeller was right; agreement = imitation of the teacher):", "",
+                  "| student on … labels (loss) | acc % where weak right (n) | acc % where weak wrong (n) | "
+                  "agreement with weak % | P(wrong given weak right) | P(wrong given weak wrong) |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for r in students:
+            e = r.errors
+            lines.append(f"| {r.labeller} ({r.loss}) | {fmt(e.student_acc_on_weak_right)} ({e.n_weak_right}) | "
+                         f"{fmt(e.student_acc_on_weak_wrong)} ({e.n_weak_wrong}) | {fmt(e.agreement)} | "
+                         f"{fmt(e.student_wrong_given_weak_right, False)} | "
+                         f"{fmt(e.student_wrong_given_weak_wrong, False)} |")
+    lines += ["", "Weak ensemble members (test):", "", "| labeller | member | acc % | ECE |", "|---|---|---:|---:|"]
+    for r in report.weak_rows():
+        for m, v in r.members.items():
+            lines.append(f"| {r.name} | {m} | {fmt(v.accuracy)} | {fmt(v.ece, False)} |")
+    lines += ["", f"PGR = (W2S − weak) / (ceiling − weak), against the plain weak model "
+                  f"`{report.reference}`; 95 % paired bootstrap intervals over test samples (1000 "
+                  "resamples); a PGR interval is taken over the resamples where the ceiling beats the "
+                  "weak model, and the share dropped is shown beside it. Definitions: core/statistics.py."]
+    meta = report.meta
+    if meta and meta.seconds:
+        secs = ", ".join(f"{k} {v:.0f} s" for k, v in meta.seconds.items())
+        mem = meta.peak_rss_mb_after
+        lines.append(f"Wall time: {secs}" + (f"; peak RSS {max(mem.values()):.0f} MB" if mem else "") + ".")
+    if seeds > 1:
+        lines.append(f"Students and ceiling: mean over {seeds} strong seeds (per-sample correctness "
+                     "averaged over seeds before resampling).")
+    return "\n".join(lines) + "\n"
+
+
+def compare_reports(a: Report, b: Report) -> str:
+    """Two runs side by side (e.g. two prompt sets): accuracy and PGR per shared row."""
+    ra = {row_key(r): r for r in a.rows}
+    rb = {row_key(r): r for r in b.rows}
+    lines = [f"| model | {a.run} acc % | {b.run} acc % | {a.run} PGR % | {b.run} PGR % |",
+             "|---|---:|---:|---:|---:|"]
+
+    def cells(r) -> tuple[str, str]:
+        if r is None:
+            return "n/a", ""
+        return fmt(r.accuracy), _pgr_cell(r)
+
+    for name in list(ra) + [n for n in rb if n not in ra]:
+        (acc_a, pgr_a), (acc_b, pgr_b) = cells(ra.get(name)), cells(rb.get(name))
+        lines.append(f"| {name} | {acc_a} | {acc_b} | {pgr_a} | {pgr_b} |")
+    return "\n".join(lines) + "\n"
