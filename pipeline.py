@@ -17,11 +17,13 @@ from contextlib import contextmanager
 
 from core import distributed as dist
 from core.config import RunConfig
-from core.jsonl import JsonlWriter
+from core.environment import environment
+from core.jsonl import JsonlWriter, save_json, write_text_atomic
 from core.layout import RunLayout
 from core.preflight import preflight
 from core.protocols import protocol as protocol_spec
 from core.runlock import RunLock, describe, write_config_of_record
+from data.fit import FitResult, fit_samples, make_reader
 from data.schema import Sample
 from data.source import samples_for
 from data.splits import Splits, make_splits
@@ -61,22 +63,44 @@ def log(*args) -> None:
 
 
 # ---------------------------------------------------------------- the stages
-def prepare_data(cfg: RunConfig, layout: RunLayout) -> Splits:
+def fit_to_readers(cfg: RunConfig, samples: list[Sample]) -> FitResult:
+    """Over-long texts, handled before splitting: every model that reads a sample's
+    text (each weak model, leaving room for a transcript when one is read, and the
+    strong model) at its train.max_length."""
+    w, s = cfg.weak, cfg.strong
+    weak_models = list(dict.fromkeys(m for lab in cfg.labellers for m in (lab.models or [w.model])))
+    readers = [make_reader(f"weak {m}", w.train.max_length, m, cfg.trust_remote_code) for m in weak_models]
+    readers.append(make_reader(f"strong {s.model}", s.train.max_length, s.model, cfg.trust_remote_code))
+    reserve = w.transcript_reserve if cfg.debates_needed() else 0
+    return fit_samples(samples, readers, cfg.data.overlong,
+                       {f"weak {m}": reserve for m in weak_models})
+
+
+def prepare_data(cfg: RunConfig, layout: RunLayout) -> tuple[Splits, FitResult]:
     d = cfg.data
-    splits = make_splits(samples_for(d), d.n_weak_train, d.n_transfer, d.n_test, d.seed, d.balance)
+    fit = fit_to_readers(cfg, samples_for(d))
+    if fit.n_overlong:
+        log(f"[data] {fit.n_overlong} of {fit.n_in} texts are longer than a model reads "
+            f"({', '.join(f'{n}: {r.n_overlong}' for n, r in fit.readers.items())}): "
+            f"{d.overlong} ({fit.n_dropped} dropped, {fit.n_cut} cut)")
+    splits = make_splits(fit.samples, d.n_weak_train, d.n_transfer, d.n_test, d.seed, d.balance)
     if dist.is_main():
-        layout.splits.write_text(json.dumps({k: [s.id for s in getattr(splits, k)]
-                                             for k in ("weak_train", "transfer", "test")}))
+        write_text_atomic(layout.splits, json.dumps({k: [s.id for s in getattr(splits, k)]
+                                                     for k in ("weak_train", "transfer", "test")}))
     log(f"[data] {d.task}: weak_train {len(splits.weak_train)}, transfer {len(splits.transfer)}, "
         f"test {len(splits.test)}")
-    return splits
+    return splits, fit
 
 
 def place_against_reference(cfg: RunConfig, splits: Splits, weak: MemberTrainer) -> dict[str, int]:
     """Market-making's sides: for every sample, the label the plain weak model
-    (weak.reference) did NOT pick. Trains (or loads) the reference labeller first."""
+    (weak.reference) did NOT pick. On transfer and test that is the reference
+    labeller (trained, or loaded, first); on weak_train, where the reference was
+    trained on the labels, out-of-fold predictions of its first model and seed."""
+    ref_cfg = next(lab for lab in cfg.weak.labellers if lab.name == cfg.weak.reference)
     ref = run_weak(cfg, weak, {}, only=[cfg.weak.reference])[cfg.weak.reference]
-    p1 = {**ref.weak_train_p1, **ref.transfer_p1, **ref.test_p1}
+    oof = weak.out_of_fold((ref_cfg.models or [cfg.weak.model])[0], ref_cfg.seeds[0], cfg.weak.placement_folds)
+    p1 = {**oof, **ref.transfer_p1, **ref.test_p1}
     return {s.id: int(p1[s.id] <= 0.5) for s in splits.all()}
 
 
@@ -85,7 +109,8 @@ def generate_transcripts(cfg: RunConfig, splits: Splits, layout: RunLayout,
     """Every transcript the labellers read: per protocol, K per sample (the largest
     `debates` a labeller of that protocol asks for)."""
     from debate.backends import make_backend
-    from debate.engine import DebateRunner
+    from debate.controls import positive_control, shuffled_control
+    from debate.engine import DebateRunner, store_missing
 
     need = cfg.debates_needed()
     samples: list[Sample] = splits.all()
@@ -104,6 +129,14 @@ def generate_transcripts(cfg: RunConfig, splits: Splits, layout: RunLayout,
         if missing:
             raise StageFailed(f"{missing} {protocol} transcripts failed; rerun to retry them "
                               "(finished ones are kept)")
+    for tag, (spec, k) in cfg.controls_needed().items():  # calibration, never a method's result
+        if spec.kind == "positive":
+            out[tag] = positive_control(samples, k, spec.reliability, cfg.debate.seed, cfg.debate.num_turns)
+        else:
+            out[tag] = shuffled_control(samples, out[spec.of], cfg.debate.seed)
+        if dist.is_main():
+            store_missing(layout.transcripts, list(out[tag].values()))
+        log(f"[control] {tag}: {len(out[tag])} transcripts")
     return out
 
 
@@ -118,16 +151,17 @@ def run_pipeline(cfg: RunConfig, until: str | None = None) -> Report | None:
             log(f"[run] the last run here ({describe(lock.stale)}) was killed; resuming its work")
         if dist.is_main():
             write_config_of_record(cfg, layout)
+            save_json(layout.environment, environment())
         return _run_stages(cfg, layout, until)
 
 
 def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None) -> Report | None:
     clock = StageClock()
     with clock.stage("data"):
-        splits = prepare_data(cfg, layout)
+        splits, fit = prepare_data(cfg, layout)
     weak = MemberTrainer(cfg, splits, layout)
     transcripts: Transcripts = {}
-    if cfg.debates_needed():
+    if cfg.debates_needed() or cfg.controls_needed():
         with clock.stage("debate"):
             transcripts = generate_transcripts(cfg, splits, layout, weak)
     if until == "debate":
@@ -141,8 +175,9 @@ def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None) -> Report 
     if not dist.is_main():
         return None
     meta = RunMeta(task=cfg.data.task, weak_model=cfg.weak.model, strong_model=cfg.strong.model,
-                   debate=cfg.debate.model_dump(mode="json") if transcripts else None,
-                   seconds=clock.seconds, peak_rss_mb_after=clock.peak_rss_mb)
+                   debate=cfg.debate.model_dump(mode="json") if transcripts else None, fit=fit.summary(),
+                   seconds=clock.seconds, peak_rss_mb_after=clock.peak_rss_mb,
+                   environment=json.loads(layout.environment.read_text()))
     report = build_report(cfg.name, splits, labellers, students, cfg.weak.reference, meta)
     path = write_report(report, layout)
     # report.json holds this invocation's times (seconds when everything was cached);

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import PydanticCustomError
 
 from .layout import RunLayout
-from .protocols import Protocol
+from .protocols import PROTOCOLS, Protocol
 
 
 class Strict(BaseModel):
@@ -40,6 +40,11 @@ class DataConfig(Strict):
     n_test: int = Field(200, gt=0)
     balance: bool = False              # equal label counts in every split (downsampling)
     seed: int = 0
+    # A text longer than a model's train.max_length: `drop` it before splitting (the
+    # reference's rule), `cut_middle` (keep the start and, mostly, the end, where the
+    # question, candidate answer or final reply sit), or `cut_end` (the tokenizer's
+    # plain truncation, which can cut the label-carrying part away). Counted in the report.
+    overlong: Literal["drop", "cut_middle", "cut_end"] = "drop"
 
 
 class DebateConfig(Strict):
@@ -92,6 +97,65 @@ class TrainConfig(Strict):
     warmup_frac: float = Field(0.05, ge=0, lt=1)
     # Burns et al. read a zero-initialised linear head on the last non-pad token.
     zero_init_head: bool = True
+    # GPU memory (`python run.py plan` estimates it per job). Gradient checkpointing
+    # keeps only each layer's input and recomputes the rest in the backward pass
+    # (non-reentrant; ~30 % more compute, a fraction of the activation memory).
+    gradient_checkpointing: bool = False
+    # The dtype the frozen weights are loaded in ("auto": the checkpoint's own). The
+    # trainable parameters (LoRA adapter, head) are float32 whatever it is, so small
+    # Adam updates do not round away; on CUDA the compute runs under bf16 autocast.
+    dtype: Literal["float32", "bfloat16", "auto"] = "float32"
+
+    def result_spec(self) -> dict:
+        """The settings that shape a trained model's result, for cache fingerprints:
+        gradient checkpointing only trades memory for compute and is left out, and the
+        default dtype is left out, so results stored before these settings existed
+        stay valid."""
+        spec = self.model_dump()
+        spec.pop("gradient_checkpointing")
+        if spec["dtype"] == "float32":
+            spec.pop("dtype")
+        return spec
+
+
+def fmt_reliability(reliability: float) -> str:
+    """The reliability as written in tags, model names and RNG seeds: 0.9 -> "0.9"."""
+    return repr(float(reliability))
+
+
+class ControlSpec(BaseModel):
+    """One control, as the config names it.
+
+    `kind="positive"` needs `reliability` (0..1: the probability that the debate's
+    winner defends the gold label; 0.5 = no information). `kind="shuffled"`
+    permutes the real transcripts of protocol `of` across samples and takes no
+    reliability."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["positive", "shuffled"]
+    reliability: float | None = Field(None, ge=0, le=1)
+    of: str = "debate"
+
+    @model_validator(mode="after")
+    def _check(self) -> "ControlSpec":
+        if self.kind == "positive":
+            if self.reliability is None:
+                raise ValueError("a positive control needs a reliability in [0, 1] (0.5 = no information)")
+            if self.of != "debate":
+                raise ValueError("a positive control is a scripted 'debate'; `of` applies to shuffled controls")
+        else:
+            if self.reliability is not None:
+                raise ValueError("a shuffled control takes no reliability")
+            if self.of not in PROTOCOLS or not PROTOCOLS[self.of].reads_transcript:
+                raise ValueError(f"a shuffled control permutes transcripts; protocol {self.of!r} has none")
+        return self
+
+    @property
+    def tag(self) -> str:
+        """"positive:0.9" or "shuffled:debate": a stable, human-readable name."""
+        if self.kind == "positive":
+            return f"positive:{fmt_reliability(self.reliability)}"
+        return f"shuffled:{self.of}"
 
 
 Aggregate = Literal["mean", "vote", "logodds"]
@@ -112,6 +176,9 @@ class LabellerConfig(Strict):
     debates: int = Field(1, ge=1)                          # debate-ensemble axis: K transcripts per sample
     aggregate: Aggregate | None = None                     # None: weak.aggregate
     losses: list[LossName] | None = None                   # None: strong.losses
+    # A control reads scripted (positive) or permuted (shuffled) transcripts instead
+    # of the debater's: it calibrates the instrument and is never a method's result.
+    control: ControlSpec | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "LabellerConfig":
@@ -119,7 +186,15 @@ class LabellerConfig(Strict):
             raise ValueError(f"labeller {self.name}: debates > 1 needs a protocol other than none")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"labeller {self.name}: repeated seeds")
+        if self.control is not None and self.protocol != self.control.of:
+            raise ValueError(f"labeller {self.name}: a {self.control.kind} control reads "
+                             f"{self.control.of!r} transcripts: set protocol: {self.control.of}")
         return self
+
+    @property
+    def source(self) -> str:
+        """Which transcripts its members read: "none", a protocol, or a control's tag."""
+        return self.control.tag if self.control else self.protocol
 
 
 class WeakConfig(Strict):
@@ -134,6 +209,12 @@ class WeakConfig(Strict):
     # How a transcript too long for the weak model is fitted: every turn gets an
     # equal token budget and keeps its beginning, so no debater is cut away.
     transcript_budget: Literal["per_turn", "head"] = "per_turn"
+    # Tokens of each weak model's context kept free for the transcript when a labeller
+    # reads one: a sample is over-long for the weak model beyond max_length - this.
+    transcript_reserve: int = Field(128, ge=0)
+    # Market-making on weak_train: the consultant's side comes from plain weak models
+    # trained on the other folds (cross-fitting), never from one that saw the label.
+    placement_folds: int = Field(2, ge=2)
 
 
 class StrongConfig(Strict):
@@ -235,11 +316,22 @@ class RunConfig(Strict):
         return [lab for lab in self.weak.labellers if self.debate.enabled or lab.protocol == "none"]
 
     def debates_needed(self) -> dict[str, int]:
-        """{protocol: K} over the labellers of this run."""
+        """{protocol: K} of the transcripts the debater must write for this run's
+        labellers (a shuffled control needs the real transcripts it permutes; a
+        positive control needs none)."""
         need: dict[str, int] = {}
         for lab in self.labellers:
-            if lab.protocol != "none":
+            if lab.protocol != "none" and not (lab.control and lab.control.kind == "positive"):
                 need[lab.protocol] = max(need.get(lab.protocol, 0), lab.debates)
+        return need
+
+    def controls_needed(self) -> dict[str, tuple[ControlSpec, int]]:
+        """{control tag: (spec, K)} over this run's control labellers."""
+        need: dict[str, tuple[ControlSpec, int]] = {}
+        for lab in self.labellers:
+            if lab.control:
+                k = max(need.get(lab.control.tag, (lab.control, 0))[1], lab.debates)
+                need[lab.control.tag] = (lab.control, k)
         return need
 
     @property

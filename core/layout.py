@@ -2,6 +2,7 @@
 
     runs/<name>/
       config.yaml             the validated config of record
+      environment.json        packages, code commit, device and threads of the last invocation
       splits.json             sample ids of weak_train / transfer / test
       timings.jsonl           every invocation's stage times and peak RSS
       debate/transcripts.jsonl   every transcript, content-addressed, append-only
@@ -42,6 +43,10 @@ class RunLayout:
         return self.root / "splits.json"
 
     @property
+    def environment(self) -> Path:
+        return self.root / "environment.json"
+
+    @property
     def timings(self) -> Path:
         return self.root / "timings.jsonl"
 
@@ -67,10 +72,11 @@ class RunLayout:
         return self.root / "debate" / "transcripts.jsonl"
 
     # -- weak
-    def member(self, protocol: str, model: str, seed: int, k: int | None) -> Path:
-        """One weak member; k is None for members that read no transcript."""
+    def member(self, source: str, model: str, seed: int, k: int | None) -> Path:
+        """One weak member reading `source` (a protocol, or a control's tag); k is None
+        for members that read no transcript."""
         name = f"seed{seed}" + (f"-debate{k}" if k is not None else "")
-        return self.root / "weak" / "members" / protocol / slug(model) / name
+        return self.root / "weak" / "members" / slug(source) / slug(model) / name
 
     def labeller(self, name: str) -> Path:
         return self.root / "weak" / slug(name)

@@ -40,6 +40,18 @@ def turn_seed(seed: int, protocol: str, sample_id: str, k: int, turn: int) -> in
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
+def store_missing(path: Path, transcripts: list[Transcript]) -> int:
+    """Append the transcripts whose key is not stored yet (e.g. controls, which are
+    made in-process, so that the viewer and `run.py list` show them); returns how many."""
+    stored = load_transcripts(path)
+    new = [t for t in transcripts if t.key not in stored]
+    if new:
+        with JsonlWriter(path) as out:
+            for t in new:
+                out.write(t.model_dump(mode="json"))
+    return len(new)
+
+
 def _a_label(cfg: DebateConfig, sample: Sample, k: int) -> int:
     # Drawn per (sample, debate) from a seeded RNG, so it is reproducible and
     # independent of which other samples are in the run.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core.jsonl import save_json
+from core.jsonl import save_json, write_text_atomic
 from core.layout import RunLayout
 
 from .model import SCHEMA_VERSION, Report
@@ -20,7 +20,7 @@ class ReportError(ValueError):
 
 def write_report(report: Report, layout: RunLayout) -> Path:
     save_json(layout.report_json, report.model_dump(mode="json"))
-    layout.report_md.write_text(render_table(report))
+    write_text_atomic(layout.report_md, render_table(report))
     plot_report(report, layout.report_png)
     return layout.report_json
 

@@ -31,6 +31,8 @@ class WeakRow(_Row):
     kind: Literal["weak"] = "weak"
     name: str                          # the labeller's name (weak.labellers[].name)
     protocol: str
+    control: str | None = None         # a control's tag: calibration, never a method's result
+    vs_reference: PairedDifferenceResult | None = None  # its test accuracy against the plain weak model
     aggregate: str
     ece: float
     label_accuracy: float              # its soft labels on transfer (the student's supervision)
@@ -73,6 +75,8 @@ class RunMeta(BaseModel):
     weak_model: str
     strong_model: str
     debate: dict | None = None         # the debate config, when transcripts were used
+    fit: dict | None = None            # over-long texts: policy, counts per model (data/fit.py)
+    environment: dict | None = None    # packages, code commit, device (core/environment.py)
     seconds: dict[str, float] = {}     # this invocation's stage times
     peak_rss_mb_after: dict[str, float] = {}
 

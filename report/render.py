@@ -2,6 +2,7 @@
 run) and two runs side by side (`run.py compare`)."""
 from __future__ import annotations
 
+from core.environment import one_line
 from core.statistics import VERDICT_NOT_SIGNIFICANT, VERDICT_OK, VERDICT_UNDEFINED
 
 from .model import CeilingRow, Report, StudentRow, WeakRow
@@ -13,7 +14,8 @@ def row_title(r) -> str:
     if isinstance(r, CeilingRow):
         return "strong ceiling (gold labels)"
     n = len(r.members)
-    return f"weak: {r.name}" + (f" ({n} members, {r.aggregate})" if n > 1 else "")
+    return (f"weak: {r.name}" + (f" ({n} members, {r.aggregate})" if n > 1 else "")
+            + (f" [CONTROL {r.control}]" if r.control else ""))
 
 
 def row_key(r) -> str:
@@ -75,6 +77,14 @@ def render_table(report: Report) -> str:
                      f"{fmt(r.ece, False) if weak else ''} | {lab} |")
     for w in report.warnings:
         lines += ["", f"**Warning:** {w}"]
+    vs = [r for r in report.weak_rows() if r.vs_reference]
+    if vs:
+        lines += ["", f"Each weak labeller against the plain weak model `{report.reference}` (test accuracy, "
+                      "paired):", "", "| weak labeller | acc difference, points (95% CI) | verdict |", "|---|---:|---|"]
+        for r in vs:
+            d = r.vs_reference
+            lines.append(f"| {r.name}{f' [CONTROL {r.control}]' if r.control else ''} | "
+                         f"{100 * d.acc_diff:+.1f}{_ci(d.acc_diff_ci, True)} | {d.direction} |")
     if report.comparisons:
         lines += ["", f"Each student against the student on plain weak labels (`{report.reference}`, same "
                       "loss), paired over test samples (the paper's question):", "",
@@ -84,7 +94,8 @@ def render_table(report: Report) -> str:
             d = c.result
             pgr_d = (f"{100 * d.pgr_diff:+.1f}{_ci(d.pgr_diff_ci, True)}" if d.pgr_verdict == VERDICT_OK
                      else d.pgr_verdict)
-            lines.append(f"| {c.labeller} ({c.loss}) | {100 * d.acc_diff:+.1f}{_ci(d.acc_diff_ci, True)} | "
+            control = next((f" [CONTROL {r.control}]" for r in report.weak_rows() if r.name == c.labeller and r.control), "")
+            lines.append(f"| {c.labeller}{control} ({c.loss}) | {100 * d.acc_diff:+.1f}{_ci(d.acc_diff_ci, True)} | "
                          f"{d.direction} | {pgr_d} |")
     students = report.student_rows()
     if students:
@@ -108,10 +119,17 @@ def render_table(report: Report) -> str:
                   "resamples); a PGR interval is taken over the resamples where the ceiling beats the "
                   "weak model, and the share dropped is shown beside it. Definitions: core/statistics.py."]
     meta = report.meta
+    if meta and meta.fit and meta.fit["n_overlong"]:
+        f = meta.fit
+        per = ", ".join(f"{n} ≤ {r['budget']} tokens: {r['n_overlong']}" for n, r in f["readers"].items())
+        lines.append(f"Over-long texts: {f['n_overlong']} of {f['n_in']} ({per}); policy `{f['policy']}`: "
+                     f"{f['n_dropped']} dropped before splitting, {f['n_cut']} cut in the middle.")
     if meta and meta.seconds:
         secs = ", ".join(f"{k} {v:.0f} s" for k, v in meta.seconds.items())
         mem = meta.peak_rss_mb_after
         lines.append(f"Wall time: {secs}" + (f"; peak RSS {max(mem.values()):.0f} MB" if mem else "") + ".")
+    if meta and meta.environment:
+        lines.append(f"Environment: {one_line(meta.environment)}.")
     if seeds > 1:
         lines.append(f"Students and ceiling: mean over {seeds} strong seeds (per-sample correctness "
                      "averaged over seeds before resampling).")

@@ -65,7 +65,10 @@ def build_report(name: str, splits: Splits, labellers: dict[str, LabellerResult]
         # The supervision the student actually gets: the soft labels on transfer,
         # scored against the gold labels hidden from training.
         soft = np.array([lab.transfer_p1[i] for i in tids])
-        rows.append(WeakRow(name=lab.name, protocol=lab.protocol, aggregate=lab.aggregate,
+        c = correct(lab.test_p1)
+        vs = None if lab.name == reference else st.paired_difference(c, weak_c, weak_c, ceil_c)
+        rows.append(WeakRow(name=lab.name, protocol=lab.protocol, control=lab.control, vs_reference=vs,
+                            aggregate=lab.aggregate,
                             accuracy=accuracy(p, y), acc_ci=bootstrap_acc(correct(lab.test_p1)),
                             ece=ece(p, y), label_accuracy=accuracy(soft, ty), label_ece=ece(soft, ty),
                             members=members))
@@ -112,6 +115,12 @@ def _warnings(report: Report) -> list[str]:
         out.append(f"the ceiling-weak gap ({100 * g.gap:.1f} points, 95 % CI {100 * g.ci[0]:.1f} to "
                    f"{100 * g.ci[1]:.1f}) is not significant on {report.n_test} test samples: PGR is "
                    "not reported as a number (a ratio over a gap that may be zero means nothing)")
+    for r in report.weak_rows():  # the negative control must show no gain: a gain is a leak
+        if r.control and r.control.startswith("shuffled") and r.vs_reference and r.vs_reference.direction == st.BETTER:
+            d = r.vs_reference
+            out.append(f"NEGATIVE CONTROL FAILED: `{r.name}` reads transcripts of OTHER samples yet beats the "
+                       f"plain weak model by {100 * d.acc_diff:+.1f} points (95 % CI {100 * d.acc_diff_ci[0]:+.1f} "
+                       f"to {100 * d.acc_diff_ci[1]:+.1f}): information about the label leaks into the weak input")
     students = report.student_rows()
     above = [s for s in students if s.pgr.above_100]
     if above:

@@ -77,3 +77,39 @@ def test_mixed_architectures_in_one_ensemble(tmp_path):
     assert not np.allclose(a, b)
     np.testing.assert_allclose([lab.test_p1[i] for i in ids], (a + b) / 2, rtol=1e-6)
     assert (tmp_path / "weak" / "members" / "debate" / "smollm2-135m" / "seed0-debate0" / "adapter").is_dir()
+
+
+def test_market_making_placement_on_weak_train_is_out_of_fold(tmp_path, monkeypatch):
+    """No weak_train sample is placed by a model that saw its label: each fold's
+    model is fit on the other folds only, and every sample is predicted exactly once.
+    (The trainer is a recording stand-in: this tests the cross-fitting, not learning.)"""
+    import weak.stage
+
+    fits: list[tuple[set, set]] = []
+
+    class Recorder:
+        def __init__(self, *a, **k):
+            pass
+
+        def train(self, texts, y, loss, seed, desc="", adapter=""):
+            fit_on = set(texts)
+
+            class Clf:
+                def predict(self, held):
+                    fits.append((fit_on, set(held)))
+                    return np.full(len(held), 0.25)
+            return Clf()
+
+    monkeypatch.setattr(weak.stage, "ModelTrainer", Recorder)
+    samples = make_demo_samples(30)
+    splits = make_splits(samples, 10, 10, 10, seed=0)
+    cfg = RunConfig.model_validate({"output_dir": str(tmp_path), "weak": {"placement_folds": 3}})
+    trainer = MemberTrainer(cfg, splits, RunLayout(tmp_path))
+    p1 = trainer.out_of_fold("minilm-l6", 0, 3)
+    assert set(p1) == {s.id for s in splits.weak_train} and len(fits) == 3
+    for fit_on, held in fits:
+        assert not fit_on & held  # never predicted by a model that trained on it
+    assert sum(len(h) for _, h in fits) == 10  # each sample predicted once
+    # cached: a second call trains nothing
+    fits.clear()
+    assert trainer.out_of_fold("minilm-l6", 0, 3) == p1 and not fits

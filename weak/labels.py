@@ -16,6 +16,7 @@ class LabellerResult(BaseModel):
     """A weak labeller's outputs (its spec is core.config.LabellerConfig): soft labels on transfer, predictions on test."""
     name: str
     protocol: str                     # none | debate | consultancy | market_making
+    control: str | None = None        # a control's tag ("positive:0.9", "shuffled:debate"): not a method
     aggregate: str
     members: list[str]
     weak_train_p1: dict[str, float]   # in-sample; used only to place market-making consultants

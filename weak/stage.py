@@ -24,7 +24,6 @@ from core.jsonl import JsonlWriter, save_json
 from core.layout import RunLayout, slug
 from core.losses import XentLoss
 from core.models import resolve_model
-from core.protocols import protocol as protocol_spec
 from core.stage_cache import cached
 from data.schema import Sample
 from data.splits import Splits
@@ -56,14 +55,15 @@ class MemberTrainer:
             self._tok[model] = load_tokenizer(resolve_model(model), self.cfg.trust_remote_code)
         return self._tok[model]
 
-    def folder(self, protocol: str, model: str, seed: int, k: int) -> Path:
-        return self.layout.member(protocol, model, seed, k if protocol_spec(protocol).reads_transcript else None)
+    def folder(self, source: str, model: str, seed: int, k: int) -> Path:
+        return self.layout.member(source, model, seed, k if source != "none" else None)
 
-    def __call__(self, protocol: str, model: str, seed: int, k: int,
+    def __call__(self, source: str, model: str, seed: int, k: int,
                  transcripts: Transcripts | None) -> dict[str, dict[str, float]]:
-        """{split: {sample id: P(label = 1)}} of member (protocol, model, seed, k)."""
+        """{split: {sample id: P(label = 1)}} of member (source, model, seed, k); the
+        source is "none", a protocol, or a control's tag (LabellerConfig.source)."""
         w, sp = self.cfg.weak, self.splits
-        out = self.folder(protocol, model, seed, k)
+        out = self.folder(source, model, seed, k)
         tok = self.tokenizer(model)
         parts = {name: getattr(sp, name) for name in SPLITS}
 
@@ -73,7 +73,7 @@ class MemberTrainer:
 
         keys = [transcripts[(s.id, k)].key for s in sp.weak_train + sp.transfer + sp.test] if transcripts else []
         spec = {"v": 3, "model": model, "train": w.train.model_dump(), "seed": seed, "k": k,
-                "protocol": protocol, "budget": w.transcript_budget,
+                "protocol": source, "budget": w.transcript_budget,
                 "splits": [_ids_hash(x) for x in parts.values()],
                 "debates": hashlib.sha256("|".join(keys).encode()).hexdigest()[:16]}
 
@@ -82,8 +82,8 @@ class MemberTrainer:
             y = np.array([s.label for s in sp.weak_train], dtype=np.float32)
             trainer = self._trainers.setdefault(model, ModelTrainer(model, w.train, self.cfg.trust_remote_code))
             clf = trainer.train(inputs["weak_train"], y, XentLoss(), seed,
-                                desc=f"weak {protocol}/{out.parent.name}/{out.name}",
-                                adapter=f"{protocol}-{hashlib.sha1(model.encode()).hexdigest()[:8]}-{out.name}")
+                                desc=f"weak {source}/{out.parent.name}/{out.name}",
+                                adapter=f"{slug(source)}-{hashlib.sha1(model.encode()).hexdigest()[:8]}-{out.name}")
             clf.save(out)
             # weak_train predictions are in-sample; only market-making uses them (to pick
             # the side the weak model did not choose on every split).
@@ -92,9 +92,39 @@ class MemberTrainer:
 
         return cached(out / "result.json", spec, compute)
 
+    def out_of_fold(self, model: str, seed: int, folds: int) -> dict[str, float]:
+        """P(label = 1) of every weak_train sample from a plain weak model that never
+        saw its label (cross-fitting): weak_train is cut into `folds` parts by a seeded
+        hash of the sample id, and the model trained on the other parts predicts each
+        part. Market-making places its consultant on weak_train with these, so the
+        side argued there is not "whatever the in-sample (mostly right) model did not
+        pick", a shortcut that would not hold on transfer and test."""
+        w, train = self.cfg.weak, self.splits.weak_train
+        fold_of = {s.id: i % folds for i, s in enumerate(sorted(
+            train, key=lambda s: hashlib.sha256(f"{seed}|{s.id}".encode()).hexdigest()))}
+        tok = self.tokenizer(model)
+        out: dict[str, float] = {}
+        for f in range(folds):
+            fit_on = [s for s in train if fold_of[s.id] != f]
+            held = [s for s in train if fold_of[s.id] == f]
+            folder = self.layout.member("none-oof", model, seed, None) / f"fold{f}-of-{folds}"
+            spec = {"v": 1, "model": model, "train": w.train.model_dump(), "seed": seed,
+                    "fit_on": _ids_hash(fit_on), "held": _ids_hash(held)}
+
+            def compute() -> dict[str, float]:
+                text = lambda ss: [weak_input(s.text, None, tok, w.train.max_length) for s in ss]
+                y = np.array([s.label for s in fit_on], dtype=np.float32)
+                trainer = self._trainers.setdefault(model, ModelTrainer(model, w.train, self.cfg.trust_remote_code))
+                clf = trainer.train(text(fit_on), y, XentLoss(), seed, desc=f"weak out-of-fold {f + 1}/{folds}",
+                                    adapter=f"oof-{hashlib.sha1(model.encode()).hexdigest()[:8]}-{seed}-{f}-{folds}")
+                return dict(zip([s.id for s in held], map(float, clf.predict(text(held)))))
+
+            out.update(cached(folder / "result.json", spec, compute))
+        return out
+
 
 def member_name(lab: LabellerConfig, model: str, seed: int, k: int) -> str:
-    name = f"seed{seed}" + (f"-debate{k}" if protocol_spec(lab.protocol).reads_transcript else "")
+    name = f"seed{seed}" + (f"-debate{k}" if lab.source != "none" else "")
     return f"{slug(model)}-{name}" if lab.models and len(lab.models) > 1 else name
 
 
@@ -106,14 +136,15 @@ def run_labeller(cfg: RunConfig, lab: LabellerConfig, trainer: MemberTrainer,
     for model in lab.models or [cfg.weak.model]:
         for k in range(lab.debates):
             for seed in lab.seeds:
-                members[member_name(lab, model, seed, k)] = trainer(lab.protocol, model, seed, k, transcripts)
+                members[member_name(lab, model, seed, k)] = trainer(lab.source, model, seed, k, transcripts)
     names = list(members)
     agg = {}
     for split in SPLITS:
         ids = [s.id for s in getattr(splits, split)]
         p = aggregate(np.array([[members[m][split][i] for i in ids] for m in names]), method)
         agg[split] = dict(zip(ids, map(float, p)))
-    out = LabellerResult(name=lab.name, protocol=lab.protocol, aggregate=method, members=names,
+    out = LabellerResult(name=lab.name, protocol=lab.protocol, control=lab.control.tag if lab.control else None,
+                         aggregate=method, members=names,
                    weak_train_p1=agg["weak_train"], transfer_p1=agg["transfer"], test_p1=agg["test"],
                    member_test_p1={m: members[m]["test"] for m in names})
     if is_main():
@@ -125,11 +156,12 @@ def run_labeller(cfg: RunConfig, lab: LabellerConfig, trainer: MemberTrainer,
 def run_weak(cfg: RunConfig, trainer: MemberTrainer, transcripts: dict[str, Transcripts],
              only: list[str] | None = None) -> dict[str, LabellerResult]:
     """Every labeller of the run (or those named in `only`), in config order.
-    `transcripts`: {protocol: {(sample id, k): transcript}} for the protocols in use."""
+    `transcripts`: {source: {(sample id, k): transcript}} for the sources in use
+    (protocols, and controls' tags)."""
     out: dict[str, LabellerResult] = {}
     for lab in cfg.labellers:
         if only is None or lab.name in only:
-            tr = transcripts[lab.protocol] if protocol_spec(lab.protocol).reads_transcript else None
+            tr = transcripts[lab.source] if lab.source != "none" else None
             out[lab.name] = run_labeller(cfg, lab, trainer, tr)
     return out
 
