@@ -212,6 +212,13 @@ class WeakConfig(Strict):
     # Tokens of each weak model's context kept free for the transcript when a labeller
     # reads one: a sample is over-long for the weak model beyond max_length - this.
     transcript_reserve: int = Field(128, ge=0)
+    # What the weak model reads of each sample: `all`, or `without_passage` for
+    # information-asymmetric debate (Khan et al. 2024): the debaters and the strong
+    # model read the passage, the weak judge only the question (and candidate).
+    sees: Literal["all", "without_passage"] = "all"
+    # Mark each <quote> in a transcript verified or not against the sample's passage
+    # (debate/quotes.py) in what the weak model reads.
+    verify_quotes: bool = False
     # Market-making on weak_train: the consultant's side comes from plain weak models
     # trained on the other folds (cross-fitting), never from one that saw the label.
     placement_folds: int = Field(2, ge=2)

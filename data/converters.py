@@ -117,11 +117,13 @@ def boolq(row: Row, rng: random.Random) -> Converted:
     passage = _text(row, "passage")
     # google/boolq has `answer: bool`; super_glue/boolq has `label: 0/1`.
     label = _binary(row, "answer" if "answer" in row else "label")
-    meta = {"question": question}
-    if row.get("title"):
-        meta["title"] = row["title"]
     # BoolQ questions are lower-case and lack the "?" that marks them as questions.
     shown = question.rstrip() if question.rstrip().endswith("?") else question.rstrip() + "?"
+    # passage / without_passage: for information-asymmetric debate (weak.sees), where
+    # the debaters read the passage and the weak judge only the question.
+    meta = {"question": question, "passage": passage, "without_passage": f"Question: {shown}"}
+    if row.get("title"):
+        meta["title"] = row["title"]
     return Converted(f"Passage: {passage}\nQuestion: {shown}", label, meta)
 
 
@@ -143,7 +145,8 @@ def cosmosqa(row: Row, rng: random.Random) -> Converted:
     candidate = true_answer if label else rng.choice(wrong)
     return Converted(
         f"Context: {context}\nQuestion: {question}\nAnswer: {candidate}", label,
-        {"question": question, "candidate": candidate, "correct_answer": true_answer},
+        {"question": question, "candidate": candidate, "correct_answer": true_answer,
+         "passage": context, "without_passage": f"Question: {question}\nAnswer: {candidate}"},
     )
 
 

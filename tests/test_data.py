@@ -139,11 +139,22 @@ def test_every_fixture_sample_is_pinned():
     got["demo/3"] = _digest(make_demo_samples(200, seed=3))
     assert got == {
         "sciq/0": "f6b60d01d4a5e270", "sciq/1": "df395a81af814e49",
-        "cosmosqa/0": "4767a0d741762482", "cosmosqa/1": "88138b8986972ea3",
+        # cosmosqa's meta gained passage / without_passage (information-asymmetric debate)
+        "cosmosqa/0": "d7af38fa78c1306a", "cosmosqa/1": "d00fb9bffd6b14f0",
         "anthropic_hh/0": "b80c7e7107128a68", "anthropic_hh/1": "86d37a2ca710965c",
         "generic/0": "d824c063a6da594f", "generic/1": "d824c063a6da594f",
         "demo/3": "4534ec5fb6776d91",
     }
+
+
+def test_passage_and_the_weak_view_without_it():
+    from weak.inputs import weak_view
+    for s in load_samples("cosmosqa", FIX / "cosmosqa.csv"):
+        view = weak_view(s, "without_passage")
+        assert s.meta["passage"] in s.text and s.meta["passage"] not in view
+        assert view.endswith(f"Answer: {s.meta['candidate']}") and weak_view(s, "all") == s.text
+    with pytest.raises(DataError, match="no passage to hide"):
+        weak_view(load_samples("sciq", FIX / "sciq.jsonl")[0], "without_passage")
 
 
 def test_samples_for_reads_the_registry(monkeypatch):

@@ -213,7 +213,7 @@ def test_check_renders_needs_every_role(tmp_path):
         ps.check_renders(schedule("consultancy", 1), 1)
 
 
-@pytest.mark.parametrize("name", ["paper", "terse"])
+@pytest.mark.parametrize("name", ["paper", "terse", "quotes"])
 def test_builtin_sets_render_every_turn(name):
     ps = load_prompt_set(name)
     for n in range(2, 7):

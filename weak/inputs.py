@@ -4,10 +4,29 @@
 sample and keeps each turn's beginning, so a long first turn can never push the
 second debater out of the window. `head` keeps everything up to the limit (the
 tokenizer's plain truncation), which can cut whole turns off the end.
+
+With a `passage` (information-asymmetric debate, weak.verify_quotes), every
+<quote> in a turn is checked against it and shown as <v_quote> or <u_quote>.
 """
 from __future__ import annotations
 
+from data.schema import DataError, Sample
+from debate.quotes import mark_quotes
 from debate.transcript import Transcript
+
+SEES = ("all", "without_passage")
+
+
+def weak_view(sample: Sample, sees: str) -> str:
+    """What the weak model reads of a sample: all of it, or (information-asymmetric
+    debate) the question and candidate without the passage the debaters read."""
+    if sees == "all":
+        return sample.text
+    view = sample.meta.get("without_passage")
+    if view is None:
+        raise DataError(f"weak.sees={sees}: task {sample.task!r} has no passage to hide "
+                        "(boolq and cosmosqa have one)")
+    return view
 
 
 def turn_line(t: Transcript, i: int, text: str) -> str:
@@ -16,19 +35,19 @@ def turn_line(t: Transcript, i: int, text: str) -> str:
 
 
 def weak_input(sample_text: str, transcript: Transcript | None, tok, max_length: int,
-               strategy: str = "per_turn") -> str:
+               strategy: str = "per_turn", passage: str | None = None) -> str:
     if transcript is None or not transcript.turns:
         return sample_text
+    texts = [x.text if passage is None else mark_quotes(x.text, passage)[0] for x in transcript.turns]
     head = f"{sample_text}\n\nDebate:"
     if strategy == "head":
-        return head + "\n" + "\n".join(turn_line(transcript, i, x.text)
-                                       for i, x in enumerate(transcript.turns))
+        return head + "\n" + "\n".join(turn_line(transcript, i, x) for i, x in enumerate(texts))
     n_head = len(tok(head, add_special_tokens=True)["input_ids"])
     overhead = sum(len(tok(turn_line(transcript, i, ""), add_special_tokens=False)["input_ids"]) + 1
                    for i in range(len(transcript.turns)))
     per_turn = max(4, (max_length - n_head - overhead) // len(transcript.turns))
     lines = []
-    for i, x in enumerate(transcript.turns):
-        ids = tok(x.text, add_special_tokens=False)["input_ids"][:per_turn]
+    for i, x in enumerate(texts):
+        ids = tok(x, add_special_tokens=False)["input_ids"][:per_turn]
         lines.append(turn_line(transcript, i, tok.decode(ids).strip()))
     return head + "\n" + "\n".join(lines)

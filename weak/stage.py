@@ -30,7 +30,7 @@ from data.splits import Splits
 from debate.transcript import Transcript
 
 from .ensemble import aggregate
-from .inputs import weak_input
+from .inputs import weak_input, weak_view
 from .labels import LabellerResult, WeakLabel
 
 Transcripts = dict[tuple[str, int], Transcript]
@@ -68,12 +68,15 @@ class MemberTrainer:
         parts = {name: getattr(sp, name) for name in SPLITS}
 
         def texts(samples: list[Sample]) -> list[str]:
-            return [weak_input(s.text, transcripts[(s.id, k)] if transcripts else None, tok,
-                               w.train.max_length, w.transcript_budget) for s in samples]
+            return [weak_input(weak_view(s, w.sees), transcripts[(s.id, k)] if transcripts else None, tok,
+                               w.train.max_length, w.transcript_budget,
+                               passage=s.meta.get("passage") if w.verify_quotes else None) for s in samples]
 
         keys = [transcripts[(s.id, k)].key for s in sp.weak_train + sp.transfer + sp.test] if transcripts else []
         spec = {"v": 3, "model": model, "train": w.train.model_dump(), "seed": seed, "k": k,
                 "protocol": source, "budget": w.transcript_budget,
+                **({"sees": w.sees} if w.sees != "all" else {}),
+                **({"verify_quotes": True} if w.verify_quotes else {}),
                 "splits": [_ids_hash(x) for x in parts.values()],
                 "debates": hashlib.sha256("|".join(keys).encode()).hexdigest()[:16]}
 
@@ -108,11 +111,11 @@ class MemberTrainer:
             fit_on = [s for s in train if fold_of[s.id] != f]
             held = [s for s in train if fold_of[s.id] == f]
             folder = self.layout.member("none-oof", model, seed, None) / f"fold{f}-of-{folds}"
-            spec = {"v": 1, "model": model, "train": w.train.model_dump(), "seed": seed,
+            spec = {"v": 1, "model": model, "train": w.train.model_dump(), "seed": seed, "sees": w.sees,
                     "fit_on": _ids_hash(fit_on), "held": _ids_hash(held)}
 
             def compute() -> dict[str, float]:
-                text = lambda ss: [weak_input(s.text, None, tok, w.train.max_length) for s in ss]
+                text = lambda ss: [weak_view(s, w.sees) for s in ss]
                 y = np.array([s.label for s in fit_on], dtype=np.float32)
                 trainer = self._trainers.setdefault(model, ModelTrainer(model, w.train, self.cfg.trust_remote_code))
                 clf = trainer.train(text(fit_on), y, XentLoss(), seed, desc=f"weak out-of-fold {f + 1}/{folds}",
