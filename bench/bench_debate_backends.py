@@ -6,8 +6,18 @@ single backend call of N conversations:
 
   transformers-batched   TransformersBackend, batch_size = N
   transformers-single    TransformersBackend, batch_size = 1 (one at a time)
-  vllm-engine            VLLMEngineBackend in this process (prefix caching on)
+  vllm-engine            VLLMEngineBackend in this process (prefix caching on), seeded
+  vllm-engine-unseeded   the same engine, the same DebateRunner, no per-request seeds
+  vllm-engine-raw        `LLM.chat` called directly, turn by turn, on exactly the prompts
+                         the vllm-engine run sent (no DebateRunner, no store): the
+                         pipeline's overhead is vllm-engine seconds / raw seconds
   vllm-server            `vllm serve` on 127.0.0.1 + our async client
+  vllm-server-1ep        two `vllm serve` started; the client uses one of them with
+                         max_concurrency C ...
+  vllm-server-2ep        ... and both, with C/2 each (the same total concurrency)
+
+The engine variants share one engine (its prefix cache is reset before each timed run);
+the two server variants share the two servers.
 
 Reported per backend: startup seconds (load / engine start / server healthy), debate
 seconds, debates/s, generated tokens/s, and the prefix-cache hit rate where vLLM
@@ -37,7 +47,10 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-ALL = ["transformers-batched", "transformers-single", "vllm-engine", "vllm-server"]
+ALL = ["transformers-batched", "transformers-single", "vllm-engine", "vllm-engine-unseeded",
+       "vllm-engine-raw", "vllm-server", "vllm-server-1ep", "vllm-server-2ep"]
+ENGINE_GROUP = ["vllm-engine", "vllm-engine-unseeded", "vllm-engine-raw"]
+SERVER_GROUP = ["vllm-server-1ep", "vllm-server-2ep"]
 
 
 def _samples(n: int):
@@ -60,7 +73,18 @@ def _warmup(be, args) -> None:
                 SamplingParams(max_new_tokens=4, temperature=args.temperature), [12345, 12346])
 
 
-def _time_debates(cfg, be, args, stats_fn=None) -> dict:
+class Unseeded:
+    """A backend as DebateRunner sees it, with the per-request seeds dropped (what the
+    engine does with debate.seeded = false)."""
+
+    def __init__(self, be):
+        self.be, self.name, self.model = be, be.name, be.model
+
+    def generate(self, conversations, params, seeds):
+        return self.be.generate(conversations, params, None)
+
+
+def _time_debates(cfg, be, args, stats_fn=None, keep: dict | None = None) -> dict:
     from debate.engine import DebateRunner
     samples = _samples(args.n)
     before = stats_fn() if stats_fn else None
@@ -69,6 +93,8 @@ def _time_debates(cfg, be, args, stats_fn=None) -> dict:
         t0 = time.perf_counter()
         out = runner.run(samples)
         secs = time.perf_counter() - t0
+    if keep is not None:  # for the raw-engine replay
+        keep.update(runner=runner, out=out)
     after = stats_fn() if stats_fn else None
     turns = [x for t in out.values() for x in t.turns]
     gen = sum(x.completion_tokens for x in turns)
@@ -110,21 +136,79 @@ def _vllm_engine_kwargs(args) -> dict:
     return kw
 
 
-def bench_vllm_engine(args) -> dict:
+def _turn_prompts(runner, out) -> list[list[tuple[list, int]]]:
+    """Per turn, the (conversation, seed) pairs the DebateRunner sent: rebuilt from the
+    finished transcripts exactly as the runner renders them."""
+    from debate.engine import _variables, turn_seed
+    turns = []
+    for ti, (side, role) in enumerate(runner.schedule("debate")):
+        batch = []
+        for t in out.values():
+            if len(t.turns) > ti:
+                before = t.model_copy(update={"turns": t.turns[:ti]})
+                batch.append((runner.prompts.messages(role, _variables(before, side, ti)),
+                              turn_seed(runner.cfg.seed, t.protocol, t.sample_id, t.debate_index, ti)))
+        turns.append(batch)
+    return turns
+
+
+def _time_raw_engine(be, cfg, turns) -> dict:
+    """LLM.chat once per turn over the same prompts and seeds, nothing else."""
+    t0 = time.perf_counter()
+    gen = prompt = calls = 0
+    for batch in turns:
+        sps = [be._params(cfg.sampling, seed) for _, seed in batch]
+        outs = be.llm.chat([c for c, _ in batch], sps, use_tqdm=False)
+        calls += len(batch)
+        gen += sum(len(o.outputs[0].token_ids) for o in outs)
+        prompt += sum(len(o.prompt_token_ids or []) for o in outs)
+    secs = time.perf_counter() - t0
+    n = len(turns[0]) if turns else 0
+    return {"debates": n, "failed": 0, "turns": calls, "seconds": round(secs, 2),
+            "debates_per_s": round(n / secs, 3), "generated_tokens": gen, "prompt_tokens": prompt,
+            "gen_tokens_per_s": round(gen / secs, 1),
+            "mean_completion_tokens": round(gen / max(calls, 1), 1)}
+
+
+def bench_vllm_engine_group(args, wanted: list[str]) -> dict[str, dict]:
+    """One engine for the seeded, unseeded and raw variants (prefix cache reset before each)."""
     from debate.backends.vllm_engine import VLLMEngineBackend
     t0 = time.perf_counter()
     be = VLLMEngineBackend(args.model, seed=args.seed, **_vllm_engine_kwargs(args))
-    startup = time.perf_counter() - t0
+    startup = round(time.perf_counter() - t0, 1)
+
+    def fresh():
+        reset = getattr(be.llm, "reset_prefix_cache", None)
+        if reset is not None:
+            reset()
+
+    results: dict[str, dict] = {}
     try:
         _warmup(be, args)
-        res = _time_debates(_cfg(args, "vllm"), be, args, stats_fn=be.prefix_cache_stats)
+        cfg = _cfg(args, "vllm")
+        if "vllm-engine" in wanted or "vllm-engine-raw" in wanted:
+            fresh()
+            keep: dict = {}
+            results["vllm-engine"] = {"startup_s": startup, **_time_debates(
+                cfg, be, args, stats_fn=be.prefix_cache_stats, keep=keep)}
+            if "vllm-engine-raw" in wanted:
+                fresh()
+                results["vllm-engine-raw"] = {"startup_s": None, **_time_raw_engine(
+                    be, cfg, _turn_prompts(keep["runner"], keep["out"]))}
+        if "vllm-engine-unseeded" in wanted:
+            fresh()
+            results["vllm-engine-unseeded"] = {"startup_s": None, **_time_debates(
+                cfg, Unseeded(be), args, stats_fn=be.prefix_cache_stats)}
     finally:
         be.close()
-    return {"startup_s": round(startup, 1), **res}
+    return {k: results[k] for k in ENGINE_GROUP if k in wanted and k in results}
 
 
-def bench_vllm_server(args) -> dict:
-    from debate.backends.vllm_server import VLLMServerBackend, server_prefix_cache_stats
+def bench_vllm_engine(args) -> dict:
+    return bench_vllm_engine_group(args, ["vllm-engine"])["vllm-engine"]
+
+
+def _local_vllm():
     # The `vllm serve` harness is test code (tests/local_vllm.py, shared with
     # tests/test_vllm.py), not part of the pipeline package, so the bench puts tests/
     # on sys.path to import it (appended: nothing there shadows an installed module).
@@ -132,18 +216,100 @@ def bench_vllm_server(args) -> dict:
     if tests_dir not in sys.path:
         sys.path.append(tests_dir)
     from local_vllm import LocalVLLMServer
+    return LocalVLLMServer
+
+
+def _server_args(args) -> list[str]:
+    extra = ["--max-model-len", str(args.max_model_len), "--dtype", args.dtype,
+             "--kv-cache-memory-bytes", str(int(args.kv_gib * (1 << 30))),
+             "--max-num-seqs", str(max(args.n, 8)), "--seed", str(args.seed)]
+    if args.eager:
+        extra.append("--enforce-eager")
+    return extra
+
+
+def _reset_server_prefix_cache(url: str) -> bool:
+    import urllib.request
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(urllib.request.Request(url + "/reset_prefix_cache", method="POST"),
+                         timeout=30) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def bench_vllm_server_group(args, wanted: list[str]) -> dict[str, dict]:
+    """Two servers started together; one endpoint at max_concurrency C vs both at C/2."""
+    import threading
+
+    from debate.backends.vllm_server import VLLMServerBackend, server_prefix_cache_stats
+    LocalVLLMServer = _local_vllm()
+    (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
+    # Dev mode (loopback only, bench only) for POST /reset_prefix_cache: each timed run
+    # starts from an empty prefix cache, not from the previous run's identical prompts.
+    servers = [LocalVLLMServer(args.model, extra_args=_server_args(args),
+                               log_path=ROOT / "bench" / "results" / f"vllm_server{i}.log",
+                               env={"VLLM_SERVER_DEV_MODE": "1"})
+               for i in range(2)]
+    errors: list[BaseException] = []
+
+    def start(s):
+        try:
+            s.start()
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=start, args=(s,)) for s in servers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    results: dict[str, dict] = {}
+    try:
+        if errors:
+            raise errors[0]
+        urls = [s.url for s in servers]
+        startup = round(max(s.startup_s for s in servers), 1)
+        c = max(args.max_concurrency // 2, 1)
+
+        def cache_stats():
+            got = [server_prefix_cache_stats(u) for u in urls]
+            if any(g is None for g in got):
+                return None
+            return {k: sum(g[k] for g in got) for k in ("queries", "hits")}
+
+        runs = {"vllm-server-1ep": (urls[:1], 2 * c), "vllm-server-2ep": (urls, c)}
+        for name in SERVER_GROUP:
+            if name not in wanted:
+                continue
+            use, conc = runs[name]
+            be = VLLMServerBackend(args.model, use if len(use) > 1 else use[0], max_concurrency=conc)
+            _warmup(be, args)
+            reset = [_reset_server_prefix_cache(u) for u in urls]
+            cfg = _cfg(args, "vllm_server", server_url=use, max_concurrency=conc)
+            res = _time_debates(cfg, be, args, stats_fn=cache_stats)
+            res["client_stats"] = dict(be.stats)
+            res["per_endpoint"] = be.endpoint_stats()
+            res["max_concurrency_per_endpoint"] = conc
+            res["prefix_cache_reset_before"] = all(reset)
+            results[name] = {"startup_s": startup, **res}
+    finally:
+        for s in servers:
+            s.stop()
+    return results
+
+
+def bench_vllm_server(args) -> dict:
+    from debate.backends.vllm_server import VLLMServerBackend, server_prefix_cache_stats
+    LocalVLLMServer = _local_vllm()
     server = None
     startup = None
     url = args.server_url
     if url is None:
-        extra = ["--max-model-len", str(args.max_model_len), "--dtype", args.dtype,
-                 "--kv-cache-memory-bytes", str(int(args.kv_gib * (1 << 30))),
-                 "--max-num-seqs", str(max(args.n, 8)), "--seed", str(args.seed)]
-        if args.eager:
-            extra.append("--enforce-eager")
         log = ROOT / "bench" / "results" / "vllm_server.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        server = LocalVLLMServer(args.model, extra_args=extra, log_path=log)
+        server = LocalVLLMServer(args.model, extra_args=_server_args(args), log_path=log)
         url = server.start()
         startup = server.startup_s
     try:
@@ -185,6 +351,19 @@ def _table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _ratios(results: dict) -> str:
+    """The comparisons the variants exist for, as ratios of their debate seconds."""
+    pairs = [("vllm-server-2ep", "vllm-server-1ep", "two endpoints / one endpoint (same total concurrency)"),
+             ("vllm-engine-unseeded", "vllm-engine", "unseeded / seeded (vLLM engine)"),
+             ("vllm-engine", "vllm-engine-raw", "pipeline debate stage / raw LLM.chat (overhead)")]
+    lines = []
+    for a, b, what in pairs:
+        ra, rb = results.get(a, {}), results.get(b, {})
+        if "seconds" in ra and "seconds" in rb and rb["seconds"] > 0:
+            lines.append(f"  {what}: time ratio {ra['seconds'] / rb['seconds']:.2f}")
+    return ("\n\n" + "\n".join(lines)) if lines else ""
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=32, help="demo samples = debates (default 32)")
@@ -215,19 +394,25 @@ def main() -> None:
 
     results: dict[str, dict] = {}
     for name in chosen:
+        if name in results:  # run with its group
+            continue
         print(f"[bench] {name} ...", flush=True)
+        had = set(results)
         try:
             if name == "transformers-batched":
                 results[name] = bench_transformers(args, batch_size=args.n)
             elif name == "transformers-single":
                 results[name] = bench_transformers(args, batch_size=1)
-            elif name == "vllm-engine":
-                results[name] = bench_vllm_engine(args)
+            elif name in ENGINE_GROUP:
+                results.update(bench_vllm_engine_group(args, [n for n in chosen if n in ENGINE_GROUP]))
             elif name == "vllm-server":
                 results[name] = bench_vllm_server(args)
+            elif name in SERVER_GROUP:
+                results.update(bench_vllm_server_group(args, [n for n in chosen if n in SERVER_GROUP]))
         except ImportError as e:
             results[name] = {"error": f"skipped: {e}"}
-        print(f"[bench] {name}: {json.dumps(results[name])}", flush=True)
+        for done in [n for n in results if n not in had]:
+            print(f"[bench] {done}: {json.dumps(results[done])}", flush=True)
 
     report = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -238,7 +423,7 @@ def main() -> None:
                     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
         "results": results,
     }
-    table = _table(results)
+    table = _table(results) + _ratios(results)
     print()
     print(f"N={args.n} debates x {args.turns} turns, max_new_tokens={args.max_new_tokens}, "
           f"model={args.model}")

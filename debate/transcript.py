@@ -19,6 +19,7 @@ class Turn(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str
+    endpoint: str | None = None  # which server answered (several endpoints); None in process
 
 
 class Transcript(BaseModel):
@@ -43,6 +44,7 @@ class Transcript(BaseModel):
     seed: int
     seconds: float = 0.0
     error: str | None = None  # set when a backend call failed; such debates are retried on rerun
+    seeded: bool = True       # false: sampled without per-request seeds (debate.seeded), not replayable
     # Set only on scripted/permuted control transcripts (debate/controls.py), e.g.
     # "positive:0.9" or "shuffled"; None for every real debate.
     control: str | None = None
@@ -55,7 +57,7 @@ class Transcript(BaseModel):
 def debate_key(
     *, sample_id: str, sample_text: str, positions: tuple[str, str], prompt_hash: str, model: str,
     sampling: SamplingParams, seed: int, debate_index: int, protocol: str, num_turns: int,
-    fixed_a_label: int | None = None,
+    fixed_a_label: int | None = None, seeded: bool = True,
 ) -> str:
     """Content address of one debate: any input that changes its text changes the key,
     so a rerun recomputes exactly what changed (e.g. only the debates of a new prompt set)."""
@@ -63,7 +65,8 @@ def debate_key(
         [sample_id, sample_text, list(positions), prompt_hash, model, sampling.model_dump(),
          seed, debate_index, protocol, num_turns]
         # positions set from outside (market-making) are part of the input
-        + ([fixed_a_label] if fixed_a_label is not None else []),
+        + ([fixed_a_label] if fixed_a_label is not None else [])
+        + ([] if seeded else [{"seeded": False}]),  # seeded keys stay as they were
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:24]

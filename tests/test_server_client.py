@@ -454,3 +454,156 @@ def test_no_module_imports_vllm():
             "sys.exit(1 if 'vllm' in sys.modules else 0)")
     root = str(__import__("pathlib").Path(__file__).resolve().parents[1])
     assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
+
+
+# -- several endpoints -------------------------------------------------------------
+
+
+def multi(urls, **kw):
+    """A client of several endpoints (test settings as `backend`)."""
+    from debate.backends.vllm_server import VLLMServerBackend
+    kw.setdefault("backoff_s", 0.01)
+    kw.setdefault("timeout_s", 10)
+    kw.setdefault("sleep", SleepRecorder())
+    return VLLMServerBackend("smollm2-135m", urls, **kw)
+
+
+@pytest.fixture
+def fake2():
+    a, b = FakeOpenAI(), FakeOpenAI()
+    yield a, b
+    a.close()
+    b.close()
+
+
+@needs_httpx
+def test_two_endpoints_share_the_requests(fake2):
+    a, b = fake2
+    together = threading.Barrier(4)  # 4 in flight at once: 2 per endpoint, the only way
+
+    def held_until_four_in_flight(body):
+        try:
+            together.wait(timeout=30)
+        except threading.BrokenBarrierError:
+            return (400, "never 4 requests in flight at once", 0)
+        return (200, None, 0)
+
+    a.script = [held_until_four_in_flight] * 2
+    b.script = [held_until_four_in_flight] * 2
+    cfg = DebateConfig(backend="vllm_server", server_url=[a.url, b.url + "/v1"], max_concurrency=2)
+    be = make_backend(cfg)
+    assert be.base_urls == [a.url, b.url]
+    g = be.generate([conv(f"c{i}") for i in range(12)], PARAMS, list(range(12)))
+    assert all(x.finish_reason == "length" for x in g), [x.error for x in g]
+    assert a.max_in_flight == 2 and b.max_in_flight == 2  # max_concurrency is per endpoint
+    assert sorted(a.asked() + b.asked()) == sorted(f"c{i}" for i in range(12))  # each once
+    assert a.chat_requests >= 2 and b.chat_requests >= 2
+    # Every generation names the endpoint that answered it; the counts agree.
+    served = {x.endpoint for x in g}
+    assert served == {a.url, b.url}
+    stats = be.endpoint_stats()
+    assert stats[a.url]["served"] == a.chat_requests == sum(x.endpoint == a.url for x in g)
+    assert stats[b.url]["served"] == b.chat_requests == sum(x.endpoint == b.url for x in g)
+    assert be.stats == {"requests": 12, "retries": 0, "errors": 0}
+    # Each endpoint's model was listed once, and its requests carried the seeds.
+    assert a.model_requests == b.model_requests == 1
+    assert {asked(r): r["seed"] for r in a.requests + b.requests} == {f"c{i}": i for i in range(12)}
+
+
+@needs_httpx
+def test_a_dead_endpoint_mid_call_leaves_its_requests_to_the_other(fake2, caplog):
+    a, b = fake2
+    a.script = [HANG] * 10  # a takes requests and never answers ...
+
+    def kill_a_once_it_holds_two():  # ... and dies with its 2 requests in hand
+        a.settle(lambda: a.chat_requests >= 2)
+        a.close()
+
+    killer = threading.Thread(target=kill_a_once_it_holds_two)
+    killer.start()
+    sleep = SleepRecorder()
+    # served_model pinned: no model listing, so requests reach a and b from the start
+    be = multi([a.url, b.url], max_concurrency=2, sleep=sleep, max_attempts=3, served_model="m")
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        g = be.generate([conv(f"c{i}") for i in range(12)], PARAMS, None)
+    killer.join()
+    assert all(x.finish_reason == "length" and x.endpoint == b.url for x in g), [x.error for x in g]
+    assert sorted(b.asked()) == sorted(f"c{i}" for i in range(12))  # every request, on b
+    assert a.chat_requests == 2  # once it failed, a got nothing more
+    # a's two failures are attempts of their requests: counted and logged as retries.
+    assert be.stats == {"requests": 12, "retries": 2, "errors": 0}
+    assert be.endpoint_stats()[a.url] == {"attempts": 2, "served": 0, "failed_attempts": 2}
+    assert be.endpoint_stats()[b.url]["served"] == 12
+    retries = [r.getMessage() for r in caplog.records if "attempt 1 of 3 failed" in r.getMessage()]
+    assert len(retries) == 2 and all(a.url in r and "connection error" in r for r in retries)
+
+
+@needs_httpx
+def test_a_5xx_is_retried_at_once_on_the_other_endpoint(fake2):
+    a, b = fake2
+    a.script = [(503, "overloaded", 0)]
+    b.script = [(503, "overloaded", 0)]
+    sleep = SleepRecorder()
+    [g] = multi([a.url, b.url], sleep=sleep, served_model="m").generate([CONV], PARAMS, None)
+    # The first try on a (503), at once on b, not yet tried (503), then, both having
+    # failed it, after one backoff on b again, where it succeeds.
+    assert g.finish_reason == "length" and g.endpoint == b.url
+    assert (a.chat_requests, b.chat_requests) == (1, 2)
+    assert len(sleep.delays) == 1  # no wait before moving to an endpoint not yet tried
+
+
+@needs_httpx
+def test_every_endpoint_down_fails_the_call_naming_them(fake2):
+    a, b = fake2
+    urls = [a.url, b.url]
+    a.close()
+    b.close()
+    g = multi(urls, max_attempts=2).generate([CONV, CONV], PARAMS, None)
+    assert all(x.finish_reason == "error" and x.error.startswith("not sent") for x in g)
+    assert all(a.url in x.error and b.url in x.error and "connection error" in x.error for x in g)
+
+
+@needs_httpx
+def test_one_endpoint_down_from_the_start_is_skipped(fake2):
+    a, b = fake2
+    urls = [a.url, b.url]
+    a.close()
+    g = multi(urls, max_attempts=2).generate([conv(f"c{i}") for i in range(5)], PARAMS, None)
+    assert all(x.finish_reason == "length" and x.endpoint == b.url for x in g)
+    assert b.chat_requests == 5
+
+
+@needs_httpx
+def test_credentials_in_an_endpoint_url_are_never_recorded(fake):
+    secret_url = fake.url.replace("http://", "http://user:s3cret-pw@")
+    be = multi([secret_url])
+    [g] = be.generate([CONV], PARAMS, None)
+    assert g.finish_reason == "length" and g.endpoint == fake.url
+    assert "s3cret" not in repr(be) + json.dumps(be.endpoint_stats()) + g.model_dump_json()
+
+
+def test_server_url_lists_are_validated():
+    from core.config import ConfigError, load_config
+    cfg = DebateConfig(server_url=["http://127.0.0.1:1", "http://127.0.0.1:2/v1"])
+    assert cfg.server_urls == ["http://127.0.0.1:1", "http://127.0.0.1:2/v1"]
+    assert DebateConfig(server_url="http://h:1").server_urls == ["http://h:1"]
+    assert DebateConfig().server_urls == []
+    for bad, why in ((["http://h:1", "http://h:1/v1/"], "listed twice"), ([], "empty list"),
+                     ("h:1", "not an http")):
+        with pytest.raises(ValueError, match=why):
+            DebateConfig(server_url=bad)
+    cfg = load_config(None, ["debate.server_url=[http://127.0.0.1:1, http://127.0.0.1:2]"])
+    assert len(cfg.debate.server_urls) == 2
+    with pytest.raises(ConfigError, match="debate.server_url"):
+        load_config(None, ["debate.server_url=[]"])
+
+
+@needs_httpx
+def test_a_hung_endpoint_does_not_hold_up_the_others(fake2):
+    a, b = fake2
+    a.hang_models = True  # a never answers GET /v1/models (nor would it answer chats)
+    # Were the call to wait for a's listing, it would take 5 attempts x 120 s.
+    be = multi([a.url, b.url], timeout_s=120, max_attempts=5)
+    g = be.generate([conv(f"c{i}") for i in range(4)], PARAMS, None)
+    assert all(x.finish_reason == "length" and x.endpoint == b.url for x in g)
+    assert a.chat_requests == 0 and b.chat_requests == 4

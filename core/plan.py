@@ -1,0 +1,495 @@
+"""What a run will do, and whether its training fits in GPU memory, before anything
+loads (`python run.py plan --config ...`).
+
+Per stage: the models, the debates (samples x K per protocol, turns, an upper bound
+on generated tokens), the weak members and the students, and for every training
+job an estimate of the GPU memory one process needs. No weights are read and the
+network is never touched: a model's shape comes from its config (a local folder,
+an embedded model's folder, the hub cache), or, for the paper's models when they
+are not cached, from their published config values (`PUBLISHED` below); its
+parameters are counted on the meta device.
+
+The memory model of one LoRA training process (GPU, bf16 autocast, SDPA/flash
+attention, so no sequence-squared term):
+
+  weights       parameters x bytes of train.dtype (float32 4, bfloat16 2, auto: the
+                checkpoint's); float32 weights under autocast also keep bf16 copies
+                of the weights a backward needs (all layers, or one with checkpointing)
+  trainable     LoRA adapter + head, float32: parameter, gradient, two Adam moments
+                (16 bytes each; +4 for DDP's gradient buckets with several processes);
+                other members' adapters on a shared base (weak ensembles): 4 bytes each
+  activations   tokens = rows per process (ceil(batch_size / processes)) x max_length;
+                a layer's activations are ACT_H x hidden + ACT_I x intermediate bf16
+                values per token (projections, SwiGLU, fp32 norm statistics, LoRA
+                dropout copies); without checkpointing every layer keeps them, with
+                it each layer keeps only its input (hidden values per token) and one
+                layer at a time is recomputed in full
+  overhead      CUDA context, cuBLAS workspaces, allocator fragmentation
+
+The constants are calibrated on two measured points (80 GB H100, r = 16 all-linear
+LoRA, bf16, non-reentrant checkpointing, 1 process): Qwen2.5-14B at 8 x 1024 tokens,
+34.7 GiB, and Qwen2.5-7B at 8 x 2048, 24.7 GiB; the model gives 35.4 (+2 %) and
+23.8 (-4 %), and 136 GiB for the 14B without checkpointing (reported: ~134, out of
+memory), 143 GiB for the 7B.
+tests/test_plan.py holds them to 15 %.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from .config import ConfigError, RunConfig, TrainConfig
+from .protocols import protocol as protocol_spec
+
+GIB = 2 ** 30
+ACT_H = 15.0          # bf16 activation values per token per layer, per hidden unit
+ACT_I = 5.0           # ... per intermediate (MLP) unit
+EDGE_H = 4.0          # outside the layers: embeddings' output, final norm, head input
+OVERHEAD_GIB = 2.0    # CUDA context, workspaces, fragmentation
+PROBE_BATCH = 16      # FeatureExtractor's batch (frozen features, no gradient)
+DEFAULT_GPU_GIB = 80.0
+
+# Published config values (the models' config.json on the hub), used when the config
+# is not cached locally: the planner never downloads. The -Instruct models share
+# their base model's shape.
+_QWEN25_7B = dict(model_type="qwen2", hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                  num_attention_heads=28, num_key_value_heads=4, vocab_size=152064,
+                  tie_word_embeddings=False, dtype="bfloat16")
+_QWEN25_14B = dict(model_type="qwen2", hidden_size=5120, intermediate_size=13824, num_hidden_layers=48,
+                   num_attention_heads=40, num_key_value_heads=8, vocab_size=152064,
+                   tie_word_embeddings=False, dtype="bfloat16")
+PUBLISHED: dict[str, dict] = {
+    "Qwen/Qwen2.5-7B": _QWEN25_7B,
+    "Qwen/Qwen2.5-7B-Instruct": _QWEN25_7B,
+    "Qwen/Qwen2.5-14B": _QWEN25_14B,
+    "Qwen/Qwen2.5-14B-Instruct": _QWEN25_14B,
+    # the embedded debater/student before its one-off GGUF conversion (afterwards
+    # its converted folder's config is read)
+    "smollm2-135m": dict(model_type="llama", hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                         num_attention_heads=9, num_key_value_heads=3, vocab_size=49152,
+                         tie_word_embeddings=True, dtype="bfloat16"),
+}
+
+
+class PlanError(ConfigError):
+    """The config cannot fit (or cannot be planned); `.plan` holds the plan."""
+
+    def __init__(self, message: str, plan: "Plan | None" = None):
+        super().__init__(message)
+        self.plan = plan
+
+
+# ---------------------------------------------------------------- model shapes
+class ModelShape(BaseModel):
+    """What the memory model needs of one model, read from its config."""
+    model: str
+    source: str                      # where the config came from
+    model_type: str
+    hidden: int
+    intermediate: int
+    layers: int
+    params: int                      # the sequence-classification model (2 labels)
+    layer_params: int                # one layer's (the largest)
+    checkpoint_dtype: str | None     # the dtype the checkpoint declares ("auto")
+    linear: list[tuple[str, int, int]]  # (name, in, out) of every nn.Linear but the head
+    head_params: int
+
+    def lora_params(self, lora) -> int:
+        """Trainable LoRA parameters: r x (in + out) per targeted linear layer (peft's
+        matching: "all-linear", or a module name equal to or ending in ".<target>")."""
+        if lora.target_modules == "all-linear":
+            targets = self.linear
+        else:
+            keys = list(lora.target_modules)
+            targets = [t for t in self.linear if any(t[0] == k or t[0].endswith("." + k) for k in keys)]
+        return sum(lora.r * (i + o) for _, i, o in targets)
+
+
+def _config_folder(name: str) -> tuple[Path | None, str]:
+    """A local folder holding the model's config.json, or None; and where it is."""
+    from .models import EMBEDDED, cache_root, embedded_source
+    if name in EMBEDDED:
+        if not EMBEDDED[name].gguf:
+            try:
+                src = embedded_source(name)
+            except Exception:  # the package is missing: no config to read
+                return None, "embedded, package missing"
+            return src, f"embedded ({src})"
+        out = cache_root() / "models" / name
+        return (out, f"embedded, converted ({out})") if (out / "config.json").is_file() else (None, "")
+    p = Path(name).expanduser()
+    if p.is_dir():
+        return p, f"local folder {p}"
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        hit = try_to_load_from_cache(name, "config.json")
+    except Exception:  # not a valid hub id
+        hit = None
+    if isinstance(hit, str):
+        return Path(hit).parent, "hub cache"
+    return None, ""
+
+
+def load_shape(name: str, trust_remote_code: bool = False) -> ModelShape | None:
+    """The model's shape from its local config (or its published values), its
+    parameters counted on the meta device; None when no config is at hand."""
+    import torch
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    folder, source = _config_folder(name)
+    if folder is not None:
+        config = AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code,
+                                            local_files_only=True)
+    elif name in PUBLISHED:
+        values = dict(PUBLISHED[name])
+        config = AutoConfig.for_model(values.pop("model_type"), **values)
+        source = "published config values (core/plan.py)"
+    else:
+        return None
+    config.num_labels = 2
+    with init_empty_weights():
+        model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust_remote_code)
+    heads = {"score", "classifier"}
+    linear = [(n, m.in_features, m.out_features) for n, m in model.named_modules()
+              if isinstance(m, torch.nn.Linear) and n.split(".")[-1] not in heads
+              and not n.startswith("classifier.")]
+    head_params = sum(p.numel() for n, p in model.named_parameters() if n.split(".")[0] in heads)
+    layer_params = 0
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.ModuleList) and len(mod) > 1:
+            layer_params = max(layer_params, max(sum(p.numel() for p in m.parameters()) for m in mod))
+    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if dtype is not None and not isinstance(dtype, str):
+        dtype = str(dtype).removeprefix("torch.")
+    return ModelShape(
+        model=name, source=source, model_type=config.model_type,
+        hidden=config.hidden_size, intermediate=getattr(config, "intermediate_size", 4 * config.hidden_size),
+        layers=config.num_hidden_layers, params=sum(p.numel() for p in model.parameters()),
+        layer_params=layer_params, checkpoint_dtype=dtype, linear=linear, head_params=head_params)
+
+
+# ---------------------------------------------------------------- the memory model
+class MemoryEstimate(BaseModel):
+    """GiB per process, by part."""
+    weights: float
+    trainable: float          # fp32 adapter + head, gradients, Adam moments (+ DDP buckets)
+    other_adapters: float     # other members' adapters kept on a shared base
+    activations: float
+    overhead: float
+    trainable_params: int
+    tokens: int               # rows per process x max_length
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.trainable + self.other_adapters + self.activations + self.overhead
+
+
+def _dtype_bytes(tcfg: TrainConfig, shape: ModelShape) -> int:
+    name = shape.checkpoint_dtype if tcfg.dtype == "auto" else tcfg.dtype
+    return 2 if name in ("bfloat16", "float16") else 4
+
+
+def estimate_memory(shape: ModelShape, tcfg: TrainConfig, processes: int = 1, members: int = 1) -> MemoryEstimate:
+    """One training process's GPU memory (GiB) for `tcfg` on `shape` (module docstring).
+    `members`: adapters that end up on one shared base (weak ensembles)."""
+    wbytes = _dtype_bytes(tcfg, shape)
+    per_layer = ACT_H * shape.hidden + ACT_I * shape.intermediate  # bf16 values per token
+    if tcfg.mode == "linear_probe":
+        # frozen features under inference_mode, in the weights' dtype (no autocast)
+        tokens = PROBE_BATCH * tcfg.max_length
+        act = tokens * (per_layer + EDGE_H * shape.hidden) * wbytes
+        return MemoryEstimate(weights=shape.params * wbytes / GIB, trainable=0.0, other_adapters=0.0,
+                              activations=act / GIB, overhead=OVERHEAD_GIB, trainable_params=0, tokens=tokens)
+    rows = math.ceil(tcfg.batch_size / processes)
+    tokens = rows * tcfg.max_length
+    n_train = shape.lora_params(tcfg.lora) + shape.head_params
+    trainable = n_train * (16 + (4 if processes > 1 else 0))
+    weights = shape.params * wbytes
+    if wbytes == 4:  # autocast's bf16 weight copies, saved for the backward
+        weights += 2 * shape.layer_params * (1 if tcfg.gradient_checkpointing else shape.layers)
+    if tcfg.gradient_checkpointing:
+        act = tokens * (shape.layers * shape.hidden + per_layer) * 2
+    else:
+        act = tokens * shape.layers * per_layer * 2
+    act += tokens * EDGE_H * shape.hidden * 2
+    return MemoryEstimate(weights=weights / GIB, trainable=trainable / GIB,
+                          other_adapters=(members - 1) * n_train * 4 / GIB,
+                          activations=act / GIB, overhead=OVERHEAD_GIB, trainable_params=n_train, tokens=tokens)
+
+
+# ---------------------------------------------------------------- the plan
+class ProtocolPlan(BaseModel):
+    protocol: str
+    k: int                    # transcripts per sample
+    debates: int              # samples x k
+    turns: int                # per debate
+    turns_total: int
+    max_new_tokens_total: int  # upper bound: debates x turns x max_new_tokens
+
+
+class DebatePlan(BaseModel):
+    model: str
+    backend: str
+    samples: int
+    protocols: list[ProtocolPlan]
+    reference_first: bool     # market-making: the plain weak model is trained before the debates
+
+    @property
+    def debates(self) -> int:
+        return sum(p.debates for p in self.protocols)
+
+    @property
+    def max_new_tokens_total(self) -> int:
+        return sum(p.max_new_tokens_total for p in self.protocols)
+
+
+class TrainingJob(BaseModel):
+    stage: Literal["weak", "strong"]
+    model: str
+    mode: str
+    trainings: int            # members (weak) or students (strong) of this model
+    rows: int                 # training rows of each
+    steps: int                # optimiser steps of each
+    settings: str             # the memory-relevant settings, as written in the config
+    shape_source: str | None
+    params: int | None
+    memory: MemoryEstimate | None
+    fits: bool | None         # None: not estimated (no config at hand)
+    fixes: list[str] = []     # knobs that would make it fit, with their estimates
+
+
+class Plan(BaseModel):
+    name: str
+    samples: dict[str, int]
+    gpu_memory_gib: float
+    gpu_source: str
+    processes: int
+    debate: DebatePlan | None
+    labellers: list[str]
+    weak_members: dict[str, int]   # {model: distinct members}
+    students: int
+    student_seeds: int
+    jobs: list[TrainingJob]
+    problems: list[str] = []       # one line per job that cannot fit
+    notes: list[str] = []
+
+    @property
+    def fits(self) -> bool:
+        return not self.problems
+
+
+def gpu_memory(gpu_memory_gib: float | None) -> tuple[float, str]:
+    """The memory one process may use: the given value, else the smallest visible CUDA
+    device, else the default."""
+    if gpu_memory_gib is not None:
+        return float(gpu_memory_gib), "--gpu-memory-gib"
+    import torch
+    if torch.cuda.is_available() and torch.cuda.device_count():
+        props = [torch.cuda.get_device_properties(i) for i in range(torch.cuda.device_count())]
+        small = min(props, key=lambda p: p.total_memory)
+        return small.total_memory / GIB, f"{len(props)} visible CUDA device(s), smallest {small.name}"
+    return DEFAULT_GPU_GIB, "the default: no CUDA here, set --gpu-memory-gib"
+
+
+def _steps(rows: int, tcfg: TrainConfig) -> int:
+    return max(1, math.ceil(tcfg.epochs * rows / (tcfg.batch_size * tcfg.grad_accum)))
+
+
+def _settings(tcfg: TrainConfig) -> str:
+    if tcfg.mode == "linear_probe":
+        return f"probe, features {PROBE_BATCH} x {tcfg.max_length} tokens, {tcfg.dtype}"
+    return (f"batch {tcfg.batch_size} x accum {tcfg.grad_accum}, max_length {tcfg.max_length}, "
+            f"{tcfg.dtype}, checkpointing {'on' if tcfg.gradient_checkpointing else 'off'}, "
+            f"LoRA r {tcfg.lora.r} ({tcfg.lora.target_modules if isinstance(tcfg.lora.target_modules, str) else ','.join(tcfg.lora.target_modules)})")
+
+
+def _fixes(stage: str, shape: ModelShape, tcfg: TrainConfig, processes: int, members: int,
+           budget: float) -> list[str]:
+    """Settings that would fit, each with its estimate: the knobs to turn."""
+    key = f"{stage}.train"
+    est = lambda t: estimate_memory(shape, t, processes, members).total  # noqa: E731
+    out = []
+    if tcfg.mode == "lora" and not tcfg.gradient_checkpointing:
+        t = tcfg.model_copy(update={"gradient_checkpointing": True})
+        out.append(f"{key}.gradient_checkpointing: true (~{est(t):.1f} GiB)")
+    if _dtype_bytes(tcfg, shape) == 4:
+        t = tcfg.model_copy(update={"dtype": "bfloat16"})
+        out.append(f"{key}.dtype: bfloat16 (~{est(t):.1f} GiB)")
+    batch = tcfg.batch_size if tcfg.mode == "lora" else 0
+    while batch > processes:  # a smaller micro-batch, the same optimiser batch
+        batch = max(processes, batch // 2)
+        t = tcfg.model_copy(update={"batch_size": batch,
+                                    "grad_accum": math.ceil(tcfg.batch_size * tcfg.grad_accum / batch)})
+        if est(t) <= budget:
+            out.append(f"{key}.batch_size: {batch} with {key}.grad_accum: {t.grad_accum} "
+                       f"(the same {tcfg.batch_size * tcfg.grad_accum} rows a step; ~{est(t):.1f} GiB)")
+            break
+    length = tcfg.max_length
+    while length > 64:
+        length = max(64, length // 2)
+        t = tcfg.model_copy(update={"max_length": length})
+        if est(t) <= budget:
+            out.append(f"{key}.max_length: {length} (longer inputs are cut; ~{est(t):.1f} GiB)")
+            break
+    if tcfg.mode == "lora":
+        for n in (2, 4, 8):
+            if processes < n <= tcfg.batch_size and estimate_memory(shape, tcfg, n, members).total <= budget:
+                out.append(f"more processes: accelerate launch --num_processes {n} (each takes "
+                           f"{math.ceil(tcfg.batch_size / n)} rows of a micro-batch; "
+                           f"~{estimate_memory(shape, tcfg, n, members).total:.1f} GiB)")
+                break
+    return out
+
+
+def _job(stage: Literal["weak", "strong"], model: str, tcfg: TrainConfig, trainings: int, rows: int,
+         processes: int, members: int, budget: float, trust: bool, shapes: dict) -> TrainingJob:
+    if model not in shapes:
+        shapes[model] = load_shape(model, trust)
+    shape = shapes[model]
+    mem = estimate_memory(shape, tcfg, processes, members) if shape else None
+    fits = None if mem is None else mem.total <= budget
+    return TrainingJob(stage=stage, model=model, mode=tcfg.mode, trainings=trainings, rows=rows,
+                       steps=_steps(rows, tcfg), settings=_settings(tcfg),
+                       shape_source=shape.source if shape else None, params=shape.params if shape else None,
+                       memory=mem, fits=fits,
+                       fixes=_fixes(stage, shape, tcfg, processes, members, budget) if fits is False else [])
+
+
+def student_count(cfg: RunConfig) -> int:
+    """Students the strong stage trains: the ceiling and one per labeller x loss, each
+    per seed (strong/stage.student_keys; core may not import it)."""
+    losses = {lab.name: lab.losses or cfg.strong.losses for lab in cfg.weak.labellers}
+    return (1 + sum(len(losses[lab.name]) for lab in cfg.labellers)) * len(cfg.strong.seeds)
+
+
+def plan(cfg: RunConfig, gpu_memory_gib: float | None = None, processes: int | None = None,
+         strict: bool = True) -> Plan:
+    """The run's plan. `processes`: the DDP processes training will run under (default:
+    WORLD_SIZE, else 1). `strict`: raise PlanError (naming the knobs) when a training
+    job cannot fit; otherwise the plan lists it under `problems`."""
+    processes = processes or int(os.environ.get("WORLD_SIZE", "1") or 1)
+    budget, gpu_source = gpu_memory(gpu_memory_gib)
+    d = cfg.data
+    samples = {"weak_train": d.n_weak_train, "transfer": d.n_transfer, "test": d.n_test}
+    n_samples = sum(samples.values())
+
+    debate = None
+    need = cfg.debates_needed()
+    if need:
+        prots = []
+        for name, k in need.items():
+            turns = protocol_spec(name).num_turns(cfg.debate)
+            debates = n_samples * k
+            prots.append(ProtocolPlan(protocol=name, k=k, debates=debates, turns=turns,
+                                      turns_total=debates * turns,
+                                      max_new_tokens_total=debates * turns * cfg.debate.sampling.max_new_tokens))
+        debate = DebatePlan(model=cfg.debate.model, backend=cfg.debate.backend, samples=n_samples,
+                            protocols=prots,
+                            reference_first=any(protocol_spec(p).placement == "against_reference" for p in need))
+
+    # weak members are stored once per (source, model, seed, k); the source is the
+    # protocol, or a control's tag where the config has controls
+    members: dict[str, set] = {}
+    for lab in cfg.labellers:
+        reads_from = getattr(lab, "source", lab.protocol)
+        for model in lab.models or [cfg.weak.model]:
+            for k in range(lab.debates):
+                for seed in lab.seeds:
+                    members.setdefault(model, set()).add(
+                        (reads_from, seed, k if reads_from != "none" else None))
+    folds = getattr(cfg.weak, "placement_folds", 0)
+    if debate and debate.reference_first and folds:
+        # market-making's out-of-fold placement: one more adapter per fold on the reference's model
+        ref = next(lab for lab in cfg.weak.labellers if lab.name == cfg.weak.reference)
+        for f in range(folds):
+            members.setdefault((ref.models or [cfg.weak.model])[0], set()).add(("none-oof", ref.seeds[0], f))
+    shapes: dict[str, ModelShape | None] = {}
+    jobs = [_job("weak", model, cfg.weak.train, len(m), d.n_weak_train, processes, len(m), budget,
+                 cfg.trust_remote_code, shapes) for model, m in members.items()]
+    students = student_count(cfg)
+    jobs.append(_job("strong", cfg.strong.model, cfg.strong.train, students, d.n_transfer, processes, 1,
+                     budget, cfg.trust_remote_code, shapes))
+
+    problems, notes = [], []
+    for j in jobs:
+        if j.fits is None:
+            notes.append(f"{j.stage} {j.model}: no config at hand (not local, not in the hub cache, not in "
+                         "core/plan.py's published values): memory not estimated")
+        elif not j.fits:
+            m = j.memory
+            problems.append(
+                f"{j.stage} training of {j.model} ({j.mode}) does not fit: ~{m.total:.1f} GiB per process "
+                f"(weights {m.weights:.1f}, activations {m.activations:.1f}) > {budget:.1f} GiB. Turn a knob: "
+                + ("; ".join(j.fixes) if j.fixes else "none of the train settings suffices alone: a larger "
+                   "GPU or a smaller model"))
+    p = Plan(name=cfg.name, samples=samples, gpu_memory_gib=budget, gpu_source=gpu_source, processes=processes,
+             debate=debate, labellers=[lab.name for lab in cfg.labellers],
+             weak_members={m: len(v) for m, v in members.items()}, students=students,
+             student_seeds=len(cfg.strong.seeds), jobs=jobs, problems=problems, notes=notes)
+    if strict and problems:
+        raise PlanError(f"config {cfg.name!r} cannot fit in {budget:.1f} GiB per process:\n  "
+                        + "\n  ".join(problems), p)
+    return p
+
+
+def _n(x: int) -> str:
+    return f"{x:,}"
+
+
+def render_plan(p: Plan) -> str:
+    lines = [f"plan for {p.name}: {p.processes} training process(es), {p.gpu_memory_gib:.1f} GiB each "
+             f"({p.gpu_source})",
+             "data: " + ", ".join(f"{k} {_n(v)}" for k, v in p.samples.items())]
+    if p.debate:
+        d = p.debate
+        lines.append(f"debate: {d.model} on {d.backend}, {_n(d.samples)} samples"
+                     + (" (market-making: the plain weak model is trained first)" if d.reference_first else ""))
+        for x in d.protocols:
+            lines.append(f"  {x.protocol}: {_n(d.samples)} x {x.k} = {_n(x.debates)} transcripts x {x.turns} "
+                         f"turns = {_n(x.turns_total)} turns, <= {_n(x.max_new_tokens_total)} generated tokens")
+        lines.append(f"  total: {_n(d.debates)} transcripts, <= {_n(d.max_new_tokens_total)} generated tokens")
+    else:
+        lines.append("debate: none (no labeller reads a transcript)")
+    lines.append(f"weak: {len(p.labellers)} labellers ({', '.join(p.labellers)}); members: "
+                 + ", ".join(f"{m} {n}" for m, n in p.weak_members.items()))
+    lines.append(f"strong: {p.students} students (ceiling and labeller x loss, x {p.student_seeds} seeds)")
+    lines.append("training jobs (GPU memory per process):")
+    for j in p.jobs:
+        what = "members" if j.stage == "weak" else "students"
+        lines.append(f"  {j.stage} {j.model} ({j.mode}): {j.trainings} {what}, {_n(j.rows)} rows, "
+                     f"{j.steps} steps each; {j.settings}")
+        if j.memory is None:
+            lines.append("    memory: not estimated (no config at hand)")
+            continue
+        m = j.memory
+        verdict = "fits" if j.fits else "DOES NOT FIT"
+        lines.append(f"    {j.params / 1e9:.2f}B params ({j.shape_source}); trainable {m.trainable_params / 1e6:.1f}M")
+        lines.append(f"    ~{m.total:.1f} GiB = weights {m.weights:.1f} + trainable/Adam {m.trainable:.2f}"
+                     + (f" + other adapters {m.other_adapters:.2f}" if m.other_adapters else "")
+                     + f" + activations {m.activations:.1f} ({_n(m.tokens)} tokens) + overhead {m.overhead:.1f}"
+                     + f" -> {verdict} in {p.gpu_memory_gib:.1f} GiB")
+        for f in j.fixes:
+            lines.append(f"    fix: {f}")
+    for n in p.notes:
+        lines.append(f"note: {n}")
+    estimated = [j for j in p.jobs if j.fits is not None]
+    if p.problems:
+        lines.append(f"{len(p.problems)} training job(s) DO NOT FIT: turn one of the knobs on its fix: lines")
+    elif estimated:
+        lines.append(f"every estimated training job fits in {p.gpu_memory_gib:.1f} GiB per process")
+    return "\n".join(lines)
+
+
+def print_plan(cfg, gpu_memory_gib: float | None = None, processes: int | None = None) -> None:
+    """`run.py plan`: the plan; when a job cannot fit, the plan with it, then the error."""
+    try:
+        print(render_plan(plan(cfg, gpu_memory_gib, processes)))
+    except PlanError as e:
+        if e.plan is not None:
+            print(render_plan(e.plan))
+        raise
