@@ -33,3 +33,12 @@ def full_text(t: Transcript) -> str:
         lines.append(f"--- {x.side} [{t.positions[x.position_label]}] ({x.completion_tokens} tok, {x.finish_reason})")
         lines.append(x.text)
     return "\n".join(lines) + "\n"
+
+
+def print_transcripts(layout: RunLayout, full: bool, sample: str | None = None, gold: int | None = None,
+                      side: str | None = None, limit: int = 20) -> None:
+    ts = select(layout, sample, gold, side)
+    if not ts:
+        print(f"no transcripts match in {layout.transcripts}")
+    for t in ts[:limit]:
+        print(full_text(t) if full else one_line(t))

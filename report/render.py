@@ -152,3 +152,14 @@ def compare_reports(a: Report, b: Report) -> str:
         (acc_a, pgr_a), (acc_b, pgr_b) = cells(ra.get(name)), cells(rb.get(name))
         lines.append(f"| {name} | {acc_a} | {acc_b} | {pgr_a} | {pgr_b} |")
     return "\n".join(lines) + "\n"
+
+
+def compare_runs(runs: list[str]) -> str:
+    """`run.py compare RUN_A RUN_B`: two run folders (or names under runs/)."""
+    from core.config import ConfigError
+    from core.layout import RunLayout
+
+    from . import read_report
+    if len(runs) != 2:
+        raise ConfigError("compare needs two runs: python run.py compare RUN_A RUN_B")
+    return compare_reports(*(read_report(RunLayout.find(r)) for r in runs))
