@@ -15,6 +15,7 @@ import resource
 import time
 from contextlib import contextmanager
 
+from core import console
 from core import distributed as dist
 from core.config import RunConfig
 from core.environment import environment
@@ -23,6 +24,7 @@ from core.layout import RunLayout
 from core.preflight import preflight
 from core.protocols import protocol as protocol_spec
 from core.runlock import RunLock, describe, write_config_of_record
+from core.tracking import Tracker, record_stage, report_rows
 from data.fit import FitResult, fit_samples, make_reader
 from data.schema import Sample
 from data.source import samples_for
@@ -35,7 +37,7 @@ from report.scoring import build_report
 from strong.stage import run_strong
 from weak.stage import MemberTrainer, run_weak
 
-Transcripts = dict[str, dict[tuple[str, int], Transcript]]  # {protocol: {(sample id, k): transcript}}
+Transcripts = dict[str, dict[tuple[str, int], Transcript]]  # {source: {(sample id, k): transcript}}; a source is a protocol or a control tag
 
 
 class StageFailed(Exception):
@@ -52,14 +54,15 @@ class StageClock:
     @contextmanager
     def stage(self, name: str):
         t = time.perf_counter()
-        yield
+        with console.stage(name):  # library notes read "[weak] ..."
+            yield
         self.seconds[name] = round(time.perf_counter() - t, 1)
         self.peak_rss_mb[name] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def log(*args) -> None:
     if dist.is_main():  # under a multi-process launcher, one process speaks
-        print(*args)
+        console.info(*args)  # not with --quiet
 
 
 # ---------------------------------------------------------------- the stages
@@ -71,7 +74,8 @@ def fit_to_readers(cfg: RunConfig, samples: list[Sample]) -> FitResult:
     weak_models = list(dict.fromkeys(m for lab in cfg.labellers for m in (lab.models or [w.model])))
     readers = [make_reader(f"weak {m}", w.train.max_length, m, cfg.trust_remote_code) for m in weak_models]
     readers.append(make_reader(f"strong {s.model}", s.train.max_length, s.model, cfg.trust_remote_code))
-    reserve = w.transcript_reserve if cfg.debates_needed() else 0
+    # at most half the context goes to the transcript: the sample must fit too
+    reserve = min(w.transcript_reserve, w.train.max_length // 2) if cfg.labellers_read_transcripts() else 0
     return fit_samples(samples, readers, cfg.data.overlong,
                        {f"weak {m}": reserve for m in weak_models})
 
@@ -119,7 +123,9 @@ def generate_transcripts(cfg: RunConfig, splits: Splits, layout: RunLayout,
     for protocol, k in need.items():
         fixed = (place_against_reference(cfg, splits, weak)
                  if protocol_spec(protocol).placement == "against_reference" else None)
-        if dist.world() > 1 and cfg.debate.backend == "vllm" and runner.missing(samples, protocol, k, fixed):
+        if fixed is not None:
+            weak.release()  # the reference's weak base is done: free it before the debater loads
+        if dist.world() > 1 and cfg.debate.backend in ("vllm", "ray_data") and runner.missing(samples, protocol, k, fixed):
             raise StageFailed("an in-process vLLM engine cannot start inside a multi-process launch: "
                               "generate the debates first with `python run.py --until debate ...`, "
                               "then launch the training")
@@ -143,6 +149,9 @@ def generate_transcripts(cfg: RunConfig, splits: Splits, layout: RunLayout,
 def run_pipeline(cfg: RunConfig, until: str | None = None) -> Report | None:
     """The whole run; `until` stops after that stage ("debate", "weak", "strong")."""
     preflight(cfg, until)  # every model, file and folder the run needs, before anything loads
+    if dist.device().type == "cuda":  # refuse a config whose training cannot fit, before the spend
+        from core.plan import plan
+        plan(cfg)
     layout = cfg.layout
     # One run per folder (a second is refused, naming this one); the other ranks of a
     # multi-process launch belong to this run and take no lock.
@@ -157,6 +166,7 @@ def run_pipeline(cfg: RunConfig, until: str | None = None) -> Report | None:
 
 def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None) -> Report | None:
     clock = StageClock()
+    tracker = Tracker().start(cfg)  # tracking.backend none: does nothing
     with clock.stage("data"):
         splits, fit = prepare_data(cfg, layout)
     weak = MemberTrainer(cfg, splits, layout)
@@ -168,10 +178,16 @@ def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None) -> Report 
         return None
     with clock.stage("weak"):
         labellers = run_weak(cfg, weak, transcripts)
+        weak.release()  # free the weak base before the strong model loads
+    if dist.is_main():
+        record_stage(tracker, layout.root, "weak", weak.histories, cfg.weak.train)
     if until == "weak":
         return None
     with clock.stage("strong"):
-        students = run_strong(cfg, splits, labellers, layout)
+        strong_curves: dict[str, list[float]] = {}
+        students = run_strong(cfg, splits, labellers, layout, histories=strong_curves)
+    if dist.is_main():
+        record_stage(tracker, layout.root, "strong", strong_curves, cfg.strong.train)
     if not dist.is_main():
         return None
     meta = RunMeta(task=cfg.data.task, weak_model=cfg.weak.model, strong_model=cfg.strong.model,
@@ -180,6 +196,8 @@ def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None) -> Report 
                    environment=json.loads(layout.environment.read_text()))
     report = build_report(cfg.name, splits, labellers, students, cfg.weak.reference, meta)
     path = write_report(report, layout)
+    tracker.log_table(report_rows(report))
+    tracker.finish()
     # report.json holds this invocation's times (seconds when everything was cached);
     # the log keeps every invocation's, so the cold run's cost stays on record.
     with JsonlWriter(layout.timings) as f:
@@ -188,6 +206,6 @@ def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None) -> Report 
     print(render_table(report))
     if transcripts:
         from report.viewer import write_viewer
-        print(f"[view] debates: {write_viewer(layout)}")
+        console.info(f"[view] debates: {write_viewer(layout)}")
     print(f"[report] {path}")
     return report

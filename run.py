@@ -2,10 +2,12 @@
 """Debate-augmented weak-to-strong pipeline (see pipeline.py for the stages).
 
   python run.py --config configs/demo.yaml            # the whole pipeline (resumable)
+  python run.py plan --config configs/paper_sciq_gpu.yaml   # counts, GPU memory per job, fits?
   python run.py --config configs/demo.yaml --set data.n_test=100 --prompts terse
   python run.py show --config configs/demo.yaml --sample demo-3
   python run.py list --config configs/demo.yaml --gold 1 --side A
   python run.py view --config configs/demo.yaml      # writes runs/demo/debates.html
+  python run.py export --format inspect --config configs/demo.yaml   # inspect_ai logs (`inspect view`)
   python run.py compare runs/demo runs/demo-paper
 
 Every stage writes under runs/<name>/ and reuses finished work on rerun.
@@ -22,9 +24,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", nargs="?", default="run", choices=["run", "list", "show", "view", "compare"],
-                   help="run the pipeline (default); list or show stored debate transcripts; "
-                        "view: write the run's debates as one HTML file; compare two runs' reports")
+    p.add_argument("command", nargs="?", default="run",
+                   choices=["run", "plan", "list", "show", "view", "export", "compare"],
+                   help="run the pipeline (default); plan: counts and GPU memory per job, before the "
+                        "spend; list or show stored debate transcripts; view: write the run's debate "
+                        "viewer; export: inspect_ai eval logs; compare two runs' reports")
     p.add_argument("runs", nargs="*", help="compare: two run folders (or names under runs/)")
     p.add_argument("--config", "-c", default="configs/demo.yaml", help="run config (YAML)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -39,6 +43,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--side", choices=["A", "B"], help="list/show: only debates where this side argued the gold label")
     p.add_argument("--gold", type=int, choices=[0, 1], help="list/show: only samples with this gold label")
     p.add_argument("--limit", type=int, default=20, help="list/show: at most this many")
+    p.add_argument("--format", dest="export_format", choices=["inspect"], default="inspect",
+                   help="export: inspect_ai .eval logs, one per protocol and split")
+    p.add_argument("--out", help="export: output folder (default runs/<name>/inspect/)")
+    p.add_argument("--max-samples-per-log", type=int, default=1000, help="export: larger logs are split")
+    p.add_argument("--gpu-memory-gib", type=float, help="plan: GPU memory per process (default: "
+                   "the smallest visible CUDA device, else 80)")
+    p.add_argument("--processes", type=int, help="plan: training processes (default: WORLD_SIZE, else 1)")
+    loud = p.add_mutually_exclusive_group()
+    loud.add_argument("--quiet", "-q", action="store_true", help="print only errors and the final table")
+    loud.add_argument("--verbose", "-v", action="store_true",
+                      help="show the libraries' own output: load reports, warnings, every progress bar")
     return p.parse_args(argv)
 
 
@@ -56,32 +71,31 @@ def load(args: argparse.Namespace):
 
 def dispatch(args: argparse.Namespace) -> None:
     if args.command == "compare":
-        from core.config import ConfigError
-        from core.layout import RunLayout
-        from report import read_report
-        from report.render import compare_reports
-        if len(args.runs) != 2:
-            raise ConfigError("compare needs two runs: python run.py compare RUN_A RUN_B")
-        print(compare_reports(*(read_report(RunLayout.find(r)) for r in args.runs)))
-        return
+        from report.render import compare_runs
+        return print(compare_runs(args.runs))
     cfg = load(args)
     if args.command == "run":
         from pipeline import run_pipeline
         run_pipeline(cfg, args.until)
+    elif args.command == "plan":
+        from core.plan import print_plan
+        print_plan(cfg, args.gpu_memory_gib, args.processes)
     elif args.command == "view":
         from report.viewer import write_viewer
         print(write_viewer(cfg.layout))
+    elif args.command == "export":
+        from report.inspect_export import export_inspect
+        files = export_inspect(cfg.layout, args.out, max(1, args.max_samples_per_log))
+        print("\n".join(map(str, files)) or f"no finished transcripts in {cfg.layout.transcripts}")
     else:
-        from report.listing import full_text, one_line, select
-        ts = select(cfg.layout, args.sample, args.gold, args.side)
-        if not ts:
-            print(f"no transcripts match in {cfg.layout.transcripts}")
-        for t in ts[: args.limit]:
-            print(one_line(t) if args.command == "list" else full_text(t))
+        from report.listing import print_transcripts
+        print_transcripts(cfg.layout, args.command == "show", args.sample, args.gold, args.side, args.limit)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    from core.console import quiet_libraries  # first: tqdm reads TQDM_DISABLE when first imported
+    quiet_libraries("quiet" if args.quiet else "verbose" if args.verbose else "normal")
     from core.config import ConfigError
     from core.models import ModelNotFound
     from data.schema import DataError

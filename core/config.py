@@ -16,6 +16,7 @@ from pydantic_core import PydanticCustomError
 
 from .layout import RunLayout
 from .protocols import PROTOCOLS, Protocol
+from .tracking import TrackingConfig
 
 
 class Strict(BaseModel):
@@ -47,6 +48,72 @@ class DataConfig(Strict):
     overlong: Literal["drop", "cut_middle", "cut_end"] = "drop"
 
 
+class VLLMEngineConfig(Strict):
+    """vLLM engine settings for debate.backend `vllm` (in process) and `ray_data`.
+
+    A `vllm_server` endpoint is started by hand with its own flags: these are then the
+    server's business, and `debate.backends.vllm_engine.serve_args(cfg)` prints them as
+    `vllm serve` flags. One replica is one engine on `tensor_parallel_size` GPUs; a model
+    that fits one GPU (Qwen2.5-14B in bf16 on an 80 GB card) runs fastest as one replica
+    per GPU (`data_parallel_size` = the GPUs) rather than split by tensor parallelism."""
+    tensor_parallel_size: int = Field(1, ge=1)       # GPUs per replica
+    # Replicas: `vllm` starts one engine process per replica, each on its own
+    # tensor_parallel_size GPUs (of CUDA_VISIBLE_DEVICES), and splits every turn among
+    # them; `ray_data` runs this many engine actors over the Ray cluster.
+    data_parallel_size: int = Field(1, ge=1)
+    max_model_len: int | None = Field(None, gt=0)    # None: the model's own context length
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    max_num_seqs: int | None = Field(None, gt=0)     # None: vLLM's default for the device
+    dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] = "auto"  # auto: the checkpoint's
+    quantization: str | None = None                  # e.g. awq, gptq, fp8 (vLLM's names)
+    enable_prefix_caching: bool = True
+    enforce_eager: bool = False                      # true: no CUDA graphs / torch.compile
+    # Any other vLLM engine argument, passed VERBATIM as a keyword to the engine
+    # (vllm.LLM / the Ray Data engine), e.g. {kv_cache_memory_bytes: 1073741824,
+    # max_num_batched_tokens: 8192, swap_space: 8}. Not checked here: a misspelt or
+    # unsupported key fails when the engine starts. Settings that have a field above,
+    # and model / seed (debate.model, debate.seed), are refused here.
+    extra: dict[str, Any] = {}
+
+    @field_validator("extra")
+    @classmethod
+    def _extra_not_shadowing(cls, v: dict[str, Any]) -> dict[str, Any]:
+        typed = set(cls.model_fields) - {"extra"}
+        for key in v:
+            if key in typed:
+                raise ValueError(f"{key!r} has its own setting: use debate.vllm.{key}, not "
+                                 "debate.vllm.extra")
+            if key in ("model", "seed"):
+                raise ValueError(f"{key!r} comes from debate.{key}; it cannot be set in "
+                                 "debate.vllm.extra")
+        return v
+
+    def engine_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of one replica's engine (data_parallel_size excluded:
+        replicas are started by the backend, one engine each)."""
+        kw: dict[str, Any] = {
+            "tensor_parallel_size": self.tensor_parallel_size, "dtype": self.dtype,
+            "gpu_memory_utilization": self.gpu_memory_utilization,
+            "enable_prefix_caching": self.enable_prefix_caching,
+            "enforce_eager": self.enforce_eager,
+        }
+        for key in ("max_model_len", "max_num_seqs", "quantization"):
+            if getattr(self, key) is not None:
+                kw[key] = getattr(self, key)
+        kw.update(self.extra)
+        return kw
+
+
+class RayDataConfig(Strict):
+    """debate.backend `ray_data`: each turn is one Ray Data LLM processor stage over the
+    turn's conversations (engine settings: debate.vllm; replicas: vllm.data_parallel_size)."""
+    # The Ray cluster: "auto", "ray://head:10001", ...; None: $RAY_ADDRESS if set, else
+    # a Ray instance started in this process (local mode).
+    address: str | None = None
+    batch_size: int = Field(64, gt=0)                # rows sent to an engine replica at once
+    accelerator_type: str | None = None              # e.g. "H100": only that GPU type
+
+
 class DebateConfig(Strict):
     """How transcripts are generated. Which protocols run, and how many debates per
     sample, follows from the weak labellers that read them (weak.labellers)."""
@@ -56,19 +123,30 @@ class DebateConfig(Strict):
     # asking questions, further turns only continue the same argument, so 1.
     consult_turns: int = Field(1, ge=1, le=12)
     model: str = "smollm2-135m"              # the strong model debates
-    backend: Literal["transformers", "vllm", "vllm_server"] = "transformers"
+    backend: Literal["transformers", "vllm", "vllm_server", "ray_data"] = "transformers"
     prompts: str = "paper"                   # built-in set name or a folder/YAML path
+    # transformers only: conversations per forward pass. vLLM schedules its own batches
+    # (vllm.max_num_seqs); the server client keeps max_concurrency per endpoint.
     batch_size: int = Field(16, gt=0)
     chunk_size: int = Field(64, gt=0)        # debates finished (and saved) together
     sampling: SamplingParams = SamplingParams(max_new_tokens=48, temperature=0.7, top_p=0.95,
                                               stop=["\nDebater A:", "\nDebater B:"])
     seed: int = 0
+    # Per-request sampling seeds derived from (seed, protocol, sample, k, turn), so a
+    # debate's text does not depend on its batch and a resumed run equals an
+    # uninterrupted one. False: unseeded sampling (recorded: another transcript key).
+    seeded: bool = True
     # transformers on CPU only: int8 dynamic quantisation of the linear layers
     # (~2x faster decoding here; the embedded model is a Q4 GGUF to begin with).
     cpu_int8: bool = False
-    # vLLM only (ignored by transformers)
-    tensor_parallel_size: int = Field(1, ge=1)
-    server_url: str | None = None
+    # vllm / ray_data: the engine (debate.tensor_parallel_size is still read, as
+    # debate.vllm.tensor_parallel_size).
+    vllm: VLLMEngineConfig = VLLMEngineConfig()
+    ray_data: RayDataConfig = RayDataConfig()
+    # vllm_server: one OpenAI-compatible endpoint, or a list of them (requests go to the
+    # endpoint with the fewest outstanding; a request that fails on one is retried on
+    # another), each with at most max_concurrency requests in flight.
+    server_url: str | list[str] | None = None
     max_concurrency: int = Field(32, gt=0)
     # vllm_server: each attempt's whole-request limit, attempts per request (first
     # try included) and the base of the exponential backoff between them. A hung
@@ -76,6 +154,55 @@ class DebateConfig(Strict):
     server_timeout_s: float = Field(600, gt=0)
     server_max_attempts: int = Field(5, ge=1)
     server_backoff_s: float = Field(0.5, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tensor_parallel_alias(cls, data: Any) -> Any:
+        """`debate.tensor_parallel_size` (older configs) is `debate.vllm.tensor_parallel_size`."""
+        if not isinstance(data, dict) or "tensor_parallel_size" not in data:
+            return data
+        data = dict(data)
+        tp = data.pop("tensor_parallel_size")
+        vllm = data.get("vllm")
+        if isinstance(vllm, VLLMEngineConfig):
+            vllm = vllm.model_dump(exclude_unset=True)
+        vllm = dict(vllm or {})
+        if "tensor_parallel_size" in vllm and vllm["tensor_parallel_size"] != tp:
+            raise ValueError(f"tensor_parallel_size {tp!r} and vllm.tensor_parallel_size "
+                             f"{vllm['tensor_parallel_size']!r} disagree: set only "
+                             "vllm.tensor_parallel_size")
+        vllm["tensor_parallel_size"] = tp
+        data["vllm"] = vllm
+        return data
+
+    @field_validator("server_url")
+    @classmethod
+    def _server_urls(cls, v: str | list[str] | None) -> str | list[str] | None:
+        if v is None:
+            return v
+        urls = [v] if isinstance(v, str) else v
+        if not urls:
+            raise ValueError("an empty list: give one endpoint URL or several")
+        seen: set[str] = set()
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http:// or https:// URL")
+            norm = url.rstrip("/").removesuffix("/v1")
+            if norm in seen:
+                raise ValueError(f"{url!r} is listed twice")
+            seen.add(norm)
+        return v
+
+    @property
+    def server_urls(self) -> list[str]:
+        """The vllm_server endpoints as a list (empty when none is set)."""
+        if self.server_url is None:
+            return []
+        return [self.server_url] if isinstance(self.server_url, str) else list(self.server_url)
+
+    @property
+    def tensor_parallel_size(self) -> int:
+        return self.vllm.tensor_parallel_size
 
 
 class LoraConfig(Strict):
@@ -128,7 +255,9 @@ class ControlSpec(BaseModel):
 
     `kind="positive"` needs `reliability` (0..1: the probability that the debate's
     winner defends the gold label; 0.5 = no information). `kind="shuffled"`
-    permutes the real transcripts of protocol `of` across samples and takes no
+    permutes across samples the transcripts of `of` — a protocol's real ones, or a
+    positive control's ("positive:0.9": each sample then reads a transcript that
+    carries another sample's label, the strictest leak check) — and takes no
     reliability."""
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -146,9 +275,32 @@ class ControlSpec(BaseModel):
         else:
             if self.reliability is not None:
                 raise ValueError("a shuffled control takes no reliability")
-            if self.of not in PROTOCOLS or not PROTOCOLS[self.of].reads_transcript:
-                raise ValueError(f"a shuffled control permutes transcripts; protocol {self.of!r} has none")
+            if self.of.startswith("positive:"):
+                ControlSpec.from_tag(self.of)  # a well-formed positive control
+            elif self.of not in PROTOCOLS or not PROTOCOLS[self.of].reads_transcript:
+                raise ValueError(f"a shuffled control permutes transcripts; {self.of!r} is neither a "
+                                 "protocol with transcripts nor a positive control (positive:<r>)")
         return self
+
+    @classmethod
+    def from_tag(cls, tag: str) -> "ControlSpec":
+        kind, _, rest = tag.partition(":")
+        if kind == "positive":
+            try:
+                return cls(kind="positive", reliability=float(rest))
+            except ValueError:
+                raise ValueError(f"{tag!r}: a positive control's tag is positive:<reliability>") from None
+        return cls(kind="shuffled", of=rest)
+
+    @property
+    def needs_debater(self) -> bool:
+        """Whether it permutes real transcripts (a positive control needs no LLM)."""
+        return self.kind == "shuffled" and self.of in PROTOCOLS
+
+    @property
+    def protocol(self) -> str:
+        """The protocol its transcripts follow (what a labeller reading it must set)."""
+        return "debate" if self.kind == "positive" or self.of.startswith("positive:") else self.of
 
     @property
     def tag(self) -> str:
@@ -186,9 +338,9 @@ class LabellerConfig(Strict):
             raise ValueError(f"labeller {self.name}: debates > 1 needs a protocol other than none")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"labeller {self.name}: repeated seeds")
-        if self.control is not None and self.protocol != self.control.of:
+        if self.control is not None and self.protocol != self.control.protocol:
             raise ValueError(f"labeller {self.name}: a {self.control.kind} control reads "
-                             f"{self.control.of!r} transcripts: set protocol: {self.control.of}")
+                             f"{self.control.protocol!r} transcripts: set protocol: {self.control.protocol}")
         return self
 
     @property
@@ -210,7 +362,8 @@ class WeakConfig(Strict):
     # equal token budget and keeps its beginning, so no debater is cut away.
     transcript_budget: Literal["per_turn", "head"] = "per_turn"
     # Tokens of each weak model's context kept free for the transcript when a labeller
-    # reads one: a sample is over-long for the weak model beyond max_length - this.
+    # reads one (at most half of max_length): a sample is over-long for the weak model
+    # beyond max_length - this.
     transcript_reserve: int = Field(128, ge=0)
     # What the weak model reads of each sample: `all`, or `without_passage` for
     # information-asymmetric debate (Khan et al. 2024): the debaters and the strong
@@ -275,6 +428,7 @@ class RunConfig(Strict):
     debate: DebateConfig = DebateConfig()
     weak: WeakConfig = WeakConfig()
     strong: StrongConfig = StrongConfig()
+    tracking: TrackingConfig = TrackingConfig()  # experiment tracker (off by default; core/tracking.py)
 
     @field_validator("name")
     @classmethod
@@ -328,17 +482,26 @@ class RunConfig(Strict):
         positive control needs none)."""
         need: dict[str, int] = {}
         for lab in self.labellers:
-            if lab.protocol != "none" and not (lab.control and lab.control.kind == "positive"):
+            if lab.protocol != "none" and (lab.control is None or lab.control.needs_debater):
                 need[lab.protocol] = max(need.get(lab.protocol, 0), lab.debates)
         return need
 
+    def labellers_read_transcripts(self) -> bool:
+        return any(lab.source != "none" for lab in self.labellers)
+
     def controls_needed(self) -> dict[str, tuple[ControlSpec, int]]:
-        """{control tag: (spec, K)} over this run's control labellers."""
+        """{control tag: (spec, K)} over this run's control labellers, in the order they
+        can be made: a positive control that a shuffled one permutes comes first."""
         need: dict[str, tuple[ControlSpec, int]] = {}
+
+        def add(spec: ControlSpec, k: int) -> None:
+            if spec.kind == "shuffled" and spec.of.startswith("positive:"):
+                add(ControlSpec.from_tag(spec.of), k)
+            need[spec.tag] = (spec, max(need.get(spec.tag, (spec, 0))[1], k))
+
         for lab in self.labellers:
             if lab.control:
-                k = max(need.get(lab.control.tag, (lab.control, 0))[1], lab.debates)
-                need[lab.control.tag] = (lab.control, k)
+                add(lab.control, lab.debates)
         return need
 
     @property

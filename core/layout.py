@@ -9,7 +9,9 @@
       weak/members/<protocol>/<model>/seed<s>[-debate<k>]/   one trained weak member
       weak/<labeller>/labeller.json, labels.jsonl            a labeller's outputs
       strong/<labeller>-<loss>/seed<s>/                      one student (ceiling: strong/ceiling/)
-      report.json, report.md, report.png, debates.html
+      report.json, report.md, report.png
+      debates.html + debates/   the transcript viewer: a small page, its filter index and paged data files
+      inspect/                  `run.py export --format inspect`: inspect_ai eval logs
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from core import console
 from core.classifier import ModelTrainer
 from core.config import GOLD, RunConfig
 from core.layout import RunLayout
@@ -46,31 +47,50 @@ def student_keys(cfg: RunConfig, labellers: list[str]) -> list[StudentKey]:
 
 
 def run_strong(cfg: RunConfig, splits: Splits, labellers: dict[str, LabellerResult],
-               layout: RunLayout) -> dict[StudentKey, Preds]:
-    s = cfg.strong
-    transfer_texts = [x.text for x in splits.transfer]
-    test_texts = [x.text for x in splits.test]
-    test_ids = [x.id for x in splits.test]
-    trainer = ModelTrainer(s.model, s.train, cfg.trust_remote_code, share_base=False)
+               layout: RunLayout, histories: dict[str, list[float]] | None = None) -> dict[StudentKey, Preds]:
+    """Every student's test predictions; `histories` collects each one's loss per step."""
+    trainer = ModelTrainer(cfg.strong.model, cfg.strong.train, cfg.trust_remote_code, share_base=False)
+    keys = student_keys(cfg, list(labellers))
     results: dict[StudentKey, Preds] = {}
-    for key in student_keys(cfg, list(labellers)):
-        if key.is_ceiling:
-            p1 = np.array([x.label for x in splits.transfer], dtype=np.float32)
-        else:
-            p1 = np.array([labellers[key.labeller].transfer_p1[x.id] for x in splits.transfer],
-                          dtype=np.float32)
-        spec = {"model": s.model, "train": s.train.model_dump(), "loss": key.loss,
-                "aux": [s.aux_coef, s.aux_warmup_frac, s.product_alpha, s.product_beta],
-                "seed": key.seed, "labels": [round(float(v), 6) for v in p1], "test": test_ids}
-        out = layout.student(key.folder, key.seed)
-
-        def compute() -> Preds:
-            loss = make_loss(key.loss, aux_coef=s.aux_coef, warmup_frac=s.aux_warmup_frac,
-                             alpha=s.product_alpha, beta=s.product_beta)
-            name = "ceiling" if key.is_ceiling else f"{key.labeller}|{key.loss}"
-            clf = trainer.train(transfer_texts, p1, loss, key.seed, desc=f"strong {name} seed {key.seed}")
-            clf.save(out)
-            return dict(zip(test_ids, map(float, clf.predict(test_texts))))
-
-        results[key] = cached(out / "result.json", spec, compute)
+    with console.stage_progress("strong", len(keys), unit="student"):
+        for key in keys:
+            if key.is_ceiling:
+                p1 = np.array([x.label for x in splits.transfer], dtype=np.float32)
+            else:
+                p1 = np.array([labellers[key.labeller].transfer_p1[x.id] for x in splits.transfer],
+                              dtype=np.float32)
+            result = _student(cfg, splits, layout, trainer, key, p1)
+            results[key] = result["test"]
+            if histories is not None:
+                histories[f"{key.folder}/seed{key.seed}"] = result["history"]
+    trainer.release()  # the probe's feature model (LoRA students are freed after each fit)
     return results
+
+
+def _student(cfg: RunConfig, splits: Splits, layout: RunLayout, trainer: ModelTrainer,
+             key: StudentKey, p1: np.ndarray) -> dict:
+    """One student trained on soft labels `p1` of the transfer split (or read back from
+    its cached result): {"test": predictions, "history": loss per step}."""
+    s = cfg.strong
+    test_ids = [x.id for x in splits.test]
+    # v 2: the result holds the loss curve beside the predictions
+    spec = {"v": 2, "model": s.model, "train": s.train.result_spec(), "loss": key.loss,
+            "aux": [s.aux_coef, s.aux_warmup_frac, s.product_alpha, s.product_beta],
+            "seed": key.seed, "labels": [round(float(v), 6) for v in p1], "test": test_ids}
+    out = layout.student(key.folder, key.seed)
+    trained = []
+
+    def compute() -> dict:
+        trained.append(True)
+        loss = make_loss(key.loss, aux_coef=s.aux_coef, warmup_frac=s.aux_warmup_frac,
+                         alpha=s.product_alpha, beta=s.product_beta)
+        name = "ceiling" if key.is_ceiling else f"{key.labeller}|{key.loss}"
+        clf = trainer.train([x.text for x in splits.transfer], p1, loss, key.seed,
+                            desc=f"strong {name} seed {key.seed}")
+        clf.save(out)
+        return {"test": dict(zip(test_ids, map(float, clf.predict([x.text for x in splits.test])))),
+                "history": clf.history}
+
+    result = cached(out / "result.json", spec, compute)
+    console.advance(f"{key.folder}/seed{key.seed}", cached=not trained)
+    return result

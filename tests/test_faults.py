@@ -287,7 +287,7 @@ def test_vllm_backend_must_be_importable(tmp_path):
     import importlib.util
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vLLM is installed here")
-    with pytest.raises(ConfigError, match="debate.backend: vllm is not importable"):
+    with pytest.raises(ConfigError, match="debate.backend: vllm needs vLLM, which is not importable"):
         preflight(_cfg("debate.backend=vllm", tmp_path=tmp_path))
 
 

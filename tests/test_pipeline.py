@@ -50,6 +50,14 @@ def test_demo_pipeline_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
     assert member.stat().st_mtime == mtime
     assert json.loads((rd / "report.json").read_text())["rows"] == report["rows"]
 
+    # the transcripts, exported for inspect_ai's viewer (when the optional extra is installed)
+    pytest.importorskip("inspect_ai")
+    from inspect_ai.log import read_eval_log
+    assert run.main(["export", "--format", "inspect"] + args) == 0
+    logs = sorted((rd / "inspect").glob("*.eval"))
+    assert len(logs) == 3  # one per split of the one protocol
+    assert sum(len(read_eval_log(str(f)).samples) for f in logs) == 48
+
 
 def test_user_mistakes_are_clear_errors_not_tracebacks(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
@@ -112,3 +120,60 @@ def test_until_stops_after_the_stage(tmp_path):
     rd = tmp_path / "u"
     assert (rd / "weak" / "weak" / "labels.jsonl").exists()
     assert not (rd / "strong").exists() and not (rd / "report.json").exists()
+
+
+def _outputs(rd):
+    """What a run produced: every transcript's turns, every labeller's soft labels, the report's rows."""
+    from debate.engine import load_transcripts
+    ts = {k: [x.text for x in t.turns] for k, t in load_transcripts(rd / "debate" / "transcripts.jsonl").items()}
+    labels = {f.parent.name: [json.loads(l)["soft_label"] for l in f.read_text().splitlines()]
+              for f in sorted((rd / "weak").glob("*/labels.jsonl"))}
+    rows = {k: r["accuracy"] for k, r in report_rows(json.loads((rd / "report.json").read_text())).items()}
+    return ts, labels, rows
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage, at", [("debate", 2), ("weak", 2), ("strong", 2)])
+def test_a_run_killed_in_any_stage_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch, stage, at):
+    """Kill the pipeline in the middle of a stage (the `at`-th backend call or model fit),
+    rerun the same command: transcripts, weak labels and report equal the uninterrupted run's."""
+    from fake_backend import SeededBackend
+
+    import core.classifier
+    import debate.backends
+    real_fit = core.classifier.fit
+
+    def args(name):
+        a = ["--config", "configs/demo.yaml", "--name", name, "--set", f"output_dir={tmp_path}",
+             "--set", "weak.labellers=[{name: weak}, {name: weak+debate, protocol: debate}]",
+             "--set", "strong.losses=[xent, logconf]", "--set", "debate.chunk_size=8"]
+        for o in TINY[:3] + ["weak.train.epochs=1", "weak.train.max_length=64", "strong.train.epochs=3"]:
+            a += ["--set", o]
+        return a
+
+    monkeypatch.setattr(debate.backends, "make_backend", lambda cfg: SeededBackend())
+    assert run.main(args("whole")) == 0
+    fits: dict[str, int] = {}
+
+    def fit_then_kill(*a, **k):
+        desc = k.get("desc", a[6] if len(a) > 6 else "")
+        phase = "strong" if desc.startswith("strong") else "weak"
+        fits[phase] = fits.get(phase, 0) + 1
+        if phase == stage and fits[phase] == at:
+            raise KeyboardInterrupt  # a kill in the middle of the stage
+        return real_fit(*a, **k)
+
+    if stage == "debate":
+        monkeypatch.setattr(debate.backends, "make_backend", lambda cfg: SeededBackend(fail_after_calls=at))
+    else:
+        monkeypatch.setattr(core.classifier, "fit", fit_then_kill)
+    assert run.main(args("killed")) == 130  # interrupted: finished work saved
+    monkeypatch.setattr(debate.backends, "make_backend", lambda cfg: SeededBackend())
+    monkeypatch.setattr(core.classifier, "fit", real_fit)
+    assert run.main(args("killed")) == 0    # the same command resumes
+    (ts_a, lab_a, rows_a), (ts_b, lab_b, rows_b) = _outputs(tmp_path / "whole"), _outputs(tmp_path / "killed")
+    assert ts_a == ts_b
+    assert lab_a.keys() == lab_b.keys()
+    for name in lab_a:
+        assert lab_b[name] == pytest.approx(lab_a[name], abs=1e-6), name
+    assert rows_b == pytest.approx(rows_a)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core import console
 from core.classifier import ModelTrainer, load_tokenizer
 from core.config import LabellerConfig, RunConfig
 from core.distributed import is_main
@@ -49,6 +50,12 @@ class MemberTrainer:
         self._tok: dict = {}
         # Each base is loaded lazily, on its first member that is not cached, then shared.
         self._trainers: dict[str, ModelTrainer] = {}
+        self.histories: dict[str, list[float]] = {}  # {member: loss per step}, cached ones too
+
+    def release(self) -> None:
+        """Frees every loaded weak base (members are stored; a later member reloads its base)."""
+        for trainer in self._trainers.values():
+            trainer.release()
 
     def tokenizer(self, model: str):
         if model not in self._tok:
@@ -73,14 +80,17 @@ class MemberTrainer:
                                passage=s.meta.get("passage") if w.verify_quotes else None) for s in samples]
 
         keys = [transcripts[(s.id, k)].key for s in sp.weak_train + sp.transfer + sp.test] if transcripts else []
-        spec = {"v": 3, "model": model, "train": w.train.model_dump(), "seed": seed, "k": k,
+        spec = {"v": 3, "model": model, "train": w.train.result_spec(), "seed": seed, "k": k,
                 "protocol": source, "budget": w.transcript_budget,
                 **({"sees": w.sees} if w.sees != "all" else {}),
                 **({"verify_quotes": True} if w.verify_quotes else {}),
                 "splits": [_ids_hash(x) for x in parts.values()],
                 "debates": hashlib.sha256("|".join(keys).encode()).hexdigest()[:16]}
 
+        trained = []
+
         def compute() -> dict:
+            trained.append(True)
             inputs = {name: texts(v) for name, v in parts.items()}  # fitted to the context once per split
             y = np.array([s.label for s in sp.weak_train], dtype=np.float32)
             trainer = self._trainers.setdefault(model, ModelTrainer(model, w.train, self.cfg.trust_remote_code))
@@ -90,10 +100,16 @@ class MemberTrainer:
             clf.save(out)
             # weak_train predictions are in-sample; only market-making uses them (to pick
             # the side the weak model did not choose on every split).
-            return {name: dict(zip([s.id for s in v], map(float, clf.predict(inputs[name]))))
-                    for name, v in parts.items()}
+            preds = {name: dict(zip([s.id for s in v], map(float, clf.predict(inputs[name]))))
+                     for name, v in parts.items()}
+            return {**preds, "history": clf.history}  # the loss per step, kept for reruns
 
-        return cached(out / "result.json", spec, compute)
+        result = cached(out / "result.json", spec, compute)
+        name = f"{source}/{out.parent.name}/{out.name}"  # its folder under weak/members/
+        if result.get("history"):  # members cached before curves were kept have none
+            self.histories[name] = result["history"]
+        console.advance(name, cached=not trained)
+        return result
 
     def out_of_fold(self, model: str, seed: int, folds: int) -> dict[str, float]:
         """P(label = 1) of every weak_train sample from a plain weak model that never
@@ -111,7 +127,7 @@ class MemberTrainer:
             fit_on = [s for s in train if fold_of[s.id] != f]
             held = [s for s in train if fold_of[s.id] == f]
             folder = self.layout.member("none-oof", model, seed, None) / f"fold{f}-of-{folds}"
-            spec = {"v": 1, "model": model, "train": w.train.model_dump(), "seed": seed, "sees": w.sees,
+            spec = {"v": 1, "model": model, "train": w.train.result_spec(), "seed": seed, "sees": w.sees,
                     "fit_on": _ids_hash(fit_on), "held": _ids_hash(held)}
 
             def compute() -> dict[str, float]:
@@ -162,8 +178,10 @@ def run_weak(cfg: RunConfig, trainer: MemberTrainer, transcripts: dict[str, Tran
     `transcripts`: {source: {(sample id, k): transcript}} for the sources in use
     (protocols, and controls' tags)."""
     out: dict[str, LabellerResult] = {}
-    for lab in cfg.labellers:
-        if only is None or lab.name in only:
+    labs = [lab for lab in cfg.labellers if only is None or lab.name in only]
+    total = sum(len(lab.models or [cfg.weak.model]) * lab.debates * len(lab.seeds) for lab in labs)
+    with console.stage_progress("weak", total, unit="member"):
+        for lab in labs:
             tr = transcripts[lab.source] if lab.source != "none" else None
             out[lab.name] = run_labeller(cfg, lab, trainer, tr)
     return out

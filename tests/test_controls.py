@@ -1,0 +1,48 @@
+"""The instrument's calibration, end to end with the real weak and strong models:
+a control that must show an effect (scripted transcripts carrying the label with
+reliability 0.9), its no-information version (0.5) that must not, and a negative
+control (the 0.9 transcripts given to other samples) that must not either.
+Fixed seeds and margins far from the measured values: deterministic, not flaky."""
+import json
+
+import pytest
+
+import run
+from factories import report_rows
+
+LABELLERS = ("[{name: weak}, "
+             "{name: pos-0.5, protocol: debate, control: {kind: positive, reliability: 0.5}}, "
+             "{name: pos-0.9, protocol: debate, control: {kind: positive, reliability: 0.9}}, "
+             "{name: shuffled-0.9, protocol: debate, control: {kind: shuffled, of: 'positive:0.9'}}]")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("controls")
+    assert run.main(["--config", "configs/demo.yaml", "--name", "controls", "--set", f"output_dir={out}",
+                     "--set", f"weak.labellers={LABELLERS}"]) == 0
+    return json.loads((out / "controls" / "report.json").read_text())
+
+
+@pytest.mark.slow
+def test_positive_control_shows_the_effect(report):
+    rows = report_rows(report)
+    weak, p5, p9 = rows["weak"], rows["pos-0.5"], rows["pos-0.9"]
+    # dose-response: the informative transcripts lift the weak model and its student
+    assert p9["accuracy"] > p5["accuracy"] + 0.1 and p9["accuracy"] > weak["accuracy"] + 0.05
+    assert p9["vs_reference"]["direction"] == "better"
+    assert rows["w2s[pos-0.9|xent]"]["accuracy"] > rows["w2s[pos-0.5|xent]"]["accuracy"]
+    cmp = {c["labeller"]: c["result"] for c in report["comparisons"]}
+    assert cmp["pos-0.9"]["direction"] == "better"  # the paired interval excludes zero
+    assert cmp["pos-0.9"]["acc_diff_ci"][0] > 0
+
+
+@pytest.mark.slow
+def test_no_information_and_negative_control_show_no_gain(report):
+    rows = report_rows(report)
+    cmp = {c["labeller"]: c["result"] for c in report["comparisons"]}
+    for name in ("pos-0.5", "shuffled-0.9"):
+        assert rows[name]["vs_reference"]["direction"] != "better", name
+        assert cmp[name]["direction"] != "better", name
+    assert not any("NEGATIVE CONTROL FAILED" in w for w in report["warnings"])
+    assert rows["shuffled-0.9"]["control"] == "shuffled:positive:0.9"
