@@ -45,8 +45,12 @@ from .transcript import Transcript, Turn, debate_key
 
 # The scripted turn texts of the positive control ({position} is the full
 # position sentence of the side speaking, e.g. "The claim is true.").
-POSITIVE_WINNER_TEXT = "I am certain: {position}"
-POSITIVE_LOSER_TEXT = "I concede; I cannot defend this: {position}"
+# The winner names its label with one word, the loser says nothing decisive: the
+# signal is a single lexical cue a small weak model can learn from ~100 examples
+# (an earlier template that restated both positions was not learnable by MiniLM).
+VERDICT = ("no", "yes")  # by position label
+POSITIVE_WINNER_TEXT = "Verdict: {verdict}. I am certain."
+POSITIVE_LOSER_TEXT = "I concede."
 
 CONTROL_BACKEND = "control"
 SHUFFLED_SUFFIX = "|shuffled"
@@ -102,7 +106,7 @@ def _positive_one(s: Sample, k: int, spec: ControlSpec, seed: int, num_turns: in
     for i, (side, role) in enumerate(protocol_spec("debate").schedule(num_turns)):
         label = a_label if side == "A" else 1 - a_label
         template = POSITIVE_WINNER_TEXT if label == winner_label else POSITIVE_LOSER_TEXT
-        text = template.format(position=s.positions[label])
+        text = template.format(verdict=VERDICT[label])
         turns.append(Turn(index=i, side=side, role=role, position_label=label, text=text,
                           prompt_tokens=seen, completion_tokens=_words(text), finish_reason="stop"))
         seen += _words(text)
@@ -130,9 +134,9 @@ def positive_control(samples: list[Sample], num_debates: int, reliability: float
 
     Each debate looks like a real one (protocol "debate", turns A, B, A, ... with the
     engine's roles, side A's label drawn by the engine's rule) but its text is
-    scripted: the winner's turns read `POSITIVE_WINNER_TEXT` ("I am certain: <its
-    position>"), the loser's `POSITIVE_LOSER_TEXT` ("I concede; I cannot defend
-    this: <its position>"). The winner defends the gold label with probability
+    scripted: the winner's turns read `POSITIVE_WINNER_TEXT` ("Verdict: yes. I am
+    certain." for label 1, "no" for label 0), the loser's `POSITIVE_LOSER_TEXT`
+    ("I concede."). The winner defends the gold label with probability
     `reliability`, drawn per (seed, reliability, sample id, k). Transcripts carry
     `control="positive:<r>"`, `backend="control"` and keys that cannot collide with
     real debates' (the model and prompt hash differ)."""

@@ -11,7 +11,7 @@ from core.config import DebateConfig
 from data.demo_task import make_demo_samples
 from data.schema import Sample
 from debate.controls import (
-    POSITIVE_LOSER_TEXT, POSITIVE_WINNER_TEXT, ControlSpec, control_hash, _derangement, positive_control,
+    POSITIVE_LOSER_TEXT, POSITIVE_WINNER_TEXT, VERDICT, ControlSpec, control_hash, _derangement, positive_control,
     shuffled_control, winner_defends_gold,
 )
 from debate.engine import DebateRunner, _a_label
@@ -29,7 +29,7 @@ def samples() -> list[Sample]:
 
 def winner_label(t: Transcript) -> int:
     """The label of the side whose turns are confident, read from the text itself."""
-    labels = {x.position_label for x in t.turns if x.text.startswith("I am certain:")}
+    labels = {x.position_label for x in t.turns if x.text.startswith("Verdict:")}
     losers = {x.position_label for x in t.turns if x.text.startswith("I concede")}
     assert len(labels) == 1 and losers == {1 - next(iter(labels))}
     return labels.pop()
@@ -79,9 +79,8 @@ def test_positive_shape_and_fields(samples):
             for x in t.turns:
                 assert x.position_label == (t.a_label if x.side == "A" else 1 - t.a_label)
                 assert x.finish_reason == "stop" and x.completion_tokens == len(x.text.split())
-                pos = t.positions[x.position_label]
-                assert x.text in (POSITIVE_WINNER_TEXT.format(position=pos),
-                                  POSITIVE_LOSER_TEXT.format(position=pos))
+                assert x.text in (POSITIVE_WINNER_TEXT.format(verdict=VERDICT[x.position_label]),
+                                  POSITIVE_LOSER_TEXT)
             w = winner_label(t)
             assert (w == s.label) == winner_defends_gold(SEED, 0.9, s.id, k)
             Transcript.model_validate_json(t.model_dump_json())  # round-trips through the store
@@ -230,9 +229,9 @@ def test_weak_input_renders_both_controls(samples):
     for t in positive_control(sub, 1, 0.9, SEED).values():
         for strategy in ("per_turn", "head"):
             text = weak_input(t.sample_text, t, tok, 128, strategy)
-            win = t.positions[winner_label(t)]
-            # MiniLM is uncased and its decode spaces out punctuation ("certain : the ...")
-            assert norm(f"I am certain: {win}") in norm(text)
+            win = VERDICT[winner_label(t)]
+            # MiniLM is uncased and its decode spaces out punctuation ("verdict : yes")
+            assert norm(f"Verdict: {win}.") in norm(text)
             assert text.startswith(t.sample_text) and "Debater B (argues:" in text
     for t in shuffled_control(sub, real_source(sub, ks=(0,)), seed=2).values():
         text = weak_input(t.sample_text, t, tok, 128)
