@@ -33,6 +33,8 @@ def test_demo_pipeline_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
         assert w["pgr"]["pgr"] == pytest.approx(expect)
     assert report["schema_version"] == 2 and "gap" in report and report["comparisons"]
     assert (rd / "report.md").read_text().count("| W2S on ") == 4
+    assert (rd / "curves" / "weak.png").exists() and (rd / "curves" / "strong.png").exists()
+    assert json.loads((rd / "environment.json").read_text())["packages"]["torch"]
     labels = [json.loads(l) for l in (rd / "weak" / "weak_debate" / "labels.jsonl").read_text().splitlines()]
     assert len(labels) == 16 and all(len(l["debate_keys"]) == 1 for l in labels)
     transcripts = (rd / "debate" / "transcripts.jsonl").read_text().splitlines()
@@ -177,3 +179,24 @@ def test_a_run_killed_in_any_stage_resumes_to_the_uninterrupted_result(tmp_path,
     for name in lab_a:
         assert lab_b[name] == pytest.approx(lab_a[name], abs=1e-6), name
     assert rows_b == pytest.approx(rows_a)
+
+
+@pytest.mark.slow
+def test_a_run_keeps_its_loss_curves_and_logs_them_to_trackio(tmp_path):
+    """Without a tracker the run folder holds the curves as PNGs; with tracking.backend
+    trackio every weak member's and student's curve and the final table are logged too."""
+    pytest.importorskip("trackio")
+    args = ["--config", "configs/demo.yaml", "--name", "tracked", "--set", f"output_dir={tmp_path}", "--no-debate",
+            "--set", "tracking.backend=trackio", "--set", "tracking.project=w2s-pipeline-test"]
+    for o in TINY[:3] + ["weak.train.epochs=1", "weak.train.max_length=64", "strong.train.epochs=3"]:
+        args += ["--set", o]
+    assert run.main(args) == 0
+    curves = tmp_path / "tracked" / "curves"
+    for png in ("weak.png", "strong.png"):
+        assert (curves / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from trackio.sqlite_storage import SQLiteStorage
+    runs = set(SQLiteStorage.get_runs("w2s-pipeline-test"))
+    assert "weak/none/minilm-l6/seed0" in runs and "report" in runs
+    assert any(r.startswith("strong/ceiling") for r in runs)
+    logs = SQLiteStorage.get_logs("w2s-pipeline-test", run="weak/none/minilm-l6/seed0")
+    assert logs and all("train/loss" in r and "train/lr" in r for r in logs)
