@@ -98,8 +98,14 @@ def test_paper_table_orchestration_with_market_making(tmp_path, monkeypatch):
     for t in ts:
         by.setdefault(t.protocol, []).append(t)
     assert {p: len(v) for p, v in by.items()} == {"debate": 96, "consultancy": 48, "market_making": 48}
+    # the consultant argues against the plain weak model: its predictions on transfer and
+    # test, and on weak_train out-of-fold predictions (never a model that saw the label)
     ref = json.loads((rd / "weak" / "weak" / "labeller.json").read_text())
-    p1 = {**ref["weak_train_p1"], **ref["transfer_p1"], **ref["test_p1"]}
+    oof = {}
+    for f in (rd / "weak" / "members" / "none-oof" / "minilm-l6").glob("seed0/fold*-of-2/result.json"):
+        oof.update(json.loads(f.read_text())["result"])
+    assert set(oof) == set(ref["weak_train_p1"])
+    p1 = {**oof, **ref["transfer_p1"], **ref["test_p1"]}
     assert all(t.a_label == int(p1[t.sample_id] <= 0.5) for t in by["market_making"])
     report = json.loads((rd / "report.json").read_text())
     rows = list(report_rows(report))
