@@ -158,13 +158,14 @@ def run_pipeline(cfg: RunConfig, until: str | None = None) -> Report | None:
     with RunLock(layout.root, enabled=dist.is_main()) as lock:
         if lock.stale:
             log(f"[run] the last run here ({describe(lock.stale)}) was killed; resuming its work")
+        env = environment()
         if dist.is_main():
             write_config_of_record(cfg, layout)
-            save_json(layout.environment, environment())
-        return _run_stages(cfg, layout, until)
+            save_json(layout.environment, env)
+        return _run_stages(cfg, layout, until, env)
 
 
-def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None) -> Report | None:
+def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None, env: dict) -> Report | None:
     clock = StageClock()
     tracker = Tracker().start(cfg)  # tracking.backend none: does nothing
     with clock.stage("data"):
@@ -193,7 +194,7 @@ def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None) -> Report 
     meta = RunMeta(task=cfg.data.task, weak_model=cfg.weak.model, strong_model=cfg.strong.model,
                    debate=cfg.debate.model_dump(mode="json") if transcripts else None, fit=fit.summary(),
                    seconds=clock.seconds, peak_rss_mb_after=clock.peak_rss_mb,
-                   environment=json.loads(layout.environment.read_text()))
+                   environment=env)
     report = build_report(cfg.name, splits, labellers, students, cfg.weak.reference, meta)
     path = write_report(report, layout)
     tracker.log_table(report_rows(report))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from core import statistics as st
+from core.config import GOLD
 from core.metrics import accuracy, bootstrap_acc, ece
 from data.splits import Splits
 from strong.stage import Preds, StudentKey
@@ -40,7 +41,7 @@ def build_report(name: str, splits: Splits, labellers: dict[str, LabellerResult]
     by_run: dict[tuple[str, str], dict[int, Preds]] = {}
     for key, p in students.items():
         by_run.setdefault((key.labeller, key.loss), {})[key.seed] = p
-    is_ceiling = {run: StudentKey(*run, 0).is_ceiling for run in by_run}
+    is_ceiling = {run: run[0] == GOLD for run in by_run}
     ceiling = next(v for run, v in by_run.items() if is_ceiling[run])
 
     def seed_mean(by_seed: dict[int, Preds], f=correct) -> np.ndarray:
