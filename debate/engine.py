@@ -1,9 +1,12 @@
-"""Run debates over many samples, turn by turn, batched, resumable.
+"""Run debates over many samples, batched, resumable.
 
-Every pending debate's turn t is generated in one backend call, so the backend
-always sees the largest batch the protocol allows. Finished debates are appended
-to a JSONL store under a content-addressed key; a rerun (after a crash, a kill,
-or a prompt change) generates only the debates whose key is not stored yet.
+Where the backend can take requests one by one (the server client, vLLM's engine)
+debates are scheduled continuously: each debate's next turn is sent as soon as its
+own reply is back, `debate.chunk_size` debates in progress at once. Elsewhere (or
+with `debate.scheduling: turns`) every debate of a chunk has its turn t generated
+in one backend call. Either way each debate is appended to a JSONL store under a
+content-addressed key the moment it ends; a rerun (after a crash, a kill, or a
+prompt change) generates only the debates whose key is not stored yet.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from core.jsonl import JsonlWriter, read_jsonl
 from core.protocols import protocol as protocol_spec
 from data.schema import Sample
 
-from .backends.base import Backend
+from .backends.base import Backend, ContinuousBackend, Generation, NextRequest, Request, run_in_turns
 from .prompts import PromptSet, load_prompt_set
 from .transcript import Transcript, Turn, debate_key
 
@@ -156,20 +159,33 @@ class DebateRunner:
             return result
         bar = tqdm(total=len(jobs), initial=len(jobs) - len(pending), desc=protocol, unit="debate")
         todo = {(s.id, k) for s, k in pending}
+        continuous = self.continuous
         with JsonlWriter(self.store) as out:
-            # Chunks are cut from the whole job list, not from what is pending, so a
-            # resumed run batches the remaining debates as the uninterrupted run did.
-            for ci in range(0, len(jobs), self.cfg.chunk_size):
-                chunk = [self._new(s, k, protocol, fixed) for s, k in jobs[ci : ci + self.cfg.chunk_size]
-                         if (s.id, k) in todo]
-                if not chunk:
-                    continue
-                self._debate_chunk(chunk, turns, bar=bar)
-                for t in chunk:
-                    out.write(t.model_dump(mode="json"))
-                    if t.ok:
-                        result[(t.sample_id, t.debate_index)] = t
-                bar.update(len(chunk))
+            def finished(t: Transcript) -> None:  # saved the moment it ends: a kill loses none
+                out.write(t.model_dump(mode="json"))
+                if t.ok:
+                    result[(t.sample_id, t.debate_index)] = t
+                bar.update(1)
+
+            if continuous:
+                # One window sliding over the pending debates, in job order: a debate
+                # starts when another ends, and each turn goes out when its own debate's
+                # last reply is back.
+                live = [self._new(s, k, protocol, fixed) for s, k in jobs if (s.id, k) in todo]
+                self.backend.generate_continuous(  # type: ignore[attr-defined]
+                    len(live), self._next_request(live, turns, finished, "continuous"),
+                    self.cfg.sampling, max_live=self.cfg.chunk_size)
+            else:
+                # Chunks are cut from the whole job list, not from what is pending, so a
+                # resumed run batches the remaining debates as the uninterrupted run did
+                # (the transformers backend's sampling depends on its batch).
+                for ci in range(0, len(jobs), self.cfg.chunk_size):
+                    chunk = [self._new(s, k, protocol, fixed)
+                             for s, k in jobs[ci: ci + self.cfg.chunk_size] if (s.id, k) in todo]
+                    if chunk:
+                        run_in_turns(self.backend, len(chunk),
+                                     self._next_request(chunk, turns, finished, "turns"),
+                                     self.cfg.sampling)
         bar.close()
         failed = sum(1 for s, k in jobs if (s.id, k) not in result)
         if failed:
@@ -177,28 +193,42 @@ class DebateRunner:
                   "and will be retried on the next run")
         return result
 
-    def _debate_chunk(self, chunk: list[Transcript], turns, bar=None) -> None:
-        start = time.perf_counter()
-        for ti, (side, role) in enumerate(turns):
-            live = [t for t in chunk if t.ok]
-            if not live:
-                break
-            if bar is not None:
-                bar.set_postfix_str(f"turn {ti + 1}/{len(turns)} of {len(live)} debates", refresh=True)
-            convs = [self.prompts.messages(role, _variables(t, side, ti)) for t in live]
-            seeds = ([turn_seed(self.cfg.seed, t.protocol, t.sample_id, t.debate_index, ti) for t in live]
-                     if self.cfg.seeded else None)  # None: unseeded sampling (debate.seeded false)
-            gens = self.backend.generate(convs, self.cfg.sampling, seeds)
-            for t, g in zip(live, gens):
-                if g.finish_reason == "error":
-                    t.error = g.error or "generation failed"
-                    continue
+    @property
+    def continuous(self) -> bool:
+        """Whether debates run with continuous scheduling: asked for (debate.scheduling)
+        and possible on this backend (the server client and vLLM's in-process engine)."""
+        return self.cfg.scheduling == "continuous" and isinstance(self.backend, ContinuousBackend)
+
+    def _next_request(self, debates: list[Transcript], turns, finished: Callable[[Transcript], None],
+                      scheduling: str) -> NextRequest:
+        """What one turn of a debate means, for either scheduler: record debate i's reply
+        as its next turn and return the request for the turn after (None once it has
+        ended or failed, after `finished` saw it)."""
+        started: dict[int, float] = {}
+
+        def next_request(i: int, reply: Generation | None) -> Request | None:
+            t = debates[i]
+            if reply is None:
+                started[i] = time.perf_counter()
+                t.scheduling = scheduling
+            elif reply.finish_reason == "error":
+                t.error = reply.error or "generation failed"
+            else:
+                side, role = turns[len(t.turns)]
                 t.turns.append(Turn(
-                    index=ti, side=side, role=role,
+                    index=len(t.turns), side=side, role=role,
                     position_label=t.a_label if side == "A" else 1 - t.a_label,
-                    text=g.text, prompt_tokens=g.prompt_tokens,
-                    completion_tokens=g.completion_tokens, finish_reason=g.finish_reason,
-                    endpoint=g.endpoint))
-        per = (time.perf_counter() - start) / max(len(chunk), 1)
-        for t in chunk:
-            t.seconds = round(per, 3)
+                    text=reply.text, prompt_tokens=reply.prompt_tokens,
+                    completion_tokens=reply.completion_tokens, finish_reason=reply.finish_reason,
+                    endpoint=reply.endpoint))
+            ti = len(t.turns)
+            if t.error is not None or ti == len(turns):
+                t.seconds = round(time.perf_counter() - started[i], 3)
+                finished(t)
+                return None
+            side, role = turns[ti]
+            seed = (turn_seed(self.cfg.seed, t.protocol, t.sample_id, t.debate_index, ti)
+                    if self.cfg.seeded else None)  # None: unseeded sampling (debate.seeded false)
+            return Request(self.prompts.messages(role, _variables(t, side, ti)), seed)
+
+        return next_request

@@ -42,7 +42,10 @@ class Transcript(BaseModel):
     prompt_hash: str
     sampling: SamplingParams
     seed: int
-    seconds: float = 0.0
+    seconds: float = 0.0      # wall time from its first request to its last reply
+    # "continuous" (each turn sent when its debate's last reply is back) or "turns"
+    # (a barrier per turn); with per-request seeds the text does not depend on it.
+    scheduling: str | None = None
     error: str | None = None  # set when a backend call failed; such debates are retried on rerun
     seeded: bool = True       # false: sampled without per-request seeds (debate.seeded), not replayable
     # Set only on scripted/permuted control transcripts (debate/controls.py), e.g.

@@ -47,3 +47,36 @@ class SeededBackend:
                                 f"{len(c[-1]['content'])} chars", prompt_tokens=1,
                            completion_tokens=3, finish_reason="stop")
                 for c, s in zip(conversations, seeds)]
+
+
+class ContinuousSeededBackend(SeededBackend):
+    """SeededBackend with continuous scheduling, as an engine whose requests finish at
+    different times: each step answers one in-flight request drawn at random (from
+    `order_seed`), and that conversation's next request joins the others at once.
+    Records the most conversations it ever had in progress."""
+
+    def __init__(self, order_seed: int = 0, fail_after_calls: int | None = None):
+        super().__init__(fail_after_calls)
+        self.order_seed = order_seed
+        self.most_live = 0
+        self.continuous_calls = 0
+
+    def generate_continuous(self, n, next_request, params, max_live):
+        import random
+        self.continuous_calls += 1
+        rng = random.Random(self.order_seed)
+        in_flight, started = {}, 0
+        while True:
+            while started < n and len(in_flight) < max_live:
+                request = next_request(started, None)
+                if request is not None:
+                    in_flight[started] = request
+                started += 1
+            if not in_flight:
+                return
+            self.most_live = max(self.most_live, len(in_flight))
+            i = rng.choice(sorted(in_flight))
+            request = in_flight.pop(i)
+            [reply] = self.generate([request.messages], params, [request.seed])
+            if (request := next_request(i, reply)) is not None:
+                in_flight[i] = request

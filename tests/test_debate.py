@@ -186,3 +186,55 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, kill_after):
         assert [x.text for x in resumed[key].turns] == [x.text for x in t.turns], key
     texts = {x.text for t in whole.values() for x in t.turns}
     assert len(texts) == 60  # every turn drew its own seed
+
+
+@pytest.mark.parametrize("order_seed", [0, 1, 2])
+def test_continuous_scheduling_gives_the_debates_the_turn_barrier_gives(tmp_path, order_seed):
+    """With per-request seeds a debate's text depends on (sample, k, turn) only, so the
+    scheduler must not change it: replies arriving in any order (continuous) give the
+    transcripts the per-turn barrier gives, each turn in its debate's own order, and
+    no more than chunk_size debates are in progress at once."""
+    from fake_backend import ContinuousSeededBackend, SeededBackend
+    samples = make_demo_samples(7)
+    turns = runner(tmp_path / "turns", SeededBackend(), chunk_size=3, scheduling="turns").run(
+        samples, num_debates=2)
+    be = ContinuousSeededBackend(order_seed)
+    cont = runner(tmp_path / "cont", be, chunk_size=3).run(samples, num_debates=2)
+    assert be.continuous_calls == 1 and be.most_live == 3
+    assert cont.keys() == turns.keys()
+    for key, t in turns.items():
+        c = cont[key]
+        assert c.scheduling == "continuous" and t.scheduling == "turns"
+        assert c.key == t.key  # the scheduler is not part of what a debate is
+        assert [(x.index, x.side, x.role, x.text) for x in c.turns] == [
+            (x.index, x.side, x.role, x.text) for x in t.turns]
+    stored = load_transcripts(tmp_path / "cont" / "t.jsonl")
+    assert set(stored) == {t.key for t in cont.values()}
+
+
+@pytest.mark.parametrize("kill_after", [2, 9, 20])
+def test_a_killed_continuous_run_keeps_every_finished_debate_and_resumes(tmp_path, kill_after):
+    """Continuous scheduling saves each debate the moment it ends: a kill loses only
+    the debates in progress, and the resumed run equals an uninterrupted one."""
+    from fake_backend import ContinuousSeededBackend
+    samples = make_demo_samples(8)
+    whole = runner(tmp_path / "whole", ContinuousSeededBackend(), chunk_size=3).run(samples)
+    with pytest.raises(KeyboardInterrupt):
+        runner(tmp_path / "killed", ContinuousSeededBackend(fail_after_calls=kill_after),
+               chunk_size=3).run(samples)
+    saved = load_transcripts(tmp_path / "killed" / "t.jsonl")
+    # Every saved debate is complete, and as many are saved as had ended at the kill.
+    assert all(len(t.turns) == 3 and t.ok for t in saved.values())
+    assert len(saved) >= (kill_after - 3 * 2) // 3
+    be = ContinuousSeededBackend()
+    resumed = runner(tmp_path / "killed", be, chunk_size=3).run(samples)
+    assert be.calls == 3 * (len(samples) - len(saved))  # only the unsaved ones ran
+    assert {k: [x.text for x in t.turns] for k, t in resumed.items()} == {
+        k: [x.text for x in t.turns] for k, t in whole.items()}
+
+
+def test_backends_without_continuous_scheduling_run_in_turns(tmp_path):
+    be = EchoBackend()
+    out = runner(tmp_path, be, chunk_size=5).run(make_demo_samples(5))
+    assert be.batch_sizes == [5, 5, 5]  # the default asks for continuous; echo cannot
+    assert {t.scheduling for t in out.values()} == {"turns"}

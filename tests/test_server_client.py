@@ -21,7 +21,7 @@ from core.config import DebateConfig
 from data.demo_task import make_demo_samples
 from debate.backends import make_backend
 from debate.backends.base import SamplingParams
-from debate.engine import DebateRunner
+from debate.engine import DebateRunner, load_transcripts
 
 needs_httpx = pytest.mark.skipif(importlib.util.find_spec("httpx") is None,
                                  reason="httpx is not installed (pip install httpx)")
@@ -607,3 +607,38 @@ def test_a_hung_endpoint_does_not_hold_up_the_others(fake2):
     g = be.generate([conv(f"c{i}") for i in range(4)], PARAMS, None)
     assert all(x.finish_reason == "length" and x.endpoint == b.url for x in g)
     assert a.chat_requests == 0 and b.chat_requests == 4
+
+
+@needs_httpx
+@pytest.mark.parametrize("scheduling", ["continuous", "turns"])
+def test_continuous_scheduling_has_no_turn_barrier(fake, tmp_path, scheduling):
+    """The server holds debate 0's first reply until debate 1's third turn has been
+    asked for. Continuous scheduling sends each debate's next turn as soon as its own
+    reply is back, so debate 1 gets there and both complete; with a barrier per turn
+    debate 1 waits for debate 0 and the held request fails (the calibration: the
+    check can tell the two apart). Nothing depends on timing: the hold ends when the
+    request arrives or, for a barrier that can never let it arrive, after `hold_s`."""
+    samples = make_demo_samples(2)
+    third_turn_seen = threading.Event()
+    hold_s = 120.0 if scheduling == "continuous" else 2.0
+
+    def script(body):
+        text = json.dumps(body)
+        if samples[1].text in text and text.count("reply to <") >= 2:
+            third_turn_seen.set()
+        if samples[0].text in text and "reply to <" not in text:  # debate 0, turn 1
+            if not third_turn_seen.wait(hold_s):
+                return 400, "held: debate 1 never reached its third turn", 0
+        return 200, None, 0
+
+    fake.script = [script] * 6
+    cfg = DebateConfig(backend="vllm_server", server_url=fake.url, chunk_size=2,
+                       scheduling=scheduling)
+    out = DebateRunner(cfg, tmp_path / "t.jsonl", lambda: make_backend(cfg)).run(samples)
+    if scheduling == "continuous":
+        assert set(out) == {(s.id, 0) for s in samples}
+        assert all(len(t.turns) == 3 and t.scheduling == "continuous" for t in out.values())
+    else:
+        assert set(out) == {(samples[1].id, 0)}  # debate 0's held request failed
+        stored = load_transcripts(tmp_path / "t.jsonl")
+        assert any("never reached its third turn" in (t.error or "") for t in stored.values())

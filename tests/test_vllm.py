@@ -86,10 +86,12 @@ def _check_generation(g, params: SamplingParams) -> None:
     assert g.text == g.text.strip() and not any(s in g.text for s in params.stop), g
 
 
-def _check_debates(cfg: DebateConfig, samples, out, store, backend: str) -> None:
+def _check_debates(cfg: DebateConfig, samples, out, store, backend: str,
+                   scheduling: str = "continuous") -> None:
     assert set(out) == {(s.id, 0) for s in samples}
     for (sid, k), t in out.items():
         assert t.ok and t.sample_id == sid and t.debate_index == k and t.backend == backend
+        assert t.scheduling == scheduling
         assert t.num_turns == cfg.num_turns == len(t.turns) == 3
         assert [(x.index, x.side) for x in t.turns] == [(0, "A"), (1, "B"), (2, "A")]
         assert [x.position_label for x in t.turns] == [t.a_label, 1 - t.a_label, t.a_label]
@@ -212,7 +214,7 @@ def test_debate_through_vllm_replicas(tmp_path):
         out = DebateRunner(cfg, store, lambda: be).run(samples)
         after = be.replica_stats()
         print(f"\n[vllm replicas] {json.dumps(after)}")
-        _check_debates(cfg, samples, out, store, "vllm")
+        _check_debates(cfg, samples, out, store, "vllm", scheduling="turns")  # a pool: in turns
         assert [r["requests"] for r in after] == [2 * 3, 2 * 3]  # 4 debates x 3 turns, halved
         assert not any(r["dead"] for r in after)
         if all(r["prefix_cache"] for r in before + after):  # each computed its own share
@@ -284,3 +286,49 @@ def test_engine_answers_every_seeded_request(engine):
         assert len(gens) == len(batch)
         for g in gens:
             _check_generation(g, params)
+
+
+def test_engine_continuous_scheduling(engine):
+    """`generate_continuous` on vLLM's own step loop: every conversation gets each of
+    its turns answered in its own order, never more than max_live in progress; an
+    interruption aborts what is in flight and leaves the engine ready for the next
+    caller."""
+    from debate.backends.base import Request
+    params = SamplingParams(max_new_tokens=6, temperature=0.7)
+    n, turns, max_live = 5, 3, 2
+    got: dict[int, list] = {i: [] for i in range(n)}
+    live: set[int] = set()
+    most_live = 0
+
+    def next_request(i, reply):
+        nonlocal most_live
+        if reply is not None:
+            _check_generation(reply, params)
+            got[i].append(reply)
+        if len(got[i]) == turns:
+            live.discard(i)
+            return None
+        live.add(i)
+        most_live = max(most_live, len(live))
+        conv = [{"role": "user", "content": f"Conversation {i}, turn {len(got[i])}: name a colour."}]
+        return Request(conv, 100 * i + len(got[i]))
+
+    engine.generate_continuous(n, next_request, params, max_live=max_live)
+    assert all(len(g) == turns for g in got.values()) and most_live == max_live
+    assert not engine.llm.llm_engine.has_unfinished_requests()
+
+    replies = 0
+
+    def interrupted(i, reply):
+        nonlocal replies
+        if reply is not None:
+            replies += 1
+            if replies == 3:
+                raise KeyboardInterrupt
+        return Request([{"role": "user", "content": f"Count to {i + 3}."}], i)
+
+    with pytest.raises(KeyboardInterrupt):
+        engine.generate_continuous(4, interrupted, params, max_live=4)
+    assert not engine.llm.llm_engine.has_unfinished_requests()  # the other three aborted
+    gens = engine.generate(_colour_requests(2), params, [1, 2])
+    assert all(g.finish_reason != "error" for g in gens)

@@ -1,4 +1,5 @@
-"""vLLM in-process engine: one `LLM.chat` call per debate turn, prefix caching on.
+"""vLLM in-process engine, prefix caching on: continuous scheduling on the engine's
+own step loop (`generate_continuous`), or one `LLM.chat` call per debate turn.
 
 vLLM is imported only when the backend is built, never at module import, so the
 rest of the project (and its tests) runs without it. vLLM's engine runs in worker
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.models import resolve_model
 
-from .base import Generation, Message, SamplingParams, Seeds, cut_at_stop
+from .base import Generation, Message, NextRequest, Request, SamplingParams, Seeds, cut_at_stop
 
 if TYPE_CHECKING:
     from core.config import DebateConfig
@@ -108,21 +109,62 @@ class VLLMEngineBackend:
         sps = [self._params(params, None if seeds is None else seeds[i]) for i in range(len(conversations))]
         # One call for the whole turn: vLLM schedules (and prefix-caches) the batch itself.
         outs = self.llm.chat(list(conversations), sps, use_tqdm=False)
-        result = []
-        for ro in outs:
-            comp = ro.outputs[0]
-            reason, err = _finish(comp.finish_reason)
-            # vLLM already stops on the strings; the shared cut keeps extraction identical
-            # to the other backends (e.g. a stop string split across a detokenisation edge).
-            text, _ = cut_at_stop(comp.text, params.stop)
-            result.append(Generation(
-                text=text.strip() if reason != "error" else "",
-                prompt_tokens=len(ro.prompt_token_ids or []),
-                completion_tokens=len(comp.token_ids),
-                finish_reason=reason,
-                error=err,
-            ))
-        return result
+        return [self._generation(ro, params) for ro in outs]
+
+    def generate_continuous(self, n: int, next_request: NextRequest, params: SamplingParams,
+                            max_live: int) -> None:
+        """Continuous scheduling (see base.ContinuousBackend) on vLLM's own engine loop:
+        requests are rendered and queued with `LLM.enqueue_chat` (the chat template,
+        as `LLM.chat` applies it), the engine is stepped here, and a debate's next turn
+        is queued as soon as its request finishes, while the others keep decoding."""
+        engine = self.llm.llm_engine
+        if engine.has_unfinished_requests():
+            raise RuntimeError("the vLLM engine has unfinished requests of another caller")
+        # The engine's request id -> (conversation, the id to abort it by); one request
+        # per live conversation. enqueue_chat returns vLLM's internal id ("<n>-<random>");
+        # its outputs carry the id it was given ("<n>").
+        owner: dict[str, tuple[int, str]] = {}
+        started = 0
+
+        def submit(i: int, request: Request) -> None:
+            [rid] = self.llm.enqueue_chat([request.messages], [self._params(params, request.seed)],
+                                          use_tqdm=False)
+            owner[rid.split("-", 1)[0]] = (i, rid)
+
+        def start_more() -> None:
+            nonlocal started
+            while started < n and len(owner) < max_live:
+                i, started = started, started + 1
+                if (request := next_request(i, None)) is not None:
+                    submit(i, request)
+
+        try:
+            start_more()
+            while owner:
+                for ro in engine.step():
+                    if ro.finished and ro.request_id in owner:
+                        i, _ = owner.pop(ro.request_id)
+                        if (request := next_request(i, self._generation(ro, params))) is not None:
+                            submit(i, request)
+                start_more()
+        finally:
+            if owner:  # interrupted: leave the engine empty for the next caller
+                engine.abort_request([rid for _, rid in owner.values()], internal=True)
+
+    @staticmethod
+    def _generation(ro: Any, params: SamplingParams) -> Generation:
+        comp = ro.outputs[0]
+        reason, err = _finish(comp.finish_reason)
+        # vLLM already stops on the strings; the shared cut keeps extraction identical
+        # to the other backends (e.g. a stop string split across a detokenisation edge).
+        text, _ = cut_at_stop(comp.text, params.stop)
+        return Generation(
+            text=text.strip() if reason != "error" else "",
+            prompt_tokens=len(ro.prompt_token_ids or []),
+            completion_tokens=len(comp.token_ids),
+            finish_reason=reason,
+            error=err,
+        )
 
     def prefix_cache_stats(self) -> dict[str, float] | None:
         """Cumulative prefix-cache {"queries", "hits"} (in tokens) of this engine, or None

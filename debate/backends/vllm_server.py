@@ -1,7 +1,10 @@
 """Client for OpenAI-compatible chat endpoints (`vllm serve`, or another server).
 
-Every conversation of a turn is one `POST {endpoint}/v1/chat/completions`, sent
-concurrently: at most `max_concurrency` in flight per endpoint. With several
+Every request is one `POST {endpoint}/v1/chat/completions`, sent concurrently: at most
+`max_concurrency` in flight per endpoint. `generate` sends one turn's conversations;
+`generate_continuous` drives whole debates, each sending its next turn as soon as its
+own reply is back (continuous scheduling: the server's batch never drains at a turn's
+end). With several
 endpoints (the same model behind each), each request goes to the endpoint with the
 fewest outstanding requests. Each attempt is bounded by `timeout_s` as a whole; a
 request gets at most `max_attempts` attempts, on connection errors, timeouts, 429 and
@@ -33,7 +36,7 @@ import threading
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
-from .base import Generation, Message, SamplingParams, Seeds, cut_at_stop
+from .base import Generation, Message, NextRequest, SamplingParams, Seeds, cut_at_stop
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +160,7 @@ class VLLMServerBackend:
         # (start it with --no-enable-chunked-prefill, or send no seed).
         self.send_seed = send_seed
         self.stats = {"requests": 0, "retries": 0, "errors": 0}
+        self._unreachable = ""  # why the last call reached no endpoint
 
     @property
     def served_model(self) -> str | None:
@@ -394,8 +398,8 @@ class VLLMServerBackend:
             return self.endpoints[0].display
         return f"{len(self.endpoints)} endpoints"
 
-    async def _gather(self, coros: list) -> list[Generation]:
-        """Run the requests; every `progress_s` while some are unanswered, log a line."""
+    async def _gather(self, coros: list, unit: str = "requests") -> list:
+        """Run the coroutines; every `progress_s` while some are unfinished, log a line."""
         tasks = [asyncio.ensure_future(c) for c in coros]
         if not self.progress_s:
             return list(await asyncio.gather(*tasks))
@@ -406,18 +410,21 @@ class VLLMServerBackend:
             while pending:
                 _, pending = await asyncio.wait(pending, timeout=self.progress_s)
                 if pending:
-                    log.warning("still waiting for %d of %d requests to %s after %.0f s "
+                    log.warning("still waiting for %d of %d %s to %s after %.0f s "
                                 "(%d retries so far; each attempt times out after %g s, "
-                                "at most %d attempts)", len(pending), len(tasks), self._where(),
-                                loop.time() - start, self.stats["retries"], self.timeout_s,
-                                self.max_attempts)
+                                "at most %d attempts)", len(pending), len(tasks), unit,
+                                self._where(), loop.time() - start, self.stats["retries"],
+                                self.timeout_s, self.max_attempts)
         finally:
             for t in pending:
                 t.cancel()
         return [t.result() for t in tasks]
 
-    async def agenerate(self, conversations: list[list[Message]], params: SamplingParams,
-                        seeds: Seeds) -> list[Generation]:
+    @contextlib.asynccontextmanager
+    async def _session(self):
+        """Clients for every endpoint and their served model names, for one call.
+        Yields `send(messages, seed)` (a coroutine giving one Generation), or None when
+        no endpoint answers at all (then `self._unreachable` says why)."""
         httpx = self._httpx
         limits = httpx.Limits(max_connections=self.max_concurrency,
                               max_keepalive_connections=self.max_concurrency)
@@ -449,15 +456,17 @@ class VLLMServerBackend:
                     await cond.wait_for(lambda: all(not e.listing for e in self.endpoints) or any(
                         not e.listing and e.down is None for e in self.endpoints))
                 if all(ep.down is not None for ep in self.endpoints):
-                    why = "; ".join(self._redact(ep.down if len(self.endpoints) == 1
-                                                 else f"{ep.display}: {ep.down}")
-                                    for ep in self.endpoints)
-                    log.warning("%s: %d requests not sent", why, len(conversations))
-                    return [self._error(f"not sent: {why}", quiet=True) for _ in conversations]
+                    self._unreachable = "; ".join(
+                        self._redact(ep.down if len(self.endpoints) == 1 else f"{ep.display}: {ep.down}")
+                        for ep in self.endpoints)
+                    yield None
+                    return
                 down: dict[str, str] = {}  # set once no endpoint answers at all
-                return await self._gather([
-                    self._one(cond, models, conv, params, None if seeds is None else seeds[i], down)
-                    for i, conv in enumerate(conversations)])
+
+                def send(messages: list[Message], params: SamplingParams, seed: int | None):
+                    return self._one(cond, models, messages, params, seed, down)
+
+                yield send
             finally:
                 for task in listers:
                     task.cancel()
@@ -466,17 +475,43 @@ class VLLMServerBackend:
                     ep.client = None
                     ep.listing = False
 
-    def generate(
-        self, conversations: list[list[Message]], params: SamplingParams, seeds: Seeds
-    ) -> list[Generation]:
-        if not conversations:
-            return []
-        coro = self.agenerate(conversations, params, seeds)
+    async def agenerate(self, conversations: list[list[Message]], params: SamplingParams,
+                        seeds: Seeds) -> list[Generation]:
+        async with self._session() as send:
+            if send is None:
+                log.warning("%s: %d requests not sent", self._unreachable, len(conversations))
+                return [self._error(f"not sent: {self._unreachable}", quiet=True)
+                        for _ in conversations]
+            return await self._gather([send(conv, params, None if seeds is None else seeds[i])
+                                       for i, conv in enumerate(conversations)])
+
+    async def agenerate_continuous(self, n: int, next_request: NextRequest,
+                                   params: SamplingParams, max_live: int) -> None:
+        async with self._session() as send:
+            if send is None:
+                log.warning("%s: %d conversations not started", self._unreachable, n)
+                for i in range(n):
+                    if next_request(i, None) is not None:
+                        next_request(i, self._error(f"not sent: {self._unreachable}", quiet=True))
+                return
+            ids = iter(range(n))  # shared: each free worker takes the next conversation
+
+            async def worker() -> None:
+                for i in ids:
+                    request = next_request(i, None)
+                    while request is not None:
+                        reply = await send(request.messages, params, request.seed)
+                        request = next_request(i, reply)
+
+            await self._gather([worker() for _ in range(min(max_live, n))], unit="conversations")
+
+    def _run(self, coro):
+        """Run a coroutine to its end, also when called from inside an event loop (a
+        notebook): then in a thread of its own."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             return asyncio.run(coro)
-        # Called from inside an event loop (a notebook): run ours in a thread.
         box: dict[str, Any] = {}
 
         def target():
@@ -491,6 +526,22 @@ class VLLMServerBackend:
         if "err" in box:
             raise box["err"]
         return box["out"]
+
+    def generate(
+        self, conversations: list[list[Message]], params: SamplingParams, seeds: Seeds
+    ) -> list[Generation]:
+        if not conversations:
+            return []
+        return self._run(self.agenerate(conversations, params, seeds))
+
+    def generate_continuous(self, n: int, next_request: NextRequest, params: SamplingParams,
+                            max_live: int) -> None:
+        """Continuous scheduling (see base.ContinuousBackend): `max_live` conversations
+        in progress, each sending its next request the moment its last reply is back;
+        the endpoints' limits (max_concurrency each, least outstanding first) apply to
+        requests as in `generate`."""
+        if n:
+            self._run(self.agenerate_continuous(n, next_request, params, max_live))
 
 
 def server_prefix_cache_stats(base_url: str) -> dict[str, float] | None:
