@@ -51,9 +51,9 @@ class SeededBackend:
 
 class ContinuousSeededBackend(SeededBackend):
     """SeededBackend with continuous scheduling, as an engine whose requests finish at
-    different times: each step answers one in-flight request drawn at random (from
-    `order_seed`), and that conversation's next request joins the others at once.
-    Records the most conversations it ever had in progress."""
+    different times: the project's own driver (`drive_continuously`) on a queue whose
+    every step answers one in-flight request drawn at random (from `order_seed`).
+    Records the most requests it ever had in flight."""
 
     def __init__(self, order_seed: int = 0, fail_after_calls: int | None = None):
         super().__init__(fail_after_calls)
@@ -62,21 +62,28 @@ class ContinuousSeededBackend(SeededBackend):
         self.continuous_calls = 0
 
     def generate_continuous(self, n, next_request, params, max_live):
-        import random
+        from debate.backends.base import drive_continuously
         self.continuous_calls += 1
-        rng = random.Random(self.order_seed)
-        in_flight, started = {}, 0
-        while True:
-            while started < n and len(in_flight) < max_live:
-                request = next_request(started, None)
-                if request is not None:
-                    in_flight[started] = request
-                started += 1
-            if not in_flight:
-                return
-            self.most_live = max(self.most_live, len(in_flight))
-            i = rng.choice(sorted(in_flight))
-            request = in_flight.pop(i)
-            [reply] = self.generate([request.messages], params, [request.seed])
-            if (request := next_request(i, reply)) is not None:
-                in_flight[i] = request
+        drive_continuously(_RandomOrderQueue(self), n, next_request, params, max_live)
+
+
+class _RandomOrderQueue:
+    def __init__(self, backend):
+        import random
+        self.backend, self.rng, self.in_flight = backend, random.Random(backend.order_seed), {}
+
+    def add(self, tag, request, params):
+        assert tag not in self.in_flight  # one request per conversation at a time
+        self.in_flight[tag] = (request, params)
+        self.backend.most_live = max(self.backend.most_live, len(self.in_flight))
+
+    def step(self):
+        tag = self.rng.choice(sorted(self.in_flight))
+        request, params = self.in_flight.pop(tag)
+        return [(tag, self.backend.generate([request.messages], params, [request.seed])[0])]
+
+    def __len__(self):
+        return len(self.in_flight)
+
+    def abort(self):
+        self.in_flight.clear()

@@ -200,7 +200,9 @@ def test_debate_across_two_vllm_servers(vllm_server, tmp_path):
 
 
 def test_debate_through_vllm_replicas(tmp_path):
-    """debate.vllm.data_parallel_size = 2: two engine processes share every turn."""
+    """debate.vllm.data_parallel_size = 2: two engine processes share the debates,
+    continuously (each debate on the least busy replica for all its turns), then in
+    turns (every turn split in halves) with the same pool."""
     for k, v in LocalVLLMServer.QUIET_ENV.items():
         os.environ.setdefault(k, v)
     cfg = DebateConfig(backend="vllm", sampling=SAMPLING,
@@ -208,18 +210,22 @@ def test_debate_through_vllm_replicas(tmp_path):
     be = make_backend(cfg)
     try:
         assert len(be.replicas) == 2
-        store = tmp_path / "t.jsonl"
         samples = make_demo_samples(4)
-        before = be.replica_stats()
-        out = DebateRunner(cfg, store, lambda: be).run(samples)
-        after = be.replica_stats()
-        print(f"\n[vllm replicas] {json.dumps(after)}")
-        _check_debates(cfg, samples, out, store, "vllm", scheduling="turns")  # a pool: in turns
-        assert [r["requests"] for r in after] == [2 * 3, 2 * 3]  # 4 debates x 3 turns, halved
-        assert not any(r["dead"] for r in after)
-        if all(r["prefix_cache"] for r in before + after):  # each computed its own share
-            assert all(a["prefix_cache"]["queries"] > b["prefix_cache"]["queries"]
-                       for a, b in zip(after, before))
+        for scheduling in ("continuous", "turns"):
+            run_cfg = cfg.model_copy(update={"scheduling": scheduling})
+            store = tmp_path / f"{scheduling}.jsonl"
+            before = be.replica_stats()
+            out = DebateRunner(run_cfg, store, lambda: be).run(samples)
+            after = be.replica_stats()
+            print(f"\n[vllm replicas, {scheduling}] {json.dumps(after)}")
+            _check_debates(run_cfg, samples, out, store, "vllm", scheduling=scheduling)
+            # 4 debates x 3 turns, halved: continuously, 2 debates start on each (the
+            # four start together, each on the replica with fewer in progress).
+            assert [a["requests"] - b["requests"] for a, b in zip(after, before)] == [2 * 3, 2 * 3]
+            assert not any(r["dead"] for r in after)
+            if all(r["prefix_cache"] for r in before + after):  # each computed its own share
+                assert all(a["prefix_cache"]["queries"] > b["prefix_cache"]["queries"]
+                           for a, b in zip(after, before))
     finally:
         be.close()
     assert not be.replicas

