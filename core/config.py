@@ -134,7 +134,8 @@ class DebateConfig(Strict):
     # or max_concurrency x endpoints) so the engine never waits for work.
     chunk_size: int = Field(64, gt=0)
     # continuous: a debate's next turn is sent as soon as its own reply is back (the
-    # server client and vLLM's in-process engine; other backends run in turns).
+    # server client, vLLM's in-process engine and replica pool; transformers and
+    # ray_data run in turns).
     # turns: every live debate's turn t in one call, a barrier per turn.
     scheduling: Literal["continuous", "turns"] = "continuous"
     sampling: SamplingParams = SamplingParams(max_new_tokens=48, temperature=0.7, top_p=0.95,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -30,6 +31,7 @@ class JsonlWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._compact(path)
         self.f = path.open("a", encoding="utf-8")
+        self._synced = time.monotonic()
 
     @staticmethod
     def _compact(path: Path) -> None:
@@ -54,12 +56,25 @@ class JsonlWriter:
               "(truncated) line(s)")
         write_bytes_atomic(path, b"".join(x + b"\n" for x in good))
 
+    # A flushed line survives a kill of this process (it is in the OS's hands); fsync,
+    # against a crash of the machine, at most once a second: writers call this per
+    # finished debate, from inside the engine's step loop.
+    SYNC_EVERY_S = 1.0
+
     def write(self, record: dict[str, Any]) -> None:
         self.f.write(json.dumps(record, ensure_ascii=False) + "\n")
         self.f.flush()
+        if time.monotonic() - self._synced >= self.SYNC_EVERY_S:
+            self._sync()
+
+    def _sync(self) -> None:
         os.fsync(self.f.fileno())
+        self._synced = time.monotonic()
 
     def close(self) -> None:
+        if not self.f.closed:
+            self.f.flush()
+            self._sync()
         self.f.close()
 
     def __enter__(self) -> "JsonlWriter":

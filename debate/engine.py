@@ -1,6 +1,6 @@
 """Run debates over many samples, batched, resumable.
 
-Where the backend can take requests one by one (the server client, vLLM's engine)
+Where the backend can take requests one by one (the server client, vLLM's engines)
 debates are scheduled continuously: each debate's next turn is sent as soon as its
 own reply is back, `debate.chunk_size` debates in progress at once. Elsewhere (or
 with `debate.scheduling: turns`) every debate of a chunk has its turn t generated
@@ -196,7 +196,8 @@ class DebateRunner:
     @property
     def continuous(self) -> bool:
         """Whether debates run with continuous scheduling: asked for (debate.scheduling)
-        and possible on this backend (the server client and vLLM's in-process engine)."""
+        and possible on this backend (the server client, vLLM's in-process engine and its
+        replica pool)."""
         return self.cfg.scheduling == "continuous" and isinstance(self.backend, ContinuousBackend)
 
     def _next_request(self, debates: list[Transcript], turns, finished: Callable[[Transcript], None],

@@ -8,7 +8,8 @@ the previous reply; there are two ways to drive many of them:
   `generate` call; no debate starts turn t+1 before the slowest reply of turn t is
   back (a barrier per turn).
 - **continuous** (`ContinuousBackend.generate_continuous`, where the engine can
-  take requests one by one: the server client, vLLM's in-process engine): a
+  take requests one by one: the server client, vLLM's in-process engine and its
+  replica pool): a
   debate's next turn is sent as soon as its own reply arrives, so the engine's
   batch never drains at a turn's end.
 

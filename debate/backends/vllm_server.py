@@ -423,7 +423,7 @@ class VLLMServerBackend:
     @contextlib.asynccontextmanager
     async def _session(self):
         """Clients for every endpoint and their served model names, for one call.
-        Yields `send(messages, seed)` (a coroutine giving one Generation), or None when
+        Yields `send(messages, params, seed)` (a coroutine giving one Generation), or None when
         no endpoint answers at all (then `self._unreachable` says why)."""
         httpx = self._httpx
         limits = httpx.Limits(max_connections=self.max_concurrency,
