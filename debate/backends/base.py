@@ -38,6 +38,11 @@ class Generation(BaseModel):
     # None for in-process backends.
     endpoint: str | None = None
 
+    @classmethod
+    def failed(cls, error: str) -> "Generation":
+        """A request that produced nothing: recorded in its transcript, retried on rerun."""
+        return cls(text="", prompt_tokens=0, completion_tokens=0, finish_reason="error", error=error)
+
 
 class Backend(Protocol):
     name: str

@@ -113,8 +113,7 @@ class RayDataBackend:
         out: list[Generation | None] = [None] * len(conversations)
         for r in done:
             if r["error"]:
-                out[r["i"]] = Generation(text="", prompt_tokens=0, completion_tokens=0,
-                                         finish_reason="error", error=f"ray_data: {r['error'][:300]}")
+                out[r["i"]] = Generation.failed(f"ray_data: {r['error'][:300]}")
                 continue
             text, stopped = cut_at_stop(r["text"], params.stop)
             length = r["completion_tokens"] >= params.max_new_tokens and not stopped
@@ -123,8 +122,7 @@ class RayDataBackend:
                                      finish_reason="length" if length else "stop")
         for i, g in enumerate(out):
             if g is None:  # never came back (should not happen with continue-on-error)
-                out[i] = Generation(text="", prompt_tokens=0, completion_tokens=0,
-                                    finish_reason="error", error="ray_data: no output row")
+                out[i] = Generation.failed("ray_data: no output row")
         return out  # type: ignore[return-value]
 
     def close(self) -> None:

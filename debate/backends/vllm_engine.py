@@ -321,8 +321,9 @@ class VLLMReplicaPool:
     tensor_parallel_size GPUs, behind the one Backend interface: continuously
     (`generate_continuous`: each debate on the least busy replica, its next turn sent
     when its reply is back), or in turns (`generate`: every turn split into equal
-    shares, see `split_for_replicas`, generated concurrently, put back in order). Seeds are per request, so a debate's text does not depend on its replica
-    (up to the batch-invariance of vLLM's kernels). A replica that dies fails its share
+    shares, see `split_for_replicas`, generated concurrently, put back in order).
+    Seeds are per request, so a debate's text does not depend on its replica (up to
+    the batch-invariance of vLLM's kernels). A replica that dies fails its share
     of that call (recorded, retried on the next run) and gets no more work."""
 
     name = "vllm"
@@ -401,8 +402,7 @@ class VLLMReplicaPool:
             status, value = self._answer(rep)
             if status != "ok":
                 reason = value.strip().splitlines()[-1] if value else "failed"
-                value = [Generation(text="", prompt_tokens=0, completion_tokens=0,
-                                    finish_reason="error", error=f"vLLM {rep.label}: {reason}")
+                value = [Generation.failed(f"vLLM {rep.label}: {reason}")
                          for _ in idx]
             for i, g in zip(idx, value):
                 out[i] = g
@@ -501,8 +501,7 @@ class _PoolQueue:
             reason = (value or "failed").strip().splitlines()[-1]
             rep.dead = rep.dead or f"vLLM {rep.label}: {reason}"
             for tag in sorted(self.in_flight[rep.index]):
-                done.append((tag, Generation(text="", prompt_tokens=0, completion_tokens=0,
-                                             finish_reason="error", error=rep.dead)))
+                done.append((tag, Generation.failed(rep.dead)))
             self.in_flight[rep.index].clear()
         return done
 

@@ -390,8 +390,7 @@ class VLLMServerBackend:
         reason = self._redact(reason)
         if not quiet:
             log.warning("request failed: %s", reason)
-        return Generation(text="", prompt_tokens=0, completion_tokens=0, finish_reason="error",
-                          error=reason)
+        return Generation.failed(reason)
 
     def _where(self) -> str:
         if len(self.endpoints) == 1:
