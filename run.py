@@ -58,7 +58,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def load(args: argparse.Namespace):
-    from core.config import load_config
+    from w2s_base.spec.config import load_config
     ov = list(args.overrides)
     if args.name is not None:  # quoted: `--name 2024` is the string "2024"
         ov.append(f"name={json.dumps(args.name)}")
@@ -71,37 +71,37 @@ def load(args: argparse.Namespace):
 
 def dispatch(args: argparse.Namespace) -> None:
     if args.command == "compare":
-        from report.render import compare_runs
+        from w2s_run.report.render import compare_runs
         return print(compare_runs(args.runs))
     cfg = load(args)
     if args.command == "run":
-        from pipeline import run_pipeline
+        from w2s_run.pipeline import run_pipeline
         run_pipeline(cfg, args.until)
     elif args.command == "plan":
-        from core.plan import print_plan
+        from w2s_run.services.plan import print_plan
         print_plan(cfg, args.gpu_memory_gib, args.processes)
     elif args.command == "view":
-        from report.viewer import write_viewer
+        from w2s_run.report.viewer import write_viewer
         print(write_viewer(cfg.layout))
     elif args.command == "export":
-        from report.inspect_export import export_inspect
+        from w2s_run.report.inspect_export import export_inspect
         files = export_inspect(cfg.layout, args.out, max(1, args.max_samples_per_log))
         print("\n".join(map(str, files)) or f"no finished transcripts in {cfg.layout.transcripts}")
     else:
-        from report.listing import print_transcripts
+        from w2s_run.report.listing import print_transcripts
         print_transcripts(cfg.layout, args.command == "show", args.sample, args.gold, args.side, args.limit)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    from core.console import quiet_libraries  # first: tqdm reads TQDM_DISABLE when first imported
+    from w2s_base.console import quiet_libraries  # first: tqdm reads TQDM_DISABLE when first imported
     quiet_libraries("quiet" if args.quiet else "verbose" if args.verbose else "normal")
-    from core.config import ConfigError
-    from core.models import ModelNotFound
+    from w2s_base.spec.config import ConfigError
+    from w2s_base.training.models import ModelNotFound
     from data.schema import DataError
     from debate.prompts import PromptError
-    from pipeline import StageFailed
-    from report import ReportError
+    from w2s_run.pipeline import StageFailed
+    from w2s_run.report import ReportError
     try:
         dispatch(args)
     except (ConfigError, DataError, PromptError, ModelNotFound, ReportError) as e:

@@ -29,17 +29,17 @@ from isolated import run_variants, save_results  # noqa: E402
 def one_variant(variant: str, n: int, n_test: int, epochs: float, model: str, max_length: int) -> dict:
     import numpy as np
 
-    from core.classifier import FeatureExtractor, LoraBase, train_lora, train_probe
-    from core.config import TrainConfig
-    from core.losses import XentLoss
-    from core.models import resolve_model
+    from w2s_base.training.classifier import FeatureExtractor, LoraBase, train_lora, train_probe
+    from w2s_base.spec.config import TrainConfig
+    from w2s_base.training.losses import XentLoss
+    from w2s_base.training.models import resolve_model
     from data.demo_task import make_demo_samples
 
     resolve_model(model)  # the one-off GGUF conversion is not part of the stage
     # One-off per-process costs (seconds) that are not a student's: importing
     # transformers and setting up accelerate.
     from transformers import get_linear_schedule_with_warmup  # noqa: F401  (pulls in peft, generation)
-    from core.distributed import accelerator
+    from w2s_base.training.distributed import accelerator
     accelerator()
     samples = make_demo_samples(n + n_test, seed=1)
     train, test = samples[:n], samples[n:]

@@ -1,6 +1,6 @@
 """Debate viewer at the paper's scale: a synthetic run of N transcripts (default 60,000,
 the paper config's ~11,000 samples x 4 debates + consultancy + market-making), its
-viewer written by report.viewer.write_viewer, then opened from disk in headless
+viewer written by w2s_run.report.viewer.write_viewer, then opened from disk in headless
 Chromium, side by side with a 300-transcript run (the demo's size).
 
     .venv/bin/python bench/bench_viewer.py [--sizes 300 60000] [--keep DIR]
@@ -61,7 +61,7 @@ def synthetic_transcripts(n: int, seed: int = 0, words_per_turn: int = 80):
     per sample 4 debates (3 turns) + 1 consultancy + 1 market-making (1 turn each);
     SciQ-like sample texts of ~40-70 words. Also returns the weak predictions of six
     labellers, {labeller: {sample_id: P(1)}}."""
-    from core.config import SamplingParams
+    from w2s_base.spec.config import SamplingParams
 
     rng = random.Random(seed)
     sampling = SamplingParams().model_dump()
@@ -99,7 +99,7 @@ def synthetic_transcripts(n: int, seed: int = 0, words_per_turn: int = 80):
 
 def synthetic_run(root: Path, n: int, seed: int = 0):
     """A run folder with n synthetic transcripts and six labellers' weak predictions."""
-    from core.layout import RunLayout
+    from w2s_base.runfolder.layout import RunLayout
     from weak.labels import LabellerResult
 
     layout = RunLayout(Path(root))
@@ -269,7 +269,7 @@ class Chromium:
 
 
 def _sizes(page: Path) -> dict:
-    from report.viewer import data_dir_of
+    from w2s_run.report.viewer import data_dir_of
     data = data_dir_of(page)
     pages = sorted(data.glob("p*.js"))
     return {"html_bytes": page.stat().st_size, "index_bytes": (data / "index.js").stat().st_size,
@@ -280,8 +280,8 @@ def _sizes(page: Path) -> dict:
 
 def _write(root: str) -> None:
     """Child process: write the viewer of the run at root; print seconds and peak RSS."""
-    from core.layout import RunLayout
-    from report.viewer import write_viewer
+    from w2s_base.runfolder.layout import RunLayout
+    from w2s_run.report.viewer import write_viewer
     t = time.perf_counter()
     write_viewer(RunLayout(Path(root)))
     print(json.dumps({"write_s": time.perf_counter() - t,

@@ -26,9 +26,9 @@ from isolated import run_variants, save_results  # noqa: E402
 def one_variant(variant: str, members: int, n: int, model: str) -> dict:
     import numpy as np
 
-    from core.classifier import LoraBase, train_lora
-    from core.config import TrainConfig
-    from core.losses import XentLoss
+    from w2s_base.training.classifier import LoraBase, train_lora
+    from w2s_base.spec.config import TrainConfig
+    from w2s_base.training.losses import XentLoss
     from data.demo_task import make_demo_samples
 
     samples = make_demo_samples(n)

@@ -6,8 +6,8 @@ import json
 
 from pydantic import BaseModel, ConfigDict
 
-from core.config import SamplingParams
-from core.protocols import Side
+from w2s_base.spec.config import SamplingParams
+from w2s_base.spec.protocols import Side
 
 
 class Turn(BaseModel):

@@ -7,12 +7,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from core import console
-from core.classifier import ModelTrainer
-from core.config import GOLD, RunConfig
-from core.layout import RunLayout
-from core.losses import make_loss
-from core.stage_cache import cached
+from w2s_base import console
+from w2s_base.training.classifier import ModelTrainer
+from w2s_base.spec.config import GOLD, RunConfig
+from w2s_base.runfolder.layout import RunLayout
+from w2s_base.training.losses import make_loss
+from w2s_base.runfolder.stage_cache import cached
 from data.splits import Splits
 from weak.labels import LabellerResult
 

@@ -1,5 +1,5 @@
 """Run by tests/test_distributed.py, once plainly and once under torchrun: trains a
-small linear model with core.classifier.fit and writes the results (main process).
+small linear model with w2s_base.training.classifier.fit and writes the results (main process).
 
     python tests/ddp_fit_check.py OUT [LOSS:BATCH:ACCUM ...]   (default xent:8:2)
 
@@ -15,10 +15,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core import distributed as dist  # noqa: E402
-from core.classifier import fit  # noqa: E402
-from core.config import TrainConfig  # noqa: E402
-from core.losses import make_loss  # noqa: E402
+from w2s_base.training import distributed as dist  # noqa: E402
+from w2s_base.training.classifier import fit  # noqa: E402
+from w2s_base.spec.config import TrainConfig  # noqa: E402
+from w2s_base.training.losses import make_loss  # noqa: E402
 
 g = torch.Generator().manual_seed(0)
 x = torch.randn(48, 6, generator=g)

@@ -76,7 +76,7 @@ class LocalVLLMServer:
             return "(no log)"
 
     def start(self) -> str:
-        from core.models import resolve_model
+        from w2s_base.training.models import resolve_model
 
         port = self.port or self.free_port()
         path = resolve_model(self.model)

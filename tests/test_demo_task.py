@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from core.classifier import ModelTrainer
-from core.config import TrainConfig
-from core.losses import XentLoss
+from w2s_base.training.classifier import ModelTrainer
+from w2s_base.spec.config import TrainConfig
+from w2s_base.training.losses import XentLoss
 from data.demo_task import make_demo_samples
 
 

@@ -1,8 +1,8 @@
 """Faults from the reliability issue, one test (at least) per failed case:
 
-1. two runs on one run folder (core/runlock.py): the second is refused at once,
+1. two runs on one run folder (w2s_base/runfolder/runlock.py): the second is refused at once,
    naming the holder; a killed holder never blocks the next run;
-2. checks that came too late (core/preflight.py): every model of every stage, the
+2. checks that came too late (w2s_run/services/preflight.py): every model of every stage, the
    data file and the output folder are checked before anything loads;
 3. config input errors are one-line errors naming the key, never tracebacks.
 """
@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 import run
-from core.config import ConfigError, load_config
-from core.models import EMBEDDED, ModelNotFound, check_model, resolve_model
-from core.preflight import needed_models, preflight
-from core.runlock import LOCK_NAME, RunLock, RunLocked, write_config_of_record
+from w2s_base.spec.config import ConfigError, load_config
+from w2s_base.training.models import EMBEDDED, ModelNotFound, check_model, resolve_model
+from w2s_run.services.preflight import needed_models, preflight
+from w2s_base.runfolder.runlock import LOCK_NAME, RunLock, RunLocked, write_config_of_record
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -28,7 +28,7 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 # A second process that takes the run folder's lock, says so, and holds it.
 HOLDER = """
 import sys, time
-from core.runlock import RunLock
+from w2s_base.runfolder.runlock import RunLock
 lock = RunLock(sys.argv[1], command="python run.py --config holder.yaml").acquire()
 print("locked", flush=True)
 time.sleep(float(sys.argv[2]) if len(sys.argv) > 2 else 600)
@@ -73,7 +73,7 @@ def test_second_run_on_a_folder_is_refused_naming_the_holder_and_a_killed_holder
 def test_identical_runs_started_together_only_one_proceeds(tmp_path):
     root = tmp_path / "same"
     # The winner holds the lock until every racer has answered (then its stdin closes).
-    racer = ("import sys\nfrom core.runlock import RunLock, RunLocked\n"
+    racer = ("import sys\nfrom w2s_base.runfolder.runlock import RunLock, RunLocked\n"
              "try:\n    lock = RunLock(sys.argv[1]).acquire()\nexcept RunLocked as e:\n"
              "    print('refused', e, flush=True)\nelse:\n    print('acquired', flush=True); sys.stdin.read()\n")
     procs = [subprocess.Popen([sys.executable, "-c", racer, str(root)], cwd=ROOT, env=ENV, stdin=subprocess.PIPE,
@@ -184,7 +184,7 @@ def test_every_problem_of_every_stage_is_reported_at_once(tmp_path):
 def test_preflight_loads_nothing_and_is_quick(tmp_path):
     """The missing strong model used to surface only after every debate and weak member."""
     code = ("import sys, time; t = time.perf_counter()\n"
-            "from core.config import load_config, ConfigError\nfrom core.preflight import preflight\n"
+            "from w2s_base.spec.config import load_config, ConfigError\nfrom w2s_run.services.preflight import preflight\n"
             f"cfg = load_config('configs/demo.yaml', ['output_dir={tmp_path}', 'strong.model=/nope'])\n"
             "try:\n    preflight(cfg)\nexcept ConfigError as e:\n    print(e)\n"
             "print(sorted(m for m in ('torch', 'transformers', 'debate', 'weak', 'strong', 'data') "
@@ -327,7 +327,7 @@ def test_run_folder_must_not_land_in_the_sources(capsys):
     err = _cli_error(capsys, "--config", "configs/demo.yaml", "--set", f"output_dir={ROOT.parent}",
                      "--name", ROOT.name)
     assert "is the repository root" in err
-    for out in (ROOT / "core", ROOT / ".git", ROOT / "configs"):
+    for out in (ROOT / "w2s_base", ROOT / ".git", ROOT / "configs"):
         with pytest.raises(ConfigError, match="a source folder of this repository"):
             load_config(None, [f"output_dir={out}"])
     assert load_config(None, [f"output_dir={ROOT / 'runs'}"]).run_dir == ROOT / "runs" / "demo"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from core.classifier import load_tokenizer
-from core.models import resolve_model
+from w2s_base.training.classifier import load_tokenizer
+from w2s_base.training.models import resolve_model
 from data.fit import MARKER, fit_samples
 from data.loading import convert_row, load_samples
 from data.tasks import get_task

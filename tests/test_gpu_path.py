@@ -67,7 +67,7 @@ def make_tiny_qwen(folder: Path) -> str:
 def paper_train(**small):
     """The strong student's training settings of the shipped paper config, with the
     sizes scaled down for CPU."""
-    from core.config import load_config
+    from w2s_base.spec.config import load_config
     tcfg = load_config(ROOT / "configs" / "paper_sciq_gpu.yaml").strong.train
     return tcfg.model_copy(update={"epochs": 1, "batch_size": 4, "grad_accum": 2, "max_length": 32,
                                    "lr": 1e-2, "warmup_frac": 0.0, **small})
@@ -86,15 +86,15 @@ if __name__ != "__main__":
         return make_tiny_qwen(tmp_path_factory.mktemp("tiny-qwen2"))
 
     def test_paper_config_ships_the_memory_settings():
-        from core.config import load_config
+        from w2s_base.spec.config import load_config
         cfg = load_config(ROOT / "configs" / "paper_sciq_gpu.yaml")
         for stage in (cfg.weak, cfg.strong):
             assert stage.train.mode == "lora"
             assert stage.train.dtype == "bfloat16" and stage.train.gradient_checkpointing
 
     def test_bf16_checkpointed_lora_fit_trains_fp32_adapter(tiny_qwen):
-        from core.classifier import LoraBase, train_lora
-        from core.losses import XentLoss
+        from w2s_base.training.classifier import LoraBase, train_lora
+        from w2s_base.training.losses import XentLoss
 
         tcfg = paper_train()
         base = LoraBase(tiny_qwen, tcfg)
@@ -127,8 +127,8 @@ if __name__ != "__main__":
         assert p.dtype == np.float32 and np.all(np.isfinite(p)) and np.abs(p - 0.5).max() > 1e-3
 
     def test_release_frees_the_shared_base(tiny_qwen):
-        from core.classifier import ModelTrainer
-        from core.losses import XentLoss
+        from w2s_base.training.classifier import ModelTrainer
+        from w2s_base.training.losses import XentLoss
 
         trainer = ModelTrainer(tiny_qwen, paper_train(epochs=0.5), share_base=True)
         clf = trainer.train(TEXTS[:8], LABELS[:8], XentLoss(), seed=0, adapter="m0")
@@ -173,9 +173,9 @@ if __name__ != "__main__":
 def _two_process_check(model_dir: str, out_dir: Path) -> None:
     """Three LoRA students one after the other, as the strong stage trains them
     (ModelTrainer with share_base=False), then a shared base released."""
-    from core import distributed as dist
-    from core.classifier import LoraClassifier, ModelTrainer, _batches
-    from core.losses import XentLoss
+    from w2s_base.training import distributed as dist
+    from w2s_base.training.classifier import LoraClassifier, ModelTrainer, _batches
+    from w2s_base.training.losses import XentLoss
 
     tcfg = paper_train(epochs=1, batch_size=4, grad_accum=2)  # 24 texts / 8 a step: 3 steps
     trainer = ModelTrainer(model_dir, tcfg, share_base=False)

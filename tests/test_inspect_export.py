@@ -1,4 +1,4 @@
-"""The inspect_ai export (report/inspect_export.py): logs read back through inspect's
+"""The inspect_ai export (w2s_run/report/inspect_export.py): logs read back through inspect's
 own API, and `inspect view` serving them."""
 import json
 import os
@@ -18,10 +18,10 @@ pytest.importorskip("inspect_ai", reason='inspect_ai is not installed (optional:
 
 from inspect_ai.log import read_eval_log  # noqa: E402
 
-from core.layout import RunLayout  # noqa: E402
+from w2s_base.runfolder.layout import RunLayout  # noqa: E402
 from factories import make_transcript  # noqa: E402
-from report import ReportError  # noqa: E402
-from report.inspect_export import export_inspect, safe_id, sample_ids, shard  # noqa: E402
+from w2s_run.report import ReportError  # noqa: E402
+from w2s_run.report.inspect_export import export_inspect, safe_id, sample_ids, shard  # noqa: E402
 from weak.labels import LabellerResult  # noqa: E402
 
 SPLITS = {"weak_train": ["w1", "w2", "w3"], "transfer": ["t1", "t2", "odd/id"], "test": ["x1", "x2"]}

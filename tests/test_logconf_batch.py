@@ -1,5 +1,5 @@
 """logconf's hardening threshold is a statistic of the whole optimiser batch: a batch
-that core.classifier.fit splits into micro-batches (grad_accum) or process shares
+that w2s_base.training.classifier.fit splits into micro-batches (grad_accum) or process shares
 (DDP; two real processes in tests/test_distributed.py) must train exactly as the
 whole batch in one piece."""
 import copy
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from core.classifier import _gather_rows, fit
-from core.config import TrainConfig
-from core.losses import LogConfLoss, ProductLoss, XentLoss, make_loss
+from w2s_base.training.classifier import _gather_rows, fit
+from w2s_base.spec.config import TrainConfig
+from w2s_base.training.losses import LogConfLoss, ProductLoss, XentLoss, make_loss
 
 
 def _data(n=56, d=5, seed=0):

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from core.losses import LogConfLoss, ProductLoss, XentLoss
-from core import statistics as st
-from core.metrics import accuracy, ece
+from w2s_base.training.losses import LogConfLoss, ProductLoss, XentLoss
+from w2s_run.report import statistics as st
+from w2s_run.report.metrics import accuracy, ece
 from weak.ensemble import aggregate
 
 
@@ -100,15 +100,15 @@ def _key(labeller, seed=0, loss="xent"):
 
 
 def _rows(report):
-    from report.render import row_key
+    from w2s_run.report.render import row_key
     return {row_key(r): r for r in report.rows}
 
 
 def test_report_rows_pgr_and_small_test_warning():
     from data.demo_task import make_demo_samples
     from data.splits import make_splits
-    from report.render import render_table
-    from report.scoring import build_report
+    from w2s_run.report.render import render_table
+    from w2s_run.report.scoring import build_report
     s = make_demo_samples(40)
     splits = make_splits(s, 10, 10, 20, seed=0)
     y = {x.id: x.label for x in splits.test}
@@ -141,8 +141,8 @@ def test_report_rows_pgr_and_small_test_warning():
 def test_report_prints_pgr_only_over_a_significant_gap_and_flags_above_100():
     from data.demo_task import make_demo_samples
     from data.splits import make_splits
-    from report.render import render_table
-    from report.scoring import build_report
+    from w2s_run.report.render import render_table
+    from w2s_run.report.scoring import build_report
     splits = make_splits(make_demo_samples(240), 20, 20, 200, seed=0)
     y = {x.id: x.label for x in splits.test}
     ids = list(y)
@@ -169,7 +169,7 @@ def test_report_prints_pgr_only_over_a_significant_gap_and_flags_above_100():
 def test_report_averages_seeds_and_orders_rows_like_the_paper():
     from data.demo_task import make_demo_samples
     from data.splits import make_splits
-    from report.scoring import build_report
+    from w2s_run.report.scoring import build_report
     s = make_demo_samples(40)
     splits = make_splits(s, 10, 10, 20, seed=0)
     y = {x.id: x.label for x in splits.test}

@@ -42,10 +42,10 @@ def test_demo_pipeline_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
 
     # Rerun: nothing is generated or trained again.
     import debate.backends
-    import core.classifier
+    import w2s_base.training.classifier
     monkeypatch.setattr(debate.backends, "make_backend",
                         lambda cfg: pytest.fail("debates were regenerated"))
-    monkeypatch.setattr(core.classifier, "fit", lambda *a, **k: pytest.fail("a model was retrained"))
+    monkeypatch.setattr(w2s_base.training.classifier, "fit", lambda *a, **k: pytest.fail("a model was retrained"))
     member = rd / "weak" / "members" / "none" / "minilm-l6" / "seed0" / "result.json"
     mtime = member.stat().st_mtime
     assert run.main(args) == 0
@@ -147,9 +147,9 @@ def test_a_run_killed_in_any_stage_resumes_to_the_uninterrupted_result(tmp_path,
     rerun the same command: transcripts, weak labels and report equal the uninterrupted run's."""
     from fake_backend import SeededBackend
 
-    import core.classifier
+    import w2s_base.training.classifier
     import debate.backends
-    real_fit = core.classifier.fit
+    real_fit = w2s_base.training.classifier.fit
 
     def args(name):
         a = ["--config", "configs/demo.yaml", "--name", name, "--set", f"output_dir={tmp_path}",
@@ -174,10 +174,10 @@ def test_a_run_killed_in_any_stage_resumes_to_the_uninterrupted_result(tmp_path,
     if stage == "debate":
         monkeypatch.setattr(debate.backends, "make_backend", lambda cfg: SeededBackend(fail_after_calls=at))
     else:
-        monkeypatch.setattr(core.classifier, "fit", fit_then_kill)
+        monkeypatch.setattr(w2s_base.training.classifier, "fit", fit_then_kill)
     assert run.main(args("killed")) == 130  # interrupted: finished work saved
     monkeypatch.setattr(debate.backends, "make_backend", lambda cfg: SeededBackend())
-    monkeypatch.setattr(core.classifier, "fit", real_fit)
+    monkeypatch.setattr(w2s_base.training.classifier, "fit", real_fit)
     assert run.main(args("killed")) == 0    # the same command resumes
     (ts_a, lab_a, rows_a), (ts_b, lab_b, rows_b) = _outputs(tmp_path / "whole"), _outputs(tmp_path / "killed")
     assert ts_a == ts_b

@@ -1,4 +1,4 @@
-"""core/plan.py: counts per stage and the GPU memory estimate of every training job,
+"""w2s_run/services/plan.py: counts per stage and the GPU memory estimate of every training job,
 from the models' configs only (no weights, no network)."""
 import socket
 from pathlib import Path
@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.config import LoraConfig, TrainConfig, load_config
-from core.plan import PlanError, estimate_memory, load_shape, plan, render_plan, student_count
+from w2s_base.spec.config import LoraConfig, TrainConfig, load_config
+from w2s_run.services.plan import PlanError, estimate_memory, load_shape, plan, render_plan, student_count
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "configs" / "paper_sciq_gpu.yaml"
@@ -126,7 +126,7 @@ def test_lora_count_matches_peft(tmp_path, targets):
     from peft import get_peft_model
     from transformers import Qwen2Config, Qwen2ForSequenceClassification
 
-    from core.classifier import _lora_config
+    from w2s_base.training.classifier import _lora_config
     cfg = Qwen2Config(hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
                       num_key_value_heads=2, vocab_size=500, num_labels=2)
     cfg.save_pretrained(tmp_path)  # a local folder: its config is read

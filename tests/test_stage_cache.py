@@ -1,7 +1,7 @@
 """Skip-if-done: a stored result is reused only while the spec that produced it is unchanged."""
 import json
 
-from core.stage_cache import cached, fingerprint
+from w2s_base.runfolder.stage_cache import cached, fingerprint
 
 
 def test_same_spec_reuses_changed_spec_recomputes(tmp_path):

@@ -1,4 +1,4 @@
-"""core.statistics: hand-checked arithmetic, the PGR gate on the issue's real case, and
+"""w2s_run.report.statistics: hand-checked arithmetic, the PGR gate on the issue's real case, and
 the calibration of the paired-difference decision by simulation (fixed seeds: every
 number here is deterministic, so a tolerance is a statement about the instrument, not a
 guard against flakiness)."""
@@ -9,7 +9,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from core import statistics as st
+from w2s_run.report import statistics as st
 
 
 def exact(m: int, acc: float, rng: np.random.Generator) -> np.ndarray:
@@ -20,7 +20,7 @@ def exact(m: int, acc: float, rng: np.random.Generator) -> np.ndarray:
 
 
 def loop_bootstrap(arrays, n, seed):
-    """Reference implementation: one rng.integers(0, m, m) per resample, as core.metrics."""
+    """Reference implementation: one rng.integers(0, m, m) per resample, as w2s_run.report.metrics."""
     rng = np.random.default_rng(seed)
     m = len(arrays[0])
     out = []
@@ -40,7 +40,7 @@ def test_same_resamples_as_core_metrics():
     rng = np.random.default_rng(3)
     w, c, s = exact(100, 0.48, rng), exact(100, 0.53, rng), exact(100, 0.63, rng)
     r = st.pgr_stat(s, w, c)
-    means = loop_bootstrap([s, w, c], 1000, 0)  # the resamples of core.metrics.bootstrap_acc
+    means = loop_bootstrap([s, w, c], 1000, 0)  # the resamples of w2s_run.report.metrics.bootstrap_acc
     gap = means[2] - means[1]
     kept = gap > 0
     assert r.dropped_frac == pytest.approx(1 - kept.mean())

@@ -1,4 +1,4 @@
-"""Experiment tracking (core/tracking.py), curve PNGs and the quiet console (core/console.py)."""
+"""Experiment tracking (w2s_run/services/tracking.py), curve PNGs and the quiet console (w2s_base/console.py)."""
 from __future__ import annotations
 
 import importlib.util
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from core import console
-from core.config import RunConfig, TrainConfig
-from core.tracking import (Tracker, TrackingUnavailable, import_backend, lr_schedule, report_rows,
+from w2s_base import console
+from w2s_base.spec.config import RunConfig, TrainConfig
+from w2s_run.services.tracking import (Tracker, TrackingUnavailable, import_backend, lr_schedule, report_rows,
                            save_curve_png, save_stage_curves)
 
 WEAK = {"none/minilm-l6/seed0": [0.69, 0.6, 0.52, 0.47, 0.41],
@@ -138,7 +138,7 @@ def test_backend_none_does_nothing(tmp_path):
 
 
 def test_a_failing_tracker_prints_one_line_and_stops(tmp_path, monkeypatch, capfd):
-    import core.tracking
+    import w2s_run.services.tracking
 
     class Broken:  # wandb, not logged in
         Settings = dict
@@ -146,7 +146,7 @@ def test_a_failing_tracker_prints_one_line_and_stops(tmp_path, monkeypatch, capf
         @staticmethod
         def init(**kw):
             raise RuntimeError("no API key configured\nmore detail")
-    monkeypatch.setattr(core.tracking, "import_backend", lambda backend: Broken)
+    monkeypatch.setattr(w2s_run.services.tracking, "import_backend", lambda backend: Broken)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     tracker = Tracker().start(_cfg(tmp_path, backend="wandb"))
     capfd.readouterr()
@@ -301,7 +301,7 @@ def test_stage_progress_counts_and_summarises(capfd):
 
 @pytest.mark.slow
 def test_quiet_libraries_hides_the_load_report_of_the_embedded_minilm(capfd):
-    from core.classifier import load_base_model
+    from w2s_base.training.classifier import load_base_model
     console.quiet_libraries("normal")
     with console.stage("weak"):
         load_base_model("minilm-l6", TrainConfig())
@@ -317,8 +317,8 @@ def test_quiet_libraries_hides_the_load_report_of_the_embedded_minilm(capfd):
     # reconfigured transformers' logging.
     import subprocess
     import sys
-    code = ("from core.console import quiet_libraries; quiet_libraries('verbose'); "
-            "from core.classifier import load_base_model; from core.config import TrainConfig; "
+    code = ("from w2s_base.console import quiet_libraries; quiet_libraries('verbose'); "
+            "from w2s_base.training.classifier import load_base_model; from w2s_base.spec.config import TrainConfig; "
             "load_base_model('minilm-l6', TrainConfig())")
     env = {k: v for k, v in os.environ.items() if k not in ("TRANSFORMERS_VERBOSITY", "TQDM_DISABLE")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from core.classifier import FeatureExtractor, LoraBase, load_lora_model, train_lora, train_probe
-from core.config import TrainConfig
-from core.losses import XentLoss
+from w2s_base.training.classifier import FeatureExtractor, LoraBase, load_lora_model, train_lora, train_probe
+from w2s_base.spec.config import TrainConfig
+from w2s_base.training.losses import XentLoss
 from data.demo_task import make_demo_samples
 
 TEXTS = [s.text for s in make_demo_samples(8)]

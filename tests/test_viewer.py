@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from core.layout import RunLayout
+from w2s_base.runfolder.layout import RunLayout
 from debate.transcript import Transcript
 from factories import make_transcript
-from report.viewer import (PER_PAGE, SEARCH_CHARS, data_dir_of, load_weak_preds, render_viewer,
+from w2s_run.report.viewer import (PER_PAGE, SEARCH_CHARS, data_dir_of, load_weak_preds, render_viewer,
                            write_viewer)
 
 XSS = "<script>alert(1)</script>"
@@ -241,7 +241,7 @@ def test_renders_in_headless_chromium(tmp_path, browser):
     assert cells == [["turn sideA", "2", "1"], ["turn sideB", "2", "2"], ["turn sideA", "3", "1"]]
     preds = b.eval("document.querySelectorAll('article')[1].querySelector('.preds').textContent")
     assert "weak: P(1)=0.700 \u2192 1 wrong" in preds and "weak_debate: P(1)=0.200 \u2192 0 right" in preds
-    # Consultancy: one speaker column, named by core.protocols.
+    # Consultancy: one speaker column, named by w2s_base.spec.protocols.
     heads = b.eval("""[...document.querySelector('article[data-protocol=consultancy]')
                       .querySelectorAll('.colhead')].map(h => h.textContent)""")
     assert heads == ["Consultant \u00b7 negative"]

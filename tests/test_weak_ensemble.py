@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from core.config import RunConfig
+from w2s_base.spec.config import RunConfig
 from data.demo_task import make_demo_samples
 from data.splits import make_splits
-from core.layout import RunLayout
+from w2s_base.runfolder.layout import RunLayout
 from factories import make_transcript
 from weak.stage import MemberTrainer, run_weak
 
@@ -34,9 +34,9 @@ def test_members_differ_by_seed_and_debate_and_rerun_skips(tmp_path, monkeypatch
                                {"name": "weak+debate", "protocol": "debate", "seeds": [0, 1], "debates": 2}],
                  "train": {"epochs": 2, "batch_size": 6, "max_length": 64, "lr": 5e-3}}})
     tr = {"debate": fake_transcripts(samples, 2)}
-    import core.classifier
-    real_fit, calls = core.classifier.fit, []
-    monkeypatch.setattr(core.classifier, "fit", lambda *a, **k: calls.append(k) or real_fit(*a, **k))
+    import w2s_base.training.classifier
+    real_fit, calls = w2s_base.training.classifier.fit, []
+    monkeypatch.setattr(w2s_base.training.classifier, "fit", lambda *a, **k: calls.append(k) or real_fit(*a, **k))
     labs = run_weak(cfg, MemberTrainer(cfg, splits, RunLayout(tmp_path)), tr)
     assert len(calls) == 2 + 4  # the single weak+debate model is the ensemble's first member: trained once
     assert list(labs) == ["weak", "single+debate", "weak+debate"]
@@ -53,7 +53,7 @@ def test_members_differ_by_seed_and_debate_and_rerun_skips(tmp_path, monkeypatch
     rows = [json.loads(l) for l in (tmp_path / "weak" / "weak_debate" / "labels.jsonl").read_text().splitlines()]
     assert len(rows) == 12 and all(len(r["members"]) == 4 and len(r["debate_keys"]) == 2 for r in rows)
 
-    monkeypatch.setattr(core.classifier, "fit", lambda *a, **k: pytest.fail("a member was retrained"))
+    monkeypatch.setattr(w2s_base.training.classifier, "fit", lambda *a, **k: pytest.fail("a member was retrained"))
     again = run_weak(cfg, MemberTrainer(cfg, splits, RunLayout(tmp_path)), tr)
     assert again["weak+debate"].test_p1 == labs["weak+debate"].test_p1
 

@@ -17,15 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from core import console
-from core.classifier import ModelTrainer, load_tokenizer
-from core.config import LabellerConfig, RunConfig
-from core.distributed import is_main
-from core.jsonl import JsonlWriter, save_json
-from core.layout import RunLayout, slug
-from core.losses import XentLoss
-from core.models import resolve_model
-from core.stage_cache import cached
+from w2s_base import console
+from w2s_base.training.classifier import ModelTrainer, load_tokenizer
+from w2s_base.spec.config import LabellerConfig, RunConfig
+from w2s_base.training.distributed import is_main
+from w2s_base.runfolder.jsonl import JsonlWriter, save_json
+from w2s_base.runfolder.layout import RunLayout, slug
+from w2s_base.training.losses import XentLoss
+from w2s_base.training.models import resolve_model
+from w2s_base.runfolder.stage_cache import cached
 from data.schema import Sample
 from data.splits import Splits
 from debate.transcript import Transcript

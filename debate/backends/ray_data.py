@@ -28,7 +28,7 @@ import json
 import os
 from typing import Any
 
-from core.models import resolve_model
+from w2s_base.training.models import resolve_model
 
 from .base import Generation, Message, SamplingParams, Seeds, cut_at_stop
 

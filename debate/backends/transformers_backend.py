@@ -5,7 +5,7 @@ import hashlib
 
 import torch
 
-from core.models import resolve_model
+from w2s_base.training.models import resolve_model
 
 from .base import Generation, Message, SamplingParams, Seeds, cut_at_stop
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core.jsonl import save_json, write_text_atomic
-from core.layout import RunLayout
+from w2s_base.runfolder.jsonl import save_json, write_text_atomic
+from w2s_base.runfolder.layout import RunLayout
 
-from .model import SCHEMA_VERSION, Report
-from .plot import plot_report
-from .render import render_table
+from w2s_run.report.model import SCHEMA_VERSION, Report
+from w2s_run.report.plot import plot_report
+from w2s_run.report.render import render_table
 
 
 class ReportError(ValueError):

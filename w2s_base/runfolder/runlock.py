@@ -34,11 +34,11 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .config import ConfigError
+from w2s_base.spec.config import ConfigError
 
 if TYPE_CHECKING:
-    from .config import RunConfig
-    from .layout import RunLayout
+    from w2s_base.spec.config import RunConfig
+    from w2s_base.runfolder.layout import RunLayout
 
 LOCK_NAME = ".lock"
 _HELD: dict[Path, "RunLock"] = {}  # run folders this process holds, by resolved path

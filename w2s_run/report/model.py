@@ -9,10 +9,10 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.statistics import ErrorBreakdown, GapResult, PairedDifferenceResult, PGRResult, SeedSpread
+from w2s_run.report.statistics import ErrorBreakdown, GapResult, PairedDifferenceResult, PGRResult, SeedSpread
 
 # 2: PGR with its verdict and dropped share, the weak-ceiling gap, paired student
-#    comparisons, seed spread and error breakdowns (core/statistics.py).
+#    comparisons, seed spread and error breakdowns (w2s_run/report/statistics.py).
 SCHEMA_VERSION = 2
 
 
@@ -76,7 +76,7 @@ class RunMeta(BaseModel):
     strong_model: str
     debate: dict | None = None         # the debate config, when transcripts were used
     fit: dict | None = None            # over-long texts: policy, counts per model (data/fit.py)
-    environment: dict | None = None    # packages, code commit, device (core/environment.py)
+    environment: dict | None = None    # packages, code commit, device (w2s_base/runfolder/environment.py)
     seconds: dict[str, float] = {}     # this invocation's stage times
     peak_rss_mb_after: dict[str, float] = {}
 

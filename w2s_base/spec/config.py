@@ -14,9 +14,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from .layout import RunLayout
-from .protocols import PROTOCOLS, Protocol
-from .tracking import TrackingConfig
+from w2s_base.runfolder.layout import RunLayout
+from w2s_base.spec.protocols import PROTOCOLS, Protocol
+from w2s_run.services.tracking import TrackingConfig
 
 
 class Strict(BaseModel):
@@ -404,8 +404,8 @@ GOLD = "gold"  # the ceiling's labeller: the transfer split's gold labels
 
 
 # The checkout this code runs from: no run folder may land in it (its root, a folder
-# above it) or in one of its source folders (core/, debate/, .git/, configs/, ...).
-REPO_ROOT = Path(__file__).resolve().parents[1]
+# above it) or in one of its source folders (w2s_base/, debate/, .git/, configs/, ...).
+REPO_ROOT = Path(__file__).resolve().parents[2]
 _SOURCE_SUFFIXES = {".py", ".yaml", ".yml", ".sh", ".toml"}
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 
@@ -437,7 +437,7 @@ class RunConfig(Strict):
     debate: DebateConfig = DebateConfig()
     weak: WeakConfig = WeakConfig()
     strong: StrongConfig = StrongConfig()
-    tracking: TrackingConfig = TrackingConfig()  # experiment tracker (off by default; core/tracking.py)
+    tracking: TrackingConfig = TrackingConfig()  # experiment tracker (off by default; w2s_run/services/tracking.py)
 
     @field_validator("name")
     @classmethod

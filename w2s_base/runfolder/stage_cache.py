@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from .distributed import is_main
-from .jsonl import save_json
+from w2s_base.training.distributed import is_main
+from w2s_base.runfolder.jsonl import save_json
 
 
 def fingerprint(obj: Any) -> str:

@@ -225,7 +225,7 @@ def model_label(path: str) -> str:
     """The config's name for a checkpoint path: an embedded model's name
     (minilm-l6), else the folder name or the hub id."""
     try:
-        from .models import EMBEDDED, cache_root, embedded_source
+        from w2s_base.training.models import EMBEDDED, cache_root, embedded_source
         p = Path(path).resolve()
         for name, emb in EMBEDDED.items():
             try:
@@ -266,7 +266,7 @@ _LOAD_REPORT_FILTER = _LoadReportFilter()
 def inner_bars() -> bool:
     """Whether per-model bars (training steps, features, predictions) should show:
     only when verbose, or when no stage bar is running (and not quiet). For the
-    tqdm calls inside core/classifier.py: `disable=not console.inner_bars() or None`."""
+    tqdm calls inside w2s_base/training/classifier.py: `disable=not console.inner_bars() or None`."""
     if _verbosity == "verbose":
         return True
     return _verbosity != "quiet" and _bar is None

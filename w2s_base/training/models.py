@@ -116,7 +116,7 @@ def resolve_model(name: str) -> str:
 
 
 # ------------------------------------------------------------ cheap checks
-# What a run needs, checked before anything loads (core/preflight.py): files on
+# What a run needs, checked before anything loads (w2s_run/services/preflight.py): files on
 # disk and the hub cache only, never a weight read and never the network.
 
 _TRUE = {"1", "on", "yes", "true"}

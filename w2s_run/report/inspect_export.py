@@ -52,14 +52,14 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from core.layout import RunLayout, slug
-from core.protocols import PROTOCOLS
-from core.protocols import protocol as protocol_spec
+from w2s_base.runfolder.layout import RunLayout, slug
+from w2s_base.spec.protocols import PROTOCOLS
+from w2s_base.spec.protocols import protocol as protocol_spec
 from debate.engine import load_transcripts
 from debate.transcript import Transcript
 from weak.labels import LabellerResult
 
-from . import ReportError
+from w2s_run.report import ReportError
 
 INSTALL_HINT = 'the inspect export needs inspect_ai, which is not installed: pip install -e ".[inspect]"'
 SPLITS = ("weak_train", "transfer", "test")
@@ -253,7 +253,7 @@ def _log(ia: SimpleNamespace, *, run: str, protocol: str, split: str, part: int,
         model=", ".join(models),
         config=ia.EvalConfig(epochs=max(s.epoch for s in samples)),
         metadata={"run": run, "protocol": protocol, "split": split, "part": part, "parts": parts,
-                  "models": models, "source": "w2s-debate report.inspect_export"},
+                  "models": models, "source": "w2s-debate w2s_run.report.inspect_export"},
         viewer=ia.ViewerConfig(trust_content=False),
     )
     # the export time as start and end: the viewer computes a duration from them

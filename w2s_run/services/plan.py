@@ -42,8 +42,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from .config import ConfigError, RunConfig, TrainConfig
-from .protocols import protocol as protocol_spec
+from w2s_base.spec.config import ConfigError, RunConfig, TrainConfig
+from w2s_base.spec.protocols import protocol as protocol_spec
 
 GIB = 2 ** 30
 ACT_H = 15.0          # bf16 activation values per token per layer, per hidden unit
@@ -111,7 +111,7 @@ class ModelShape(BaseModel):
 
 def _config_folder(name: str) -> tuple[Path | None, str]:
     """A local folder holding the model's config.json, or None; and where it is."""
-    from .models import EMBEDDED, cache_root, embedded_source
+    from w2s_base.training.models import EMBEDDED, cache_root, embedded_source
     if name in EMBEDDED:
         if not EMBEDDED[name].gguf:
             try:
@@ -148,7 +148,7 @@ def load_shape(name: str, trust_remote_code: bool = False) -> ModelShape | None:
     elif name in PUBLISHED:
         values = dict(PUBLISHED[name])
         config = AutoConfig.for_model(values.pop("model_type"), **values)
-        source = "published config values (core/plan.py)"
+        source = "published config values (w2s_run/services/plan.py)"
     else:
         return None
     config.num_labels = 2
@@ -419,7 +419,7 @@ def plan(cfg: RunConfig, gpu_memory_gib: float | None = None, processes: int | N
     for j in jobs:
         if j.fits is None:
             notes.append(f"{j.stage} {j.model}: no config at hand (not local, not in the hub cache, not in "
-                         "core/plan.py's published values): memory not estimated")
+                         "w2s_run/services/plan.py's published values): memory not estimated")
         elif not j.fits:
             m = j.memory
             problems.append(

@@ -8,7 +8,7 @@ Two modes, chosen per model in the config (`train.mode`), one function each:
   final hidden state; encoders: mean pooling), as Burns et al. and EleutherAI/w2s
   also offer. Features are cached on disk per (model, text), so every student
   trained on the same texts pays for the forward passes once.
-Both modes share the loop below and the soft-label losses of core/losses.py.
+Both modes share the loop below and the soft-label losses of w2s_base/training/losses.py.
 
 Memory (GPU scale; `python run.py plan` estimates it): `train.dtype` is the dtype the
 frozen weights load in, while the trainable parameters (LoRA adapters, the head) stay
@@ -29,11 +29,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import console
-from . import distributed as dist
-from .config import TrainConfig
-from .distributed import device
-from .models import cache_root, resolve_model
+from w2s_base import console
+from w2s_base.training import distributed as dist
+from w2s_base.spec.config import TrainConfig
+from w2s_base.training.distributed import device
+from w2s_base.training.models import cache_root, resolve_model
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
 
@@ -180,7 +180,7 @@ def fit(module: torch.nn.Module, forward: Callable[[torch.nn.Module, list[int]],
     returns the loss per optimiser step: the mean over the whole optimiser batch
     (batch_size * grad_accum rows), on every process.
 
-    Under a multi-process launcher (core/distributed.py) the module is wrapped for
+    Under a multi-process launcher (w2s_base/training/distributed.py) the module is wrapped for
     DDP and each process takes its share of every batch: all processes draw the same
     permutation (same seed), so together they train on exactly the batches one
     process would. `ddp=False`: every process trains the whole thing by itself.

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.statistics import VERDICT_OK
+from w2s_run.report.statistics import VERDICT_OK
 
-from .model import CeilingRow, Report, StudentRow, WeakRow
+from w2s_run.report.model import CeilingRow, Report, StudentRow, WeakRow
 
 
 def plot_report(report: Report, out: Path) -> Path | None:

@@ -2,7 +2,7 @@
 PGR of every student against the plain weak model, gated on a significant
 weak-ceiling gap; every student compared, paired, with the student on plain weak
 labels; where each student's accuracy comes from. The definitions of every
-interval and verdict are in core/statistics.py.
+interval and verdict are in w2s_run/report/statistics.py.
 
 PGR is always measured against the plain (no-debate) weak labeller, as in the
 paper, so debate-trained labellers and their students compete on one scale.
@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from core import statistics as st
-from core.config import GOLD
-from core.metrics import accuracy, bootstrap_acc, ece
+from w2s_run.report import statistics as st
+from w2s_base.spec.config import GOLD
+from w2s_run.report.metrics import accuracy, bootstrap_acc, ece
 from data.splits import Splits
 from strong.stage import Preds, StudentKey
 from weak.labels import LabellerResult
 
-from .model import CeilingRow, Comparison, MemberScore, Report, RunMeta, StudentRow, WeakRow
+from w2s_run.report.model import CeilingRow, Comparison, MemberScore, Report, RunMeta, StudentRow, WeakRow
 
 
 def build_report(name: str, splits: Splits, labellers: dict[str, LabellerResult],

@@ -1,7 +1,7 @@
 """Stored transcripts on the console (`run.py list` and `run.py show`)."""
 from __future__ import annotations
 
-from core.layout import RunLayout
+from w2s_base.runfolder.layout import RunLayout
 from debate.engine import load_transcripts
 from debate.transcript import Transcript
 

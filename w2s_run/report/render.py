@@ -2,10 +2,10 @@
 run) and two runs side by side (`run.py compare`)."""
 from __future__ import annotations
 
-from core.environment import one_line
-from core.statistics import VERDICT_NOT_SIGNIFICANT, VERDICT_OK, VERDICT_UNDEFINED
+from w2s_base.runfolder.environment import one_line
+from w2s_run.report.statistics import VERDICT_NOT_SIGNIFICANT, VERDICT_OK, VERDICT_UNDEFINED
 
-from .model import CeilingRow, Report, StudentRow, WeakRow
+from w2s_run.report.model import CeilingRow, Report, StudentRow, WeakRow
 
 
 def row_title(r) -> str:
@@ -117,7 +117,7 @@ def render_table(report: Report) -> str:
     lines += ["", f"PGR = (W2S − weak) / (ceiling − weak), against the plain weak model "
                   f"`{report.reference}`; 95 % paired bootstrap intervals over test samples (1000 "
                   "resamples); a PGR interval is taken over the resamples where the ceiling beats the "
-                  "weak model, and the share dropped is shown beside it. Definitions: core/statistics.py."]
+                  "weak model, and the share dropped is shown beside it. Definitions: w2s_run/report/statistics.py."]
     meta = report.meta
     if meta and meta.fit and meta.fit["n_overlong"]:
         f = meta.fit
@@ -156,10 +156,10 @@ def compare_reports(a: Report, b: Report) -> str:
 
 def compare_runs(runs: list[str]) -> str:
     """`run.py compare RUN_A RUN_B`: two run folders (or names under runs/)."""
-    from core.config import ConfigError
-    from core.layout import RunLayout
+    from w2s_base.spec.config import ConfigError
+    from w2s_base.runfolder.layout import RunLayout
 
-    from . import read_report
+    from w2s_run.report import read_report
     if len(runs) != 2:
         raise ConfigError("compare needs two runs: python run.py compare RUN_A RUN_B")
     return compare_reports(*(read_report(RunLayout.find(r)) for r in runs))

@@ -4,7 +4,7 @@
          -> strong students and ceiling -> report
 
 Each stage reads typed inputs and leaves its outputs in the run folder
-(core/layout.py), where a rerun finds them: finished transcripts, members and
+(w2s_base/runfolder/layout.py), where a rerun finds them: finished transcripts, members and
 students are reused as long as the settings that produced them are unchanged.
 `run.py` parses the command line and calls `run_pipeline`.
 """
@@ -15,25 +15,25 @@ import resource
 import time
 from contextlib import contextmanager
 
-from core import console
-from core import distributed as dist
-from core.config import RunConfig
-from core.environment import environment
-from core.jsonl import JsonlWriter, save_json, write_text_atomic
-from core.layout import RunLayout
-from core.preflight import preflight
-from core.protocols import protocol as protocol_spec
-from core.runlock import RunLock, describe, write_config_of_record
-from core.tracking import Tracker, record_stage, report_rows
+from w2s_base import console
+from w2s_base.training import distributed as dist
+from w2s_base.spec.config import RunConfig
+from w2s_base.runfolder.environment import environment
+from w2s_base.runfolder.jsonl import JsonlWriter, save_json, write_text_atomic
+from w2s_base.runfolder.layout import RunLayout
+from w2s_run.services.preflight import preflight
+from w2s_base.spec.protocols import protocol as protocol_spec
+from w2s_base.runfolder.runlock import RunLock, describe, write_config_of_record
+from w2s_run.services.tracking import Tracker, record_stage, report_rows
 from data.fit import FitResult, fit_samples, make_reader
 from data.schema import Sample
 from data.source import samples_for
 from data.splits import Splits, make_splits
 from debate.transcript import Transcript
-from report import write_report
-from report.model import Report, RunMeta
-from report.render import render_table
-from report.scoring import build_report
+from w2s_run.report import write_report
+from w2s_run.report.model import Report, RunMeta
+from w2s_run.report.render import render_table
+from w2s_run.report.scoring import build_report
 from strong.stage import run_strong
 from weak.stage import MemberTrainer, run_weak
 
@@ -150,7 +150,7 @@ def run_pipeline(cfg: RunConfig, until: str | None = None) -> Report | None:
     """The whole run; `until` stops after that stage ("debate", "weak", "strong")."""
     preflight(cfg, until)  # every model, file and folder the run needs, before anything loads
     if dist.device().type == "cuda":  # refuse a config whose training cannot fit, before the spend
-        from core.plan import plan
+        from w2s_run.services.plan import plan
         plan(cfg)
     layout = cfg.layout
     # One run per folder (a second is refused, naming this one); the other ranks of a
@@ -206,7 +206,7 @@ def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None, env: dict)
                  "peak_rss_mb_after": clock.peak_rss_mb})
     print(render_table(report))
     if transcripts:
-        from report.viewer import write_viewer
+        from w2s_run.report.viewer import write_viewer
         console.info(f"[view] debates: {write_viewer(layout)}")
     print(f"[report] {path}")
     return report

@@ -99,7 +99,7 @@ def lr_schedule(tcfg, steps: int) -> list[float]:
 # ---------------------------------------------------------------- report table
 def report_rows(report) -> list[dict[str, Any]]:
     """The report's rows as flat dicts (one per weak labeller, student and the
-    ceiling): what `Tracker.log_table` logs. Reads report/model.py's rows by field."""
+    ceiling): what `Tracker.log_table` logs. Reads w2s_run/report/model.py's rows by field."""
     rows = []
     for r in report.rows:
         kind = r.kind
@@ -165,7 +165,7 @@ class Tracker:
         t: TrackingConfig = cfg.tracking
         if t.backend == "none":
             return self
-        from .distributed import is_main
+        from w2s_base.training.distributed import is_main
         if not is_main():  # under a multi-process launcher one process logs
             return self
         root = Path(cfg.run_dir)
@@ -190,7 +190,7 @@ class Tracker:
         self._ledger_path = root / LEDGER
         self._ledger_key = f"{t.backend}|{t.project}|{self._group}|{self.location}"
         self._ledger = self._read_ledger()
-        from .console import info
+        from w2s_base.console import info
         info(f"[tracking] {t.backend}: {self.location} (view: {view})")
         return self
 
@@ -247,7 +247,7 @@ class Tracker:
         try:
             fn()
         except Exception as e:  # tracking must never fail a training run
-            from .console import error_line
+            from w2s_base.console import error_line
             why = (str(e).strip().splitlines() or [""])[0]
             hint = "; log in with `wandb login`, or set WANDB_MODE=offline" if self.backend == "wandb" else ""
             error_line(f"[tracking] {self.backend} failed while logging {what} ({type(e).__name__}: {why}); "

@@ -1,5 +1,5 @@
 """Accuracy, calibration, and the bootstrap interval of one accuracy over test samples
-(PGR and every paired comparison: core/statistics.py)."""
+(PGR and every paired comparison: w2s_run/report/statistics.py)."""
 from __future__ import annotations
 
 import numpy as np

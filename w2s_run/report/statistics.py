@@ -18,8 +18,8 @@ What is resampled
 A nonparametric *paired bootstrap over test samples*. ``n`` resamples (default 1000),
 each ``m`` test-sample indices drawn uniformly with replacement, from
 ``rng = numpy.random.default_rng(seed)`` (default seed 0) as ``rng.integers(0, m, m)`` once
-per resample, in order. This is exactly the index stream of ``core.metrics.bootstrap_acc``
-and ``core.metrics.bootstrap_pgr``, so for the same seed and 0/1 inputs the intervals here
+per resample, in order. This is exactly the index stream of ``w2s_run.report.metrics.bootstrap_acc``
+and ``w2s_run.report.metrics.bootstrap_pgr``, so for the same seed and 0/1 inputs the intervals here
 coincide with theirs. Within one call every array is evaluated on the SAME ``n`` index
 vectors, so every comparison is paired: per-sample difficulty shared by the models cancels
 out of differences and ratios.
