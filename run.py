@@ -58,7 +58,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def load(args: argparse.Namespace):
-    from w2s_base.spec.config import load_config
+    from w2s_base.config import load_config
     ov = list(args.overrides)
     if args.name is not None:  # quoted: `--name 2024` is the string "2024"
         ov.append(f"name={json.dumps(args.name)}")
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from w2s_base.console import quiet_libraries  # first: tqdm reads TQDM_DISABLE when first imported
     quiet_libraries("quiet" if args.quiet else "verbose" if args.verbose else "normal")
-    from w2s_base.spec.config import ConfigError
+    from w2s_base.config import ConfigError
     from w2s_base.training.models import ModelNotFound
     from data.schema import DataError
     from debate.prompts import PromptError

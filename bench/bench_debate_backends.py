@@ -68,7 +68,7 @@ def _samples(n: int):
 
 
 def _cfg(args, backend: str, **kw):
-    from w2s_base.spec.config import DebateConfig
+    from w2s_base.config import DebateConfig
     from debate.backends.base import SamplingParams
     return DebateConfig(backend=backend, num_turns=args.turns, chunk_size=args.n, seed=args.seed,
                         sampling=SamplingParams(max_new_tokens=args.max_new_tokens,

@@ -61,7 +61,7 @@ def synthetic_transcripts(n: int, seed: int = 0, words_per_turn: int = 80):
     per sample 4 debates (3 turns) + 1 consultancy + 1 market-making (1 turn each);
     SciQ-like sample texts of ~40-70 words. Also returns the weak predictions of six
     labellers, {labeller: {sample_id: P(1)}}."""
-    from w2s_base.spec.config import SamplingParams
+    from w2s_base.config import SamplingParams
 
     rng = random.Random(seed)
     sampling = SamplingParams().model_dump()

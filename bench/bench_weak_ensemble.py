@@ -27,7 +27,7 @@ def one_variant(variant: str, members: int, n: int, model: str) -> dict:
     import numpy as np
 
     from w2s_base.training.classifier import LoraBase, train_lora
-    from w2s_base.spec.config import TrainConfig
+    from w2s_base.config import TrainConfig
     from w2s_base.training.losses import XentLoss
     from data.demo_task import make_demo_samples
 

@@ -131,8 +131,7 @@ def count_tokens(tok, texts: Sequence[str]) -> list[int]:
 def make_reader(name: str, max_length: int, model: str | None = None,
                 trust_remote_code: bool = False) -> Reader:
     """A reader for a model name or path of the config (`model` defaults to `name`)."""
-    from w2s_base.training.classifier import load_tokenizer
-    from w2s_base.training.models import resolve_model
+    from w2s_base.training.models import load_tokenizer, resolve_model
     return (name, load_tokenizer(resolve_model(model or name), trust_remote_code), max_length)
 
 

@@ -2,7 +2,7 @@
 a built-in task is generated, any other is loaded from a file or the hub."""
 from __future__ import annotations
 
-from w2s_base.spec.config import DataConfig
+from w2s_base.config import DataConfig
 
 from .loading import load_samples
 from .schema import Sample

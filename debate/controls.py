@@ -36,8 +36,8 @@ import hashlib
 import json
 import random
 
-from w2s_base.spec.config import ControlSpec, SamplingParams, fmt_reliability as _fmt_r
-from w2s_base.spec.protocols import protocol as protocol_spec
+from w2s_base.config import ControlSpec, SamplingParams, fmt_reliability as _fmt_r
+from w2s_base.protocols import protocol as protocol_spec
 from data.schema import Sample
 
 from .transcript import Transcript, Turn, debate_key

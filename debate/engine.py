@@ -18,9 +18,9 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
-from w2s_base.spec.config import DebateConfig
+from w2s_base.config import DebateConfig
 from w2s_base.runfolder.jsonl import JsonlWriter, read_jsonl
-from w2s_base.spec.protocols import protocol as protocol_spec
+from w2s_base.protocols import protocol as protocol_spec
 from data.schema import Sample
 
 from .backends.base import Backend, ContinuousBackend, Generation, NextRequest, Request, run_in_turns

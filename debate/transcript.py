@@ -6,8 +6,8 @@ import json
 
 from pydantic import BaseModel, ConfigDict
 
-from w2s_base.spec.config import SamplingParams
-from w2s_base.spec.protocols import Side
+from w2s_base.config import SamplingParams
+from w2s_base.protocols import Side
 
 
 class Turn(BaseModel):

@@ -9,7 +9,7 @@ import numpy as np
 
 from w2s_base import console
 from w2s_base.training.classifier import ModelTrainer
-from w2s_base.spec.config import GOLD, RunConfig
+from w2s_base.config import GOLD, RunConfig
 from w2s_base.runfolder.layout import RunLayout
 from w2s_base.training.losses import make_loss
 from w2s_base.runfolder.stage_cache import cached

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from w2s_base.training import distributed as dist  # noqa: E402
 from w2s_base.training.classifier import fit  # noqa: E402
-from w2s_base.spec.config import TrainConfig  # noqa: E402
+from w2s_base.config import TrainConfig  # noqa: E402
 from w2s_base.training.losses import make_loss  # noqa: E402
 
 g = torch.Generator().manual_seed(0)

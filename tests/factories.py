@@ -1,7 +1,7 @@
 """Shared test factories: transcripts and report rows, built one way for every test."""
 from __future__ import annotations
 
-from w2s_base.spec.config import SamplingParams
+from w2s_base.config import SamplingParams
 from debate.transcript import Transcript, Turn
 
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from w2s_base.spec.config import ConfigError, RunConfig, load_config
+from w2s_base.config import ConfigError, RunConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +54,7 @@ def test_missing_file(tmp_path):
 
 
 def test_labellers_decide_protocols_and_debates(tmp_path):
-    from w2s_base.spec.config import ConfigError, load_config
+    from w2s_base.config import ConfigError, load_config
     p = tmp_path / "c.yaml"
     p.write_text("""
 weak:

@@ -7,7 +7,7 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from w2s_base.spec.config import DebateConfig
+from w2s_base.config import DebateConfig
 from data.demo_task import make_demo_samples
 from data.schema import Sample
 from debate.controls import (
@@ -219,7 +219,7 @@ def test_shuffled_ignores_other_samples_and_needs_two(samples):
 
 
 def test_weak_input_renders_both_controls(samples):
-    from w2s_base.training.classifier import load_tokenizer
+    from w2s_base.training.models import load_tokenizer
     from w2s_base.training.models import resolve_model
     from weak.inputs import weak_input
 

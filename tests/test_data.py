@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from w2s_base.spec.config import DataConfig
+from w2s_base.config import DataConfig
 from data.loading import convert_row
 from data.demo_task import make_demo_samples
 from data.loading import load_samples

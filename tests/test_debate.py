@@ -2,10 +2,10 @@ import json
 
 import pytest
 
-from w2s_base.spec.config import DebateConfig
+from w2s_base.config import DebateConfig
 from data.demo_task import make_demo_samples
 from debate.engine import DebateRunner, load_transcripts
-from w2s_base.spec.protocols import protocol
+from w2s_base.protocols import protocol
 from fake_backend import EchoBackend
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from w2s_base.training.classifier import ModelTrainer
-from w2s_base.spec.config import TrainConfig
+from w2s_base.config import TrainConfig
 from w2s_base.training.losses import XentLoss
 from data.demo_task import make_demo_samples
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import run
-from w2s_base.spec.config import ConfigError, load_config
+from w2s_base.config import ConfigError, load_config
 from w2s_base.training.models import EMBEDDED, ModelNotFound, check_model, resolve_model
 from w2s_run.services.preflight import needed_models, preflight
 from w2s_base.runfolder.runlock import LOCK_NAME, RunLock, RunLocked, write_config_of_record
@@ -184,7 +184,7 @@ def test_every_problem_of_every_stage_is_reported_at_once(tmp_path):
 def test_preflight_loads_nothing_and_is_quick(tmp_path):
     """The missing strong model used to surface only after every debate and weak member."""
     code = ("import sys, time; t = time.perf_counter()\n"
-            "from w2s_base.spec.config import load_config, ConfigError\nfrom w2s_run.services.preflight import preflight\n"
+            "from w2s_base.config import load_config, ConfigError\nfrom w2s_run.services.preflight import preflight\n"
             f"cfg = load_config('configs/demo.yaml', ['output_dir={tmp_path}', 'strong.model=/nope'])\n"
             "try:\n    preflight(cfg)\nexcept ConfigError as e:\n    print(e)\n"
             "print(sorted(m for m in ('torch', 'transformers', 'debate', 'weak', 'strong', 'data') "

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from w2s_base.training.classifier import load_tokenizer
+from w2s_base.training.models import load_tokenizer
 from w2s_base.training.models import resolve_model
 from data.fit import MARKER, fit_samples
 from data.loading import convert_row, load_samples

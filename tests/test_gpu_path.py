@@ -67,7 +67,7 @@ def make_tiny_qwen(folder: Path) -> str:
 def paper_train(**small):
     """The strong student's training settings of the shipped paper config, with the
     sizes scaled down for CPU."""
-    from w2s_base.spec.config import load_config
+    from w2s_base.config import load_config
     tcfg = load_config(ROOT / "configs" / "paper_sciq_gpu.yaml").strong.train
     return tcfg.model_copy(update={"epochs": 1, "batch_size": 4, "grad_accum": 2, "max_length": 32,
                                    "lr": 1e-2, "warmup_frac": 0.0, **small})
@@ -86,7 +86,7 @@ if __name__ != "__main__":
         return make_tiny_qwen(tmp_path_factory.mktemp("tiny-qwen2"))
 
     def test_paper_config_ships_the_memory_settings():
-        from w2s_base.spec.config import load_config
+        from w2s_base.config import load_config
         cfg = load_config(ROOT / "configs" / "paper_sciq_gpu.yaml")
         for stage in (cfg.weak, cfg.strong):
             assert stage.train.mode == "lora"

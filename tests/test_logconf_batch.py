@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from w2s_base.training.classifier import _gather_rows, fit
-from w2s_base.spec.config import TrainConfig
+from w2s_base.config import TrainConfig
 from w2s_base.training.losses import LogConfLoss, ProductLoss, XentLoss, make_loss
 
 

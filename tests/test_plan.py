@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from w2s_base.spec.config import LoraConfig, TrainConfig, load_config
+from w2s_base.config import LoraConfig, TrainConfig, load_config
 from w2s_run.services.plan import PlanError, estimate_memory, load_shape, plan, render_plan, student_count
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ import pytest
 from debate.prompts import (ENGINE_VARIABLES, SAFE_GLOBALS, PromptError, load_prompt_set,
                             representative_variables)
 
-from w2s_base.spec.protocols import protocol as _protocol
+from w2s_base.protocols import protocol as _protocol
 
 
 def schedule(name, num_turns):

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from w2s_base.spec.config import DebateConfig
+from w2s_base.config import DebateConfig
 from data.demo_task import make_demo_samples
 from debate.backends import make_backend
 from debate.backends.base import SamplingParams
@@ -583,7 +583,7 @@ def test_credentials_in_an_endpoint_url_are_never_recorded(fake):
 
 
 def test_server_url_lists_are_validated():
-    from w2s_base.spec.config import ConfigError, load_config
+    from w2s_base.config import ConfigError, load_config
     cfg = DebateConfig(server_url=["http://127.0.0.1:1", "http://127.0.0.1:2/v1"])
     assert cfg.server_urls == ["http://127.0.0.1:1", "http://127.0.0.1:2/v1"]
     assert DebateConfig(server_url="http://h:1").server_urls == ["http://h:1"]

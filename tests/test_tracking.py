@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from w2s_base import console
-from w2s_base.spec.config import RunConfig, TrainConfig
+from w2s_base.config import RunConfig, TrainConfig
 from w2s_run.services.tracking import (Tracker, TrackingUnavailable, import_backend, lr_schedule, report_rows,
                            save_curve_png, save_stage_curves)
 
@@ -318,7 +318,7 @@ def test_quiet_libraries_hides_the_load_report_of_the_embedded_minilm(capfd):
     import subprocess
     import sys
     code = ("from w2s_base.console import quiet_libraries; quiet_libraries('verbose'); "
-            "from w2s_base.training.classifier import load_base_model; from w2s_base.spec.config import TrainConfig; "
+            "from w2s_base.training.classifier import load_base_model; from w2s_base.config import TrainConfig; "
             "load_base_model('minilm-l6', TrainConfig())")
     env = {k: v for k, v in os.environ.items() if k not in ("TRANSFORMERS_VERBOSITY", "TQDM_DISABLE")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,

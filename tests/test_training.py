@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from w2s_base.training.classifier import FeatureExtractor, LoraBase, load_lora_model, train_lora, train_probe
-from w2s_base.spec.config import TrainConfig
+from w2s_base.config import TrainConfig
 from w2s_base.training.losses import XentLoss
 from data.demo_task import make_demo_samples
 

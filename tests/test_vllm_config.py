@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from w2s_base.spec.config import ConfigError, DebateConfig, VLLMEngineConfig, load_config
+from w2s_base.config import ConfigError, DebateConfig, VLLMEngineConfig, load_config
 from debate.backends.vllm_engine import replica_devices, serve_args, split_for_replicas
 
 ROOT = Path(__file__).resolve().parents[1]

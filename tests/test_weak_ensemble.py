@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from w2s_base.spec.config import RunConfig
+from w2s_base.config import RunConfig
 from data.demo_task import make_demo_samples
 from data.splits import make_splits
 from w2s_base.runfolder.layout import RunLayout

@@ -1,4 +1,4 @@
-from w2s_base.training.classifier import load_tokenizer
+from w2s_base.training.models import load_tokenizer
 from w2s_base.training.models import resolve_model
 from factories import make_transcript
 from weak.inputs import weak_input

@@ -17,12 +17,12 @@ from contextlib import contextmanager
 
 from w2s_base import console
 from w2s_base.training import distributed as dist
-from w2s_base.spec.config import RunConfig
+from w2s_base.config import RunConfig
 from w2s_base.runfolder.environment import environment
 from w2s_base.runfolder.jsonl import JsonlWriter, save_json, write_text_atomic
 from w2s_base.runfolder.layout import RunLayout
 from w2s_run.services.preflight import preflight
-from w2s_base.spec.protocols import protocol as protocol_spec
+from w2s_base.protocols import protocol as protocol_spec
 from w2s_base.runfolder.runlock import RunLock, describe, write_config_of_record
 from w2s_run.services.tracking import Tracker, record_stage, report_rows
 from data.fit import FitResult, fit_samples, make_reader

@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from w2s_base import console
-from w2s_base.training.classifier import ModelTrainer, load_tokenizer
-from w2s_base.spec.config import LabellerConfig, RunConfig
+from w2s_base.training.classifier import ModelTrainer
+from w2s_base.config import LabellerConfig, RunConfig
 from w2s_base.training.distributed import is_main
 from w2s_base.runfolder.jsonl import JsonlWriter, save_json
 from w2s_base.runfolder.layout import RunLayout, slug
 from w2s_base.training.losses import XentLoss
-from w2s_base.training.models import resolve_model
+from w2s_base.training.models import load_tokenizer, resolve_model
 from w2s_base.runfolder.stage_cache import cached
 from data.schema import Sample
 from data.splits import Splits

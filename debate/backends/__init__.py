@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from .base import Backend, Generation, SamplingParams
 
 if TYPE_CHECKING:
-    from w2s_base.spec.config import DebateConfig
+    from w2s_base.config import DebateConfig
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def make_backend(cfg: "DebateConfig") -> Backend:
     if cfg.backend == "vllm_server":
         urls = cfg.server_urls
         if not urls:
-            from w2s_base.spec.config import ConfigError
+            from w2s_base.config import ConfigError
             raise ConfigError("debate.backend=vllm_server needs the server's address: set "
                              "debate.server_url (e.g. http://127.0.0.1:8000, or a list of "
                              "endpoints)")

@@ -22,7 +22,7 @@ from typing import Callable, NamedTuple, Optional, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-from w2s_base.spec.config import SamplingParams
+from w2s_base.config import SamplingParams
 
 Message = dict[str, str]  # {"role": ..., "content": ...}
 Seeds = Optional[list[int]]  # one sampling seed per conversation; None: unseeded

@@ -31,7 +31,7 @@ from .base import (Generation, Message, NextRequest, Request, SamplingParams, Se
                    drive_continuously)
 
 if TYPE_CHECKING:
-    from w2s_base.spec.config import DebateConfig
+    from w2s_base.config import DebateConfig
 
 
 def _model_max_len(model_path: str) -> int | None:
@@ -555,7 +555,7 @@ def serve_args(cfg: "DebateConfig") -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    from w2s_base.spec.config import load_config
+    from w2s_base.config import load_config
     p = argparse.ArgumentParser(description="print the `vllm serve` command for a config's "
                                             "debate model and debate.vllm settings")
     p.add_argument("--config", required=True)

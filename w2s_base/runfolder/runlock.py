@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from w2s_base.spec.config import ConfigError
+from w2s_base.config import ConfigError
 
 if TYPE_CHECKING:
-    from w2s_base.spec.config import RunConfig
+    from w2s_base.config import RunConfig
     from w2s_base.runfolder.layout import RunLayout
 
 LOCK_NAME = ".lock"

@@ -31,9 +31,9 @@ from tqdm.auto import tqdm
 
 from w2s_base import console
 from w2s_base.training import distributed as dist
-from w2s_base.spec.config import TrainConfig
+from w2s_base.config import TrainConfig
 from w2s_base.training.distributed import device
-from w2s_base.training.models import cache_root, resolve_model
+from w2s_base.training.models import cache_root, load_tokenizer, resolve_model
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
 
@@ -42,15 +42,6 @@ def is_decoder(path: str, trust_remote_code: bool = False) -> bool:
     from transformers import AutoConfig
     cfg = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     return any("CausalLM" in a or "LMHead" in a for a in (cfg.architectures or []))
-
-
-def load_tokenizer(path: str, trust_remote_code: bool = False):
-    from transformers import AutoTokenizer
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    tok.padding_side = "right"
-    if tok.pad_token is None:  # decoders often ship without one
-        tok.pad_token = tok.eos_token
-    return tok
 
 
 def _batches(n: int, size: int):

@@ -214,3 +214,14 @@ def check_model(name: str) -> str | None:
     if problem.startswith("is not a valid hub id"):
         return f"{name!r} is not a local folder nor a valid hub id"
     return None  # not cached yet: from_pretrained downloads it
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    """A model's tokenizer, padding on the right, with a pad token (decoders often ship
+    without one: eos is used)."""
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    tok.padding_side = "right"
+    if tok.pad_token is None:  # decoders often ship without one
+        tok.pad_token = tok.eos_token
+    return tok

@@ -53,8 +53,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from w2s_base.runfolder.layout import RunLayout, slug
-from w2s_base.spec.protocols import PROTOCOLS
-from w2s_base.spec.protocols import protocol as protocol_spec
+from w2s_base.protocols import PROTOCOLS
+from w2s_base.protocols import protocol as protocol_spec
 from debate.engine import load_transcripts
 from debate.transcript import Transcript
 from weak.labels import LabellerResult

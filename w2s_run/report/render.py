@@ -156,7 +156,7 @@ def compare_reports(a: Report, b: Report) -> str:
 
 def compare_runs(runs: list[str]) -> str:
     """`run.py compare RUN_A RUN_B`: two run folders (or names under runs/)."""
-    from w2s_base.spec.config import ConfigError
+    from w2s_base.config import ConfigError
     from w2s_base.runfolder.layout import RunLayout
 
     from w2s_run.report import read_report

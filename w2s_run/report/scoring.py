@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from w2s_run.report import statistics as st
-from w2s_base.spec.config import GOLD
+from w2s_base.config import GOLD
 from w2s_run.report.metrics import accuracy, bootstrap_acc, ece
 from data.splits import Splits
 from strong.stage import Preds, StudentKey

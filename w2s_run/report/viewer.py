@@ -34,8 +34,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from w2s_base.runfolder.layout import RunLayout
-from w2s_base.spec.protocols import PROTOCOLS
-from w2s_base.spec.protocols import protocol as protocol_spec
+from w2s_base.protocols import PROTOCOLS
+from w2s_base.protocols import protocol as protocol_spec
 from debate.engine import load_transcripts
 from debate.transcript import Transcript, Turn
 from weak.labels import LabellerResult
@@ -380,7 +380,7 @@ def _rows(turns: list[Turn]) -> list[int]:
 
 
 def display_order(transcripts: list[Transcript]) -> list[Transcript]:
-    """Protocol (in w2s_base.spec.protocols order) first, so a protocol filter reads contiguous
+    """Protocol (in w2s_base.protocols order) first, so a protocol filter reads contiguous
     data files; then sample, debate index."""
     order = {p: i for i, p in enumerate(PROTOCOLS)}
     return sorted(transcripts, key=lambda t: (order.get(t.protocol, len(order)), t.protocol,

@@ -42,8 +42,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from w2s_base.spec.config import ConfigError, RunConfig, TrainConfig
-from w2s_base.spec.protocols import protocol as protocol_spec
+from w2s_base.config import ConfigError, RunConfig, TrainConfig
+from w2s_base.protocols import protocol as protocol_spec
 
 GIB = 2 ** 30
 ACT_H = 15.0          # bf16 activation values per token per layer, per hidden unit

@@ -14,7 +14,7 @@ import importlib.util
 import os
 from pathlib import Path
 
-from w2s_base.spec.config import ConfigError, RunConfig
+from w2s_base.config import ConfigError, RunConfig
 from w2s_base.training.models import check_model
 
 

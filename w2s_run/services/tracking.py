@@ -43,22 +43,12 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
-
-Backend = Literal["none", "trackio", "wandb"]
+from w2s_base.config import TrackingConfig
 
 # the pyproject extra that installs each backend
 EXTRAS = {"trackio": "tracking", "wandb": "wandb"}
 CURVES = "curves"
 LEDGER = "tracking.json"
-
-
-class TrackingConfig(BaseModel):
-    """`tracking:` in a run config. Off by default."""
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-    backend: Backend = "none"
-    project: str = Field("w2s-debate", min_length=1)
-    run_name: str | None = None  # the tracker's group for this pipeline run; None: the run's name
 
 
 class TrackingUnavailable(ImportError):

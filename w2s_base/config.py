@@ -15,8 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import PydanticCustomError
 
 from w2s_base.runfolder.layout import RunLayout
-from w2s_base.spec.protocols import PROTOCOLS, Protocol
-from w2s_run.services.tracking import TrackingConfig
+from w2s_base.protocols import PROTOCOLS, Protocol
 
 
 class Strict(BaseModel):
@@ -29,6 +28,14 @@ class SamplingParams(Strict):
     temperature: float = Field(0.7, ge=0)
     top_p: float = Field(0.95, gt=0, le=1)
     stop: list[str] = []
+
+
+class TrackingConfig(Strict):
+    """`tracking:`: an experiment tracker for the loss curves and the final table
+    (w2s_run/services/tracking.py). Off by default."""
+    backend: Literal["none", "trackio", "wandb"] = "none"
+    project: str = Field("w2s-debate", min_length=1)
+    run_name: str | None = None  # the tracker's group for this pipeline run; None: the run's name
 
 
 class DataConfig(Strict):
@@ -405,7 +412,7 @@ GOLD = "gold"  # the ceiling's labeller: the transfer split's gold labels
 
 # The checkout this code runs from: no run folder may land in it (its root, a folder
 # above it) or in one of its source folders (w2s_base/, debate/, .git/, configs/, ...).
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 _SOURCE_SUFFIXES = {".py", ".yaml", ".yml", ".sh", ".toml"}
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 
