@@ -11,7 +11,6 @@ from w2s_base import console
 from w2s_base.training.classifier import ModelTrainer
 from w2s_base.config import GOLD, RunConfig
 from w2s_base.runfolder.layout import RunLayout
-from w2s_base.training.losses import make_loss
 from w2s_base.runfolder.stage_cache import cached
 from data.splits import Splits
 from weak.labels import LabellerResult
@@ -72,18 +71,17 @@ def _student(cfg: RunConfig, splits: Splits, layout: RunLayout, trainer: ModelTr
     """One student trained on soft labels `p1` of the transfer split (or read back from
     its cached result): {"test": predictions, "history": loss per step}."""
     s = cfg.strong
+    loss = s.loss(key.loss)
     test_ids = [x.id for x in splits.test]
-    # v 2: the result holds the loss curve beside the predictions
-    spec = {"v": 2, "model": s.model, "train": s.train.result_spec(), "loss": key.loss,
-            "aux": [s.aux_coef, s.aux_warmup_frac, s.product_alpha, s.product_beta],
+    # v 2: the result holds the loss curve beside the predictions. The loss: its name
+    # and every hyperparameter it declares.
+    spec = {"v": 2, "model": s.model, "train": s.train.result_spec(), "loss": loss.spec(),
             "seed": key.seed, "labels": [round(float(v), 6) for v in p1], "test": test_ids}
     out = layout.student(key.folder, key.seed)
     trained = []
 
     def compute() -> dict:
         trained.append(True)
-        loss = make_loss(key.loss, aux_coef=s.aux_coef, warmup_frac=s.aux_warmup_frac,
-                         alpha=s.product_alpha, beta=s.product_beta)
         name = "ceiling" if key.is_ceiling else f"{key.labeller}|{key.loss}"
         clf = trainer.train([x.text for x in splits.transfer], p1, loss, key.seed,
                             desc=f"strong {name} seed {key.seed}")

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from w2s_base.training import distributed as dist  # noqa: E402
 from w2s_base.training.classifier import fit  # noqa: E402
 from w2s_base.config import TrainConfig  # noqa: E402
-from w2s_base.training.losses import make_loss  # noqa: E402
+from w2s_base.training.losses import LOSSES  # noqa: E402
 
 g = torch.Generator().manual_seed(0)
 x = torch.randn(48, 6, generator=g)
@@ -31,7 +31,7 @@ def run(loss: str, batch: int, accum: int) -> dict:
     torch.nn.init.zeros_(model.weight)
     torch.nn.init.zeros_(model.bias)
     tcfg = TrainConfig(epochs=3, batch_size=batch, grad_accum=accum, lr=0.05, warmup_frac=0.1)
-    history = fit(model, lambda m, idx: m(x[idx]), targets, make_loss(loss), tcfg, seed=0,
+    history = fit(model, lambda m, idx: m(x[idx]), targets, LOSSES[loss](), tcfg, seed=0,
                   desc="ddp check")
     return {"world": dist.world(), "steps": len(history), "history": history,
             "weight": model.weight.detach().tolist(), "bias": model.bias.detach().tolist()}

@@ -11,7 +11,7 @@ import torch
 
 from w2s_base.training.classifier import _gather_rows, fit
 from w2s_base.config import TrainConfig
-from w2s_base.training.losses import LogConfLoss, ProductLoss, XentLoss, make_loss
+from w2s_base.training.losses import LOSSES, LogConfLoss, ProductLoss, XentLoss
 
 
 def _data(n=56, d=5, seed=0):
@@ -75,8 +75,8 @@ def test_accumulated_fit_equals_full_batch_fit(name):
     x, targets = _data()
     full, split = _model(), _model()
     split.load_state_dict(full.state_dict())
-    h_full = _fit(full, x, targets, make_loss(name), batch=32, accum=1)
-    h_split = _fit(split, x, targets, make_loss(name), batch=8, accum=4)
+    h_full = _fit(full, x, targets, LOSSES[name](), batch=32, accum=1)
+    h_split = _fit(split, x, targets, LOSSES[name](), batch=8, accum=4)
     assert len(h_full) == len(h_split) == 6  # 3 epochs of 56 rows in batches of 32, across epochs
     np.testing.assert_allclose(h_split, h_full, atol=1e-5)  # the history is the whole batch's loss
     for a, b in zip(split.parameters(), full.parameters()):

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from dataclasses import asdict
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
 from w2s_base.runfolder.layout import RunLayout
 from w2s_base.protocols import PROTOCOLS, Protocol
+from w2s_base.training.losses import LOSSES, Loss  # the registry; imports no torch (see there)
 
 
 class Strict(BaseModel):
@@ -327,7 +330,18 @@ class ControlSpec(BaseModel):
 
 
 Aggregate = Literal["mean", "vote", "logodds"]
-LossName = Literal["xent", "logconf", "product"]
+
+
+def _registered_loss(name: str) -> str:
+    try:
+        return LOSSES.check(name)
+    except ValueError as e:
+        raise PydanticCustomError("loss_name", "{why}", {"why": str(e)}) from None
+
+
+# Checked when validated, not when this module is imported: a loss registered later
+# (a module of the user's, imported before the config is loaded) is valid too.
+LossName = Annotated[str, AfterValidator(_registered_loss)]
 
 
 class LabellerConfig(Strict):
@@ -398,13 +412,70 @@ class StrongConfig(Strict):
     train: TrainConfig = TrainConfig(mode="linear_probe", epochs=20, lr=1e-2, batch_size=32,
                                      max_length=256)
     losses: list[LossName] = ["xent"]
-    aux_coef: float = 0.5         # logconf: final weight of the student's hardened prediction
-    aux_warmup_frac: float = 0.1  # logconf: steps over which the weight ramps from 0
-    product_alpha: float = 1.0    # product: exponent of the weak label
-    product_beta: float = 1.0     # product: exponent of the student's prediction
+    # Each loss's hyperparameters, by loss name, e.g. {logconf: {aux_coef: 0.5,
+    # warmup_frac: 0.1}, product: {alpha: 1.0, beta: 1.0}}: a section holds the fields
+    # that loss declares (w2s_base/training/losses.py), and what it leaves out keeps the
+    # loss's default. The flat keys of earlier configs (aux_coef, aux_warmup_frac,
+    # product_alpha, product_beta) still work: see _LOSS_ALIASES.
+    loss_settings: dict[LossName, dict[str, Any]] = {}
     # Every student (and the ceiling) is trained once per seed; the report gives the
     # mean over seeds and a bootstrap interval over test samples.
     seeds: list[int] = Field([0], min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_loss_keys(cls, data: Any) -> Any:
+        """The flat keys of earlier configs (and --set strong.aux_coef=...) move into
+        loss_settings; the same setting given both ways, differently, is an error."""
+        if not isinstance(data, dict) or not data.keys() & _LOSS_ALIASES.keys():
+            return data
+        data = dict(data)
+        settings = data.get("loss_settings") or {}
+        if not isinstance(settings, dict):
+            return data  # reported by the field's own validation
+        settings = {k: dict(v) if isinstance(v, dict) else v for k, v in settings.items()}
+        for key in _LOSS_ALIASES.keys() & data.keys():
+            loss, param = _LOSS_ALIASES[key]
+            value = data.pop(key)
+            section = settings.setdefault(loss, {})
+            if isinstance(section, dict):
+                if section.get(param, value) != value:
+                    raise PydanticCustomError(
+                        "loss_alias", "strong.{key} is the earlier name of strong.loss_settings.{loss}.{param}, "
+                        "which is set to another value: set one of them", {"key": key, "loss": loss, "param": param})
+                section[param] = value
+        data["loss_settings"] = settings
+        return data
+
+    @field_validator("loss_settings")
+    @classmethod
+    def _declared_settings(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Each section checked against its loss's declared hyperparameters; kept with
+        all of them (defaults filled in), so the config of record shows what ran."""
+        return {name: _checked_settings(name, section) for name, section in v.items()}
+
+    def loss(self, name: str) -> Loss:
+        """The loss `name`, built with its settings here (what they leave out: its defaults)."""
+        return LOSSES[name](**self.loss_settings.get(name, {}))
+
+
+# strong.<flat key> of earlier configs -> (loss, hyperparameter) in strong.loss_settings
+_LOSS_ALIASES = {"aux_coef": ("logconf", "aux_coef"), "aux_warmup_frac": ("logconf", "warmup_frac"),
+                 "product_alpha": ("product", "alpha"), "product_beta": ("product", "beta")}
+
+
+def _checked_settings(name: str, section: dict[str, Any]) -> dict[str, Any]:
+    """A loss's settings section validated against the fields the loss declares."""
+    cls = LOSSES[name]
+    try:
+        return asdict(TypeAdapter(cls).validate_python(section))
+    except ValidationError as e:
+        unknown = ("unexpected_keyword_argument", "extra_forbidden")
+        problems = "; ".join(f"{name}.{'.'.join(map(str, err['loc']))}: "
+                             f"{'unknown key' if err['type'] in unknown else err['msg']}" for err in e.errors())
+        declared = ", ".join(asdict(cls())) or "none"
+        raise PydanticCustomError("loss_settings", "{problems} (the settings of loss {name}: {declared})",
+                                  {"problems": problems, "name": name, "declared": declared}) from None
 
 
 GOLD = "gold"  # the ceiling's labeller: the transfer split's gold labels
