@@ -23,7 +23,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from w2s_base.training.losses import describe_losses  # the registry (no torch)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=f"losses (strong.losses; hyperparameters: --set "
+                                       f"strong.loss_settings.<loss>.<key>=...): {describe_losses()}")
     p.add_argument("command", nargs="?", default="run",
                    choices=["run", "plan", "list", "show", "view", "export", "compare"],
                    help="run the pipeline (default); plan: counts and GPU memory per job, before the "
