@@ -7,8 +7,8 @@ are errors: a misspelt option must never be silently ignored.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -450,8 +450,8 @@ class StrongConfig(Strict):
     @field_validator("loss_settings")
     @classmethod
     def _declared_settings(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """Each section checked against its loss's declared hyperparameters; kept with
-        all of them (defaults filled in), so the config of record shows what ran."""
+        """Each section checked against its loss's declared hyperparameters, and kept
+        with all of them (defaults filled in): the config of record names every value."""
         return {name: _checked_settings(name, section) for name, section in v.items()}
 
     def loss(self, name: str) -> Loss:

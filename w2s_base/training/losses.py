@@ -9,8 +9,8 @@ LOSSES is the only list of losses: `strong.losses` names and the per-loss sectio
 of `strong.loss_settings` are validated against it, and a student's cache key is its
 built loss's `spec()`. A loss is a dataclass registered with `@register_loss(name)`;
 its dataclass fields are its hyperparameters (`strong.loss_settings.<name>.<field>`),
-declared nowhere else. To add one, write it here or in a module of your own that is
-imported before the config is loaded (tests/extensions/toy_loss.py).
+declared nowhere else. To add one, write it here, or in a module of your own that is
+imported before the config is loaded (as tests/extensions/toy_loss.py is).
 
 torch is imported inside the computations, not at the top: the config (which must
 load without torch, so that its errors come before the slow imports) reads this
@@ -41,7 +41,8 @@ LOSSES: Registry[type["Loss"]] = Registry("loss")
 
 @dataclass
 class Loss:
-    """What every loss is: a dataclass whose fields are its hyperparameters, called as
+    """What every loss is: a dataclass whose fields are its hyperparameters, each with
+    a default (what a config that leaves it out trains with), called as
     loss(logits, target, step_frac)."""
     # the config validates a loss's settings section against its fields (pydantic):
     # a key that is not one of them is an error, never ignored
