@@ -188,10 +188,6 @@ def stage(name: str) -> Iterator[None]:
         _stage = prev
 
 
-def current_stage() -> str | None:
-    return _stage
-
-
 # ---------------------------------------------------------------- load reports
 def parse_load_report(msg: str) -> tuple[str, str, dict[str, list[str]]] | None:
     """(model class, checkpoint path, {status: [keys]}) of a transformers LOAD REPORT

@@ -429,16 +429,6 @@ def _head_input_float32(peft_model) -> None:
     head._w2s_fp32_input = True
 
 
-def load_lora_model(model: str, tcfg: TrainConfig, trust_remote_code: bool = False,
-                    adapter_name: str = "default"):
-    from peft import get_peft_model
-    base, tok = load_base_model(model, tcfg, trust_remote_code)
-    peft = get_peft_model(base, _lora_config(tcfg), adapter_name=adapter_name)
-    _trainable_float32(peft)
-    _head_input_float32(peft)
-    return peft.to(device()), tok
-
-
 class LoraBase:
     """One loaded base model carrying one LoRA adapter (and head copy) per member.
 
