@@ -7,9 +7,11 @@ Anthropic HH "...\\n\\nAssistant: <final reply>". So plain truncation of a long 
 silently removes its question, candidate answer or final reply. This module
 decides, before the data is split, what happens to an over-long text:
 
-- `drop`: the sample is removed, as openai/weak-to-strong does (it tokenizes the
-  dataset and keeps `len(input_ids) < max_ctx` before splitting). Call it before
-  splitting so the split sizes stay as configured.
+- `drop`: the sample is removed, as openai/weak-to-strong does; but the reference
+  splits first and drops after (`load_dataset` takes `n_docs`, train_weak_to_strong.py
+  halves the train split, then `tokenize_dataset` keeps `len(input_ids) < max_ctx` in
+  each part), so its parts come out smaller than asked. Here it is called before
+  splitting, so the split sizes stay as configured.
 - `cut_middle`: the END and the BEGINNING of the text are kept and a middle span
   is replaced by a visible marker, so the question / candidate answer / final
   reply and the opening of the passage survive. The sample keeps its id, label
@@ -182,26 +184,24 @@ def _splice(text: str, offsets: list[tuple[int, int]], words: list[int | None],
     return out, t - h, (head_end, tail_start)
 
 
-def _cut_middle(texts: list[str], readers: Sequence[Reader], budgets: dict[str, int],
-                counts: dict[str, list[int]]) -> list[tuple[str, int, str, tuple[int, int]]]:
-    """Cut every text of `texts` (all over-long) to fit every reader; per text
-    (new text, tokens removed, name of the reader whose tokens were cut, removed char span)."""
-    specials = {name: tok.num_special_tokens_to_add(pair=False) for name, tok, _ in readers}
-    content_budget = {}
+def _content_budgets(readers: Sequence[Reader], budgets: dict[str, int],
+                     specials: dict[str, int]) -> dict[str, int]:
+    """Per reader, the content tokens a cut text may keep: its budget less its special
+    tokens and the marker."""
+    out = {}
     for name, tok, _ in readers:
         marker = len(tok(MARKER, add_special_tokens=False)["input_ids"])
-        content_budget[name] = budgets[name] - specials[name] - marker
-        if content_budget[name] < MIN_KEEP:
+        out[name] = budgets[name] - specials[name] - marker
+        if out[name] < MIN_KEEP:
             raise ValueError(f"reader {name}: a budget of {budgets[name]} tokens leaves "
-                             f"{content_budget[name]} for a cut text; at least {MIN_KEEP} needed")
-    toks = {name: tok for name, tok, _ in readers}
+                             f"{out[name]} for a cut text; at least {MIN_KEEP} needed")
+    return out
 
-    # The tightest reader per text: the one that can keep the smallest fraction of it.
-    def content(name: str, i: int) -> int:
-        return max(1, counts[name][i] - specials[name])
 
-    cutter = [min(toks, key=lambda name: content_budget[name] / content(name, i))
-              for i in range(len(texts))]
+def _token_spans(texts: list[str], toks: dict[str, Any], cutter: list[str]
+                 ) -> tuple[list[list[tuple[int, int]]], list[list[int | None]]]:
+    """Each text's character offsets and word ids in its cutting reader's tokens (no
+    special tokens)."""
     offsets: list[list[tuple[int, int]]] = [[] for _ in texts]
     words: list[list[int | None]] = [[] for _ in texts]
     for name, tok in toks.items():
@@ -217,6 +217,35 @@ def _cut_middle(texts: list[str], readers: Sequence[Reader], budgets: dict[str, 
                 for b, i in enumerate(part):
                     offsets[i] = [tuple(o) for o in enc["offset_mapping"][b]]
                     words[i] = enc.word_ids(b)
+    return offsets, words
+
+
+def _shrink(over: dict[str, int], n_tokens: int, content: dict[str, int]) -> int:
+    """How many more of the cutting reader's `n_tokens` tokens a trial cut must give up:
+    the largest excess over a reader's budget (`over`, in that reader's tokens),
+    converted into the cutting reader's tokens by the ratio of the text's lengths."""
+    shrink = 0
+    for name, excess in over.items():
+        if excess > 0:
+            scale = n_tokens / content[name]
+            shrink = max(shrink, math.ceil(excess * scale))
+    return shrink
+
+
+def _cut_middle(texts: list[str], readers: Sequence[Reader], budgets: dict[str, int],
+                counts: dict[str, list[int]]) -> list[tuple[str, int, str, tuple[int, int]]]:
+    """Cut every text of `texts` (all over-long) to fit every reader; per text
+    (new text, tokens removed, name of the reader whose tokens were cut, removed char span)."""
+    specials = {name: tok.num_special_tokens_to_add(pair=False) for name, tok, _ in readers}
+    content_budget = _content_budgets(readers, budgets, specials)
+    toks = {name: tok for name, tok, _ in readers}
+    # each text's length in each reader's content tokens
+    content = [{name: max(1, counts[name][i] - specials[name]) for name in toks}
+               for i in range(len(texts))]
+    # The tightest reader per text: the one that can keep the smallest fraction of it.
+    cutter = [min(toks, key=lambda name: content_budget[name] / content[i][name])
+              for i in range(len(texts))]
+    offsets, words = _token_spans(texts, toks, cutter)
 
     keep = [content_budget[cutter[i]] for i in range(len(texts))]
     done: dict[int, tuple[str, int, str, tuple[int, int]]] = {}
@@ -229,13 +258,8 @@ def _cut_middle(texts: list[str], readers: Sequence[Reader], budgets: dict[str, 
                       for name, tok in toks.items()}
         still = []
         for j, i in enumerate(pending):
-            # Excess per reader, converted into the cutting reader's tokens.
-            shrink = 0
-            for name in toks:
-                over = new_counts[name][j] - budgets[name]
-                if over > 0:
-                    scale = len(offsets[i]) / content(name, i)
-                    shrink = max(shrink, math.ceil(over * scale))
+            shrink = _shrink({name: new_counts[name][j] - budgets[name] for name in toks},
+                             len(offsets[i]), content[i])
             if shrink == 0:
                 text, removed, span = trial[i]
                 done[i] = (text, removed, cutter[i], span)
@@ -252,13 +276,7 @@ def _cut_middle(texts: list[str], readers: Sequence[Reader], budgets: dict[str, 
 
 # ---------------------------------------------------------------- the entry point
 
-def fit_samples(samples: list[Sample], readers: list[Reader], policy: Overlong,
-                reserve: dict[str, int] | int = 0) -> FitResult:
-    """Apply `policy` to the samples whose text is over-long for any reader.
-
-    `reserve`: tokens kept free after the sample text, one number for all
-    readers or {reader name: tokens} (missing names: 0). Returned samples keep
-    their order; a cut sample keeps its id, label and positions."""
+def _check_policy_and_readers(policy: str, readers: Sequence[Reader]) -> None:
     if policy not in POLICIES:
         raise ValueError(f"unknown over-long policy {policy!r}; one of {list(POLICIES)}")
     if not readers:
@@ -266,48 +284,63 @@ def fit_samples(samples: list[Sample], readers: list[Reader], policy: Overlong,
     names = [r[0] for r in readers]
     if len(set(names)) != len(names):
         raise ValueError(f"repeated reader names {names}")
+
+
+def _cut_samples(samples: list[Sample], over_idx: list[int], readers: Sequence[Reader],
+                 budgets: dict[str, int], counts: dict[str, list[int]]
+                 ) -> tuple[list[Sample], dict[str, list[int]]]:
+    """`samples` with the over-long ones (at `over_idx`) cut by cut_middle, and every
+    reader's token counts of the result. A cut sample keeps its id, label and positions;
+    its meta records the cut."""
+    names = [r[0] for r in readers]
+    cuts = _cut_middle([samples[i].text for i in over_idx], readers, budgets,
+                       {name: [counts[name][i] for i in over_idx] for name in names})
+    new_counts = {name: count_tokens(tok, [c[0] for c in cuts]) for name, tok, _ in readers}
+    out = list(samples)
+    out_counts = {name: list(counts[name]) for name in names}
+    for j, (i, (text, removed, cutter, span)) in enumerate(zip(over_idx, cuts)):
+        s = samples[i]
+        out[i] = s.model_copy(update={
+            "text": text,
+            "meta": {**s.meta, "cut_tokens": removed, "cut_reader": cutter,
+                     "cut_chars": [span[0], span[1]]},
+        })
+        for name in names:
+            out_counts[name][i] = new_counts[name][j]
+    return out, out_counts
+
+
+def fit_samples(samples: list[Sample], readers: list[Reader], policy: Overlong,
+                reserve: dict[str, int] | int = 0) -> FitResult:
+    """Apply `policy` to the samples whose text is over-long for any reader.
+
+    `reserve`: tokens kept free after the sample text, one number for all
+    readers or {reader name: tokens} (missing names: 0). Returned samples keep
+    their order; a cut sample keeps its id, label and positions."""
+    _check_policy_and_readers(policy, readers)
+    names = [r[0] for r in readers]
     res = _reserves(readers, reserve)
     budgets = {name: max_length - res[name] for name, _, max_length in readers}
-    texts = [s.text for s in samples]
-    counts = {name: count_tokens(tok, texts) for name, tok, _ in readers}
+    counts = {name: count_tokens(tok, [s.text for s in samples]) for name, tok, _ in readers}
     over_by = {name: [c > budgets[name] for c in counts[name]] for name in names}
     over = [any(over_by[name][i] for name in names) for i in range(len(samples))]
     over_idx = [i for i, o in enumerate(over) if o]
 
-    out_counts = {name: list(counts[name]) for name in names}
-    kept = list(range(len(samples)))
-    out = list(samples)
-    n_cut = 0
-    if policy == "drop":
-        kept = [i for i in kept if not over[i]]
-        out = [samples[i] for i in kept]
-    elif policy == "cut_middle" and over_idx:
-        cuts = _cut_middle([texts[i] for i in over_idx], readers, budgets,
-                           {name: [counts[name][i] for i in over_idx] for name in names})
-        new_counts = {name: count_tokens(tok, [c[0] for c in cuts]) for name, tok, _ in readers}
-        for j, (i, (text, removed, cutter, span)) in enumerate(zip(over_idx, cuts)):
-            s = samples[i]
-            out[i] = s.model_copy(update={
-                "text": text,
-                "meta": {**s.meta, "cut_tokens": removed, "cut_reader": cutter,
-                         "cut_chars": [span[0], span[1]]},
-            })
-            for name in names:
-                out_counts[name][i] = new_counts[name][j]
-        n_cut = len(over_idx)
+    out, out_counts = list(samples), counts
+    if policy == "cut_middle" and over_idx:
+        out, out_counts = _cut_samples(samples, over_idx, readers, budgets, counts)
+    kept = [i for i in range(len(samples)) if not (policy == "drop" and over[i])]
+    out = [out[i] for i in kept]
 
-    stats = {}
-    for name, _, max_length in readers:
-        c = counts[name]
-        stats[name] = ReaderStats(
-            max_length=max_length, reserve=res[name], budget=budgets[name],
-            n_overlong=sum(over_by[name]),
-            max_tokens=max(c, default=0),
-            median_tokens=float(statistics.median(c)) if c else 0.0,
-            max_tokens_out=max((out_counts[name][i] for i in kept), default=0),
-        )
+    stats = {name: ReaderStats(
+        max_length=max_length, reserve=res[name], budget=budgets[name],
+        n_overlong=sum(over_by[name]),
+        max_tokens=max(counts[name], default=0),
+        median_tokens=float(statistics.median(counts[name])) if counts[name] else 0.0,
+        max_tokens_out=max((out_counts[name][i] for i in kept), default=0),
+    ) for name, _, max_length in readers}
     return FitResult(
         policy=policy, n_in=len(samples), n_out=len(out), n_overlong=len(over_idx),
-        n_dropped=len(samples) - len(out), n_cut=n_cut, readers=stats,
-        overlong_ids=[samples[i].id for i in over_idx], samples=out,
+        n_dropped=len(samples) - len(out), n_cut=len(over_idx) if policy == "cut_middle" else 0,
+        readers=stats, overlong_ids=[samples[i].id for i in over_idx], samples=out,
     )

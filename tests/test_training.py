@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from w2s_base.training.classifier import FeatureExtractor, LoraBase, load_lora_model, train_lora, train_probe
+from w2s_base.training.classifier import FeatureExtractor, LoraBase, train_lora, train_probe
 from w2s_base.config import TrainConfig
 from w2s_base.training.losses import XentLoss
 from data.demo_task import make_demo_samples
@@ -16,16 +16,14 @@ LABELS = np.array([s.label for s in make_demo_samples(8)], dtype=np.float32)
 @pytest.mark.parametrize("model", ["minilm-l6", "smollm2-135m"])
 def test_one_real_lora_step_changes_only_adapter_and_head(model):
     tcfg = TrainConfig(mode="lora", epochs=1, batch_size=8, lr=1e-2, max_length=32)
-    peft_model, _ = load_lora_model(model, tcfg)
-    trainable = {n for n, p in peft_model.named_parameters() if p.requires_grad}
+    base = LoraBase(model, tcfg)
+    clf = train_lora(base, TEXTS, LABELS, XentLoss(), tcfg, seed=0)
+    assert len(clf.history) == 1 and np.isfinite(clf.history[0])
+    trainable = {n for n, p in base.peft.named_parameters() if p.requires_grad}
     assert any("lora_" in n for n in trainable)
     # SEQ_CLS keeps the classification head trainable (and saved with the adapter)
     assert any(("score" in n or "classifier" in n) and "lora_" not in n for n in trainable)
     assert not any("embed" in n and "lora_" not in n for n in trainable)
-
-    torch.manual_seed(0)
-    clf = train_lora(LoraBase(model, tcfg), TEXTS, LABELS, XentLoss(), tcfg, seed=0)
-    assert len(clf.history) == 1 and np.isfinite(clf.history[0])
     # a zero-initialised head predicts exactly 0.5 before training; one step moves it
     p = clf.predict(TEXTS)
     assert p.shape == (8,) and np.all((p >= 0) & (p <= 1)) and np.abs(p - 0.5).max() > 1e-4

@@ -188,10 +188,6 @@ def stage(name: str) -> Iterator[None]:
         _stage = prev
 
 
-def current_stage() -> str | None:
-    return _stage
-
-
 # ---------------------------------------------------------------- load reports
 def parse_load_report(msg: str) -> tuple[str, str, dict[str, list[str]]] | None:
     """(model class, checkpoint path, {status: [keys]}) of a transformers LOAD REPORT
@@ -265,8 +261,9 @@ _LOAD_REPORT_FILTER = _LoadReportFilter()
 # ---------------------------------------------------------------- progress
 def inner_bars() -> bool:
     """Whether per-model bars (training steps, features, predictions) should show:
-    only when verbose, or when no stage bar is running (and not quiet). For the
-    tqdm calls inside w2s_base/training/classifier.py: `disable=not console.inner_bars() or None`."""
+    only when verbose, or when no stage bar is running (and not quiet). For the tqdm
+    calls in w2s_base/training/classifier.py: `disable=None if console.inner_bars() else True`
+    (None: tqdm's own choice, off when the output is not a terminal)."""
     if _verbosity == "verbose":
         return True
     return _verbosity != "quiet" and _bar is None

@@ -14,9 +14,6 @@ from data.schema import DataError, Sample
 from debate.quotes import mark_quotes
 from debate.transcript import Transcript
 
-SEES = ("all", "without_passage")
-
-
 def weak_view(sample: Sample, sees: str) -> str:
     """What the weak model reads of a sample: all of it, or (information-asymmetric
     debate) the question and candidate without the passage the debaters read."""

@@ -1,5 +1,12 @@
-"""Skip-if-done for stage outputs: a result is reused only if the settings that
-produced it are unchanged (its fingerprint), so a config edit never serves stale work."""
+"""Skip-if-done for stage outputs: a result is reused only if the fingerprint of the
+`spec` its caller passes is unchanged.
+
+The fingerprint covers that spec and nothing else (a hash of its JSON, keys sorted,
+values JSON cannot write by their str()). So a result is as fresh as its spec is
+complete: each caller puts in it what made the result (weak/stage.py and
+strong/stage.py: the model, its training settings, seed, loss, sample ids or hashes
+of them, the debates' content keys, the labels). Anything left out of a spec, such as
+a sample's text under an unchanged id, is not checked."""
 from __future__ import annotations
 
 import hashlib

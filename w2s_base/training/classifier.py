@@ -22,8 +22,9 @@ import contextlib
 import gc
 import hashlib
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -127,6 +128,22 @@ class FeatureExtractor:
 
 
 # ---------------------------------------------------------------- the shared loop
+@dataclass(frozen=True)
+class _Procs:
+    """The processes that share every micro-batch: process `rank` of `n` takes its rows
+    `batch[rank::n]` (shares may differ in size by one). `n == 1`: no sharing."""
+    acc: Any
+    n: int
+    rank: int
+
+    def share(self, batch: list[int]) -> list[int]:
+        return batch[self.rank::self.n]
+
+
+def _autocast(use_amp: bool):
+    return torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp)
+
+
 def _gather_rows(acc, local: list[torch.Tensor], sizes: list[int], n_proc: int) -> torch.Tensor:
     """The whole optimiser batch's rows, in the order one process would see them, from
     every process's shares: `local[m]` holds this process's rows `batch_m[rank::n_proc]`
@@ -149,19 +166,80 @@ def _gather_rows(acc, local: list[torch.Tensor], sizes: list[int], n_proc: int) 
     return torch.cat(out)
 
 
+def _optimiser_batches(n: int, batch_size: int, grad_accum: int, seed: int) -> Iterator[list[list[int]]]:
+    """Each optimiser step's micro-batches as one process would draw them: `grad_accum`
+    batches of `batch_size` row indices, taken in turn from a seeded permutation of the
+    `n` rows, a fresh one appended whenever fewer than a batch are left. Every process
+    draws the same ones (same seed)."""
+    gen = torch.Generator().manual_seed(seed)
+    order: list[int] = []
+    while True:
+        batches = []
+        for _ in range(grad_accum):
+            if len(order) < batch_size:  # a fresh permutation each epoch
+                order += torch.randperm(n, generator=gen).tolist()
+            idx, order = order[:batch_size], order[batch_size:]
+            batches.append(idx)
+        yield batches
+
+
 def _full_batch_stats(stats_fn, module, forward, targets: torch.Tensor, batches: list[list[int]],
-                      n_proc: int, rank: int, acc, use_amp: bool) -> dict:
-    """`stats_fn` (a loss's batch_stats) over the whole optimiser batch, the same on every
-    process: one no-grad forward of this process's share of every micro-batch with the
-    current parameters, gathered from all processes."""
+                      procs: _Procs, use_amp: bool) -> dict:
+    """`stats_fn` (a loss's batch_stats, i.e. logconf's hardening threshold) over the whole
+    optimiser batch, the same on every process, for a batch split into micro-batches or
+    process shares: one no-grad forward of this process's share of every micro-batch with
+    the current parameters, gathered with accelerate so every process holds the same full
+    batch in single-process row order. Every micro-batch's loss then uses the statistic.
+
+    That costs one forward pass per optimiser step (no backward) and a gather of [rows, 2]
+    logits. Deliberate difference: the module stays in train mode, so with dropout (LoRA
+    dropout, and the base model's own dropout layers, which train mode enables too) this
+    pass draws other dropout masks than the gradient pass (and advances the RNG): the
+    threshold comes from one stochastic forward, the hardened labels and the gradient from
+    another, where the unsplit loss uses one forward for both. Without dropout the split
+    run equals the unsplit one (up to float rounding)."""
     local = []
     with torch.no_grad():
         for batch in batches:
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
-                local.append(forward(module, batch[rank::n_proc]).float())
-        logits = _gather_rows(acc, local, [len(b) for b in batches], n_proc)
+            with _autocast(use_amp):
+                local.append(forward(module, procs.share(batch)).float())
+        logits = _gather_rows(procs.acc, local, [len(b) for b in batches], procs.n)
     rows = [i for b in batches for i in b]
     return stats_fn(logits, targets[rows].to(logits.device))
+
+
+def _accumulate_gradients(wrapped, forward, targets: torch.Tensor, loss_fn: LossFn,
+                          batches: list[list[int]], step_frac: float, stats: dict,
+                          procs: _Procs, use_amp: bool) -> torch.Tensor:
+    """Forward and backward of this process's share of every micro-batch; returns the
+    mean loss over the whole optimiser batch (every process's shares).
+
+    Each share's mean loss is weighted by its share of the batch's rows (and by the
+    number of processes, which DDP's gradient averaging divides out again), so the
+    summed gradient and the returned loss are those of the mean over the whole batch,
+    with uneven shares too."""
+    rows = sum(len(b) for b in batches)
+    total = 0.0
+    for micro, batch in enumerate(batches):
+        idx = procs.share(batch)
+        # gradients are averaged across processes once per optimiser step
+        sync = contextlib.nullcontext() if micro == len(batches) - 1 else procs.acc.no_sync(wrapped)
+        with sync:
+            with _autocast(use_amp):
+                logits = forward(wrapped, idx)
+            loss = loss_fn(logits.float(), targets[idx].to(logits.device), step_frac, **stats)
+            # this share's weight in the batch mean; DDP divides by the number of processes
+            (loss * (len(idx) * procs.n / rows)).backward()
+        total = total + loss.detach() * (len(idx) / rows)
+    if procs.n > 1:  # every process's shares: the whole batch's mean
+        total = procs.acc.reduce(total, reduction="sum")
+    return total
+
+
+def _optimiser_step(params: list[torch.nn.Parameter], opt, sched) -> None:
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    sched.step()
 
 
 def fit(module: torch.nn.Module, forward: Callable[[torch.nn.Module, list[int]], torch.Tensor],
@@ -177,77 +255,39 @@ def fit(module: torch.nn.Module, forward: Callable[[torch.nn.Module, list[int]],
     process would. `ddp=False`: every process trains the whole thing by itself.
 
     The optimiser batch may be split into grad_accum micro-batches and, within each,
-    into one share per process (rows `batch[rank::n_proc]`, which may differ in size
-    by one). Each share's mean loss is weighted by its share of the batch's rows (and
-    by n_proc, which DDP's gradient averaging divides out again), so the summed
-    gradient and the history are those of the mean over the whole batch, with uneven
-    shares too.
-
-    A loss whose target depends on statistics of the batch (one with `batch_stats`,
-    i.e. logconf's hardening threshold) gets them for the whole optimiser batch when
-    it is split: before the gradient passes, one extra forward under no_grad with the
-    current parameters over every micro-batch (each process its share, gathered with
-    accelerate so every process holds the same full batch in single-process row order)
-    gives the statistic, which every micro-batch's loss then uses. That costs one
-    forward pass per optimiser step (no backward) and a gather of [rows, 2] logits;
-    xent and product (batch_stats None), and unsplit batches, skip it. Deliberate
-    difference: the module stays in train mode, so with dropout (LoRA dropout, and the
-    base model's own dropout layers, which train mode enables too) the extra pass draws
-    other dropout masks than the gradient pass (and advances the RNG): the threshold
-    comes from one stochastic forward, the hardened labels and the gradient from
-    another, where the unsplit loss uses one forward for both. Without dropout the
-    split run equals the unsplit one (up to float rounding)."""
+    into one share per process; the gradient is still that of the whole batch's mean
+    loss (_accumulate_gradients). A loss whose target depends on statistics of the
+    batch (one with `batch_stats`, i.e. logconf) gets them for the whole optimiser
+    batch when it is split (_full_batch_stats); xent and product (batch_stats None),
+    and unsplit batches, skip that pass."""
     from transformers import get_linear_schedule_with_warmup
 
     acc = dist.accelerator()
-    n_proc, rank = (acc.num_processes, acc.process_index) if ddp else (1, 0)
-    if tcfg.batch_size < n_proc:
-        raise ValueError(f"train.batch_size {tcfg.batch_size} is smaller than the {n_proc} processes")
+    procs = _Procs(acc, acc.num_processes, acc.process_index) if ddp else _Procs(acc, 1, 0)
+    if tcfg.batch_size < procs.n:
+        raise ValueError(f"train.batch_size {tcfg.batch_size} is smaller than the {procs.n} processes")
     params = [p for p in module.parameters() if p.requires_grad]
-    wrapped = acc.prepare_model(module) if n_proc > 1 else module
+    wrapped = acc.prepare_model(module) if procs.n > 1 else module
     try:
-        n = len(targets)
-        gen = torch.Generator().manual_seed(seed)
-        per_step = tcfg.batch_size * tcfg.grad_accum
-        steps = max(1, math.ceil(tcfg.epochs * n / per_step))
+        steps = max(1, math.ceil(tcfg.epochs * len(targets) / (tcfg.batch_size * tcfg.grad_accum)))
         opt = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
         sched = get_linear_schedule_with_warmup(opt, int(tcfg.warmup_frac * steps), steps)
+        draws = _optimiser_batches(len(targets), tcfg.batch_size, tcfg.grad_accum, seed)
         stats_fn = getattr(loss_fn, "batch_stats", None)
-        split = tcfg.grad_accum > 1 or n_proc > 1
-        order: list[int] = []
-        history = []
+        whole_batch_stats = stats_fn is not None and (tcfg.grad_accum > 1 or procs.n > 1)
         use_amp = device().type == "cuda"
+        history = []
         bar = tqdm(range(steps), desc=desc, unit="step", leave=False,
                    disable=None if acc.is_main_process and console.inner_bars() else True)
         for step in bar:
             opt.zero_grad(set_to_none=True)
-            batches = []  # this optimiser step's micro-batches, as one process would draw them
-            for _ in range(tcfg.grad_accum):
-                if len(order) < tcfg.batch_size:  # a fresh permutation each epoch
-                    order += torch.randperm(n, generator=gen).tolist()
-                idx, order = order[: tcfg.batch_size], order[tcfg.batch_size:]
-                batches.append(idx)
-            rows = sum(len(b) for b in batches)
-            stats = (_full_batch_stats(stats_fn, module, forward, targets, batches, n_proc, rank, acc, use_amp)
-                     if stats_fn is not None and split else {})
-            total = 0.0
-            for micro, batch in enumerate(batches):
-                idx = batch[rank::n_proc]
-                # gradients are averaged across processes once per optimiser step
-                sync = contextlib.nullcontext() if micro == tcfg.grad_accum - 1 else acc.no_sync(wrapped)
-                with sync:
-                    with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
-                        logits = forward(wrapped, idx)
-                    loss = loss_fn(logits.float(), targets[idx].to(logits.device), step / steps, **stats)
-                    # this share's weight in the batch mean; DDP divides by n_proc
-                    (loss * (len(idx) * n_proc / rows)).backward()
-                total = total + loss.detach() * (len(idx) / rows)
-            if n_proc > 1:  # every process's shares: the whole batch's mean
-                total = acc.reduce(total, reduction="sum")
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            history.append(total.item())
+            batches = next(draws)
+            stats = (_full_batch_stats(stats_fn, module, forward, targets, batches, procs, use_amp)
+                     if whole_batch_stats else {})
+            loss = _accumulate_gradients(wrapped, forward, targets, loss_fn, batches, step / steps,
+                                         stats, procs, use_amp)
+            _optimiser_step(params, opt, sched)
+            history.append(loss.item())
             bar.set_postfix(loss=f"{history[-1]:.3f}")
         return history
     finally:
@@ -256,7 +296,7 @@ def fit(module: torch.nn.Module, forward: Callable[[torch.nn.Module, list[int]],
         # and optimiser state, so a trained model lives only as long as its caller
         # holds it. free_memory also collects cycles and empties the CUDA cache.
         wrapped = opt = sched = None  # noqa: F841
-        if n_proc > 1:
+        if procs.n > 1:
             acc.free_memory()
 
 
@@ -387,16 +427,6 @@ def _head_input_float32(peft_model) -> None:
     head.register_forward_pre_hook(
         lambda _m, args: tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args))
     head._w2s_fp32_input = True
-
-
-def load_lora_model(model: str, tcfg: TrainConfig, trust_remote_code: bool = False,
-                    adapter_name: str = "default"):
-    from peft import get_peft_model
-    base, tok = load_base_model(model, tcfg, trust_remote_code)
-    peft = get_peft_model(base, _lora_config(tcfg), adapter_name=adapter_name)
-    _trainable_float32(peft)
-    _head_input_float32(peft)
-    return peft.to(device()), tok
 
 
 class LoraBase:
