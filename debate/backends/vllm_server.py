@@ -33,14 +33,15 @@ import logging
 import os
 import random
 import threading
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from .base import Generation, Message, NextRequest, SamplingParams, Seeds, cut_at_stop
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from w2s_base.config import DebateConfig
 
-RETRY_STATUS = {429, 500, 502, 503, 504}  # plus any other 5xx
+log = logging.getLogger(__name__)
 
 
 class _Retryable(Exception):
@@ -541,6 +542,15 @@ class VLLMServerBackend:
         requests as in `generate`."""
         if n:
             self._run(self.agenerate_continuous(n, next_request, params, max_live))
+
+
+def from_config(cfg: "DebateConfig") -> VLLMServerBackend:
+    """debate.backend `vllm_server` (its factory in w2s_base/backend_specs.py; the spec
+    has already checked that debate.server_url is set)."""
+    urls = cfg.server_urls
+    return VLLMServerBackend(cfg.model, urls if len(urls) > 1 else urls[0],
+                             max_concurrency=cfg.max_concurrency, timeout_s=cfg.server_timeout_s,
+                             max_attempts=cfg.server_max_attempts, backoff_s=cfg.server_backoff_s)
 
 
 def server_prefix_cache_stats(base_url: str) -> dict[str, float] | None:
