@@ -50,7 +50,7 @@ _RAY = Need("ray", "Ray Data", "pip install \"ray[data]\"")
 
 @dataclass(frozen=True)
 class BackendSpec:
-    name: str
+    name: str  # debate.backend's value; with a settings model also its section, debate.<name>
     # The factory, called with the DebateConfig, returning the backend: "module:function"
     # (imported only when a debate is generated) or the function itself.
     factory: str | Callable[[Any], Any]

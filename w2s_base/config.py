@@ -234,7 +234,8 @@ class DebateConfig(Strict):
         spec = backend_spec(self.backend)
         if spec.settings is None:
             return None
-        return (self.__pydantic_extra__ or {}).get(spec.name) or spec.settings()
+        given = (self.__pydantic_extra__ or {}).get(spec.name)
+        return spec.settings() if given is None else given
 
     @field_validator("server_url")
     @classmethod
