@@ -57,6 +57,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     loud.add_argument("--quiet", "-q", action="store_true", help="print only errors and the final table")
     loud.add_argument("--verbose", "-v", action="store_true",
                       help="show the libraries' own output: load reports, warnings, every progress bar")
+    from w2s_base.backend_specs import describe_backends
+    p.epilog = "debate backends (debate.backend):\n" + describe_backends()
     return p.parse_args(argv)
 
 

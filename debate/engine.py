@@ -18,6 +18,7 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
+from w2s_base.backend_specs import backend_spec
 from w2s_base.config import DebateConfig
 from w2s_base.runfolder.jsonl import JsonlWriter, read_jsonl
 from w2s_base.protocols import protocol as protocol_spec
@@ -100,8 +101,7 @@ class DebateRunner:
 
     @property
     def backend_tag(self) -> str:
-        int8 = self.cfg.cpu_int8 and self.cfg.backend == "transformers"
-        return self.cfg.backend + ("-int8" if int8 else "")
+        return backend_spec(self.cfg.backend).transcript_tag(self.cfg)
 
     def key(self, sample: Sample, k: int, protocol: str = "debate",
             fixed: dict[str, int] | None = None) -> str:

@@ -16,6 +16,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter,
                       field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
+from w2s_base.backend_specs import BACKENDS, backend_spec
 from w2s_base.runfolder.layout import RunLayout
 from w2s_base.protocols import PROTOCOLS, Protocol
 from w2s_base.training.losses import LOSSES, Loss  # the registry; imports no torch (see there)
@@ -126,14 +127,20 @@ class RayDataConfig(Strict):
 
 class DebateConfig(Strict):
     """How transcripts are generated. Which protocols run, and how many debates per
-    sample, follows from the weak labellers that read them (weak.labellers)."""
+    sample, follows from the weak labellers that read them (weak.labellers).
+
+    A registered backend with its own settings model has them under debate.<name>
+    (w2s_base/backend_specs.py): the only extra keys allowed here, each validated by
+    its model; any other unknown key is still an error."""
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
     enabled: bool = True                     # false: only the no-debate labellers run
     num_turns: int = Field(3, ge=2, le=12)   # debate: the paper's A, B, A
     # Consultancy and market-making: turns of the single consultant. Without a judge
     # asking questions, further turns only continue the same argument, so 1.
     consult_turns: int = Field(1, ge=1, le=12)
     model: str = "smollm2-135m"              # the strong model debates
-    backend: Literal["transformers", "vllm", "vllm_server", "ray_data"] = "transformers"
+    backend: str = "transformers"            # a registered backend: `python run.py --help` lists them
     prompts: str = "paper"                   # built-in set name or a folder/YAML path
     # transformers only: conversations per forward pass. vLLM schedules its own batches
     # (vllm.max_num_seqs); the server client keeps max_concurrency per endpoint.
@@ -193,6 +200,45 @@ class DebateConfig(Strict):
         vllm["tensor_parallel_size"] = tp
         data["vllm"] = vllm
         return data
+
+    @field_validator("backend")
+    @classmethod
+    def _registered_backend(cls, v: str) -> str:
+        if v not in BACKENDS:
+            raise PydanticCustomError("backend", "unknown debate backend {name} (registered: {names})",
+                                      {"name": repr(v), "names": ", ".join(BACKENDS)})
+        return v
+
+    @model_validator(mode="after")
+    def _backend_sections(self) -> "DebateConfig":
+        """Each extra key must be a registered backend's settings section: validated by
+        its model (errors located under debate.<name>), else an unknown key."""
+        errors = []
+        for key, value in (self.__pydantic_extra__ or {}).items():
+            spec = BACKENDS.get(key)
+            if spec is None or spec.settings is None:
+                errors.append({"type": "extra_forbidden", "loc": (key,), "input": value})
+                continue
+            try:
+                self.__pydantic_extra__[key] = spec.settings.model_validate(value)
+            except ValidationError as e:
+                # re-raised with the section's name in front of each location (the
+                # message as rendered: a model may raise error types of its own)
+                errors += [{"type": PydanticCustomError(err["type"], "{msg}", {"msg": err["msg"]}),
+                            "loc": (key, *err["loc"]), "input": err["input"]} for err in e.errors()]
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
+
+    @property
+    def backend_settings(self) -> BaseModel | None:
+        """The chosen backend's own settings (debate.<backend>, its defaults where the
+        config has none); None for a backend without a settings model."""
+        spec = backend_spec(self.backend)
+        if spec.settings is None:
+            return None
+        given = (self.__pydantic_extra__ or {}).get(spec.name)
+        return spec.settings() if given is None else given
 
     @field_validator("server_url")
     @classmethod

@@ -16,6 +16,7 @@ import time
 from contextlib import contextmanager
 
 from w2s_base import console
+from w2s_base.backend_specs import backend_spec
 from w2s_base.training import distributed as dist
 from w2s_base.config import RunConfig
 from w2s_base.runfolder.environment import environment
@@ -119,13 +120,14 @@ def generate_transcripts(cfg: RunConfig, splits: Splits, layout: RunLayout,
     need = cfg.debates_needed()
     samples: list[Sample] = splits.all()
     runner = DebateRunner(cfg.debate, layout.transcripts, lambda: make_backend(cfg.debate), tuple(need))
+    backend = backend_spec(cfg.debate.backend)
     out: Transcripts = {}
     for protocol, k in need.items():
         fixed = (place_against_reference(cfg, splits, weak)
                  if protocol_spec(protocol).placement == "against_reference" else None)
         if fixed is not None:
             weak.release()  # the reference's weak base is done: free it before the debater loads
-        if dist.world() > 1 and cfg.debate.backend in ("vllm", "ray_data") and runner.missing(samples, protocol, k, fixed):
+        if dist.world() > 1 and backend.in_process_engine and runner.missing(samples, protocol, k, fixed):
             raise StageFailed("an in-process vLLM engine cannot start inside a multi-process launch: "
                               "generate the debates first with `python run.py --until debate ...`, "
                               "then launch the training")

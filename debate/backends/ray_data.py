@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from w2s_base.training.models import resolve_model
 
 from .base import Generation, Message, SamplingParams, Seeds, cut_at_stop
+
+if TYPE_CHECKING:
+    from w2s_base.config import DebateConfig
 
 
 def _import_ray():
@@ -43,6 +46,14 @@ def _import_ray():
             "debate.backend=ray_data needs Ray Data LLM and vLLM in this environment: "
             "pip install \"ray[data]\" beside vLLM (see README)") from e
     return ray, build_processor, vLLMEngineProcessorConfig
+
+
+def from_config(cfg: "DebateConfig") -> "RayDataBackend":
+    """debate.backend `ray_data` (its factory in w2s_base/backend_specs.py)."""
+    r = cfg.ray_data
+    return RayDataBackend(cfg.model, cfg.vllm.engine_kwargs(), data_parallel_size=cfg.vllm.data_parallel_size,
+                          seed=cfg.seed, address=r.address, batch_size=r.batch_size,
+                          accelerator_type=r.accelerator_type)
 
 
 class RayDataBackend:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -9,11 +10,19 @@ from w2s_base.training.models import resolve_model
 
 from .base import Generation, Message, SamplingParams, Seeds, cut_at_stop
 
+if TYPE_CHECKING:
+    from w2s_base.config import DebateConfig
+
 
 def batch_seed(row_seeds: list[int]) -> int:
     """One seed for a batch, from the sorted seeds of its rows (order-free)."""
     digest = hashlib.sha256(",".join(map(str, sorted(row_seeds))).encode()).digest()
     return int.from_bytes(digest[:4], "little")
+
+
+def from_config(cfg: "DebateConfig") -> "TransformersBackend":
+    """debate.backend `transformers` (its factory in w2s_base/backend_specs.py)."""
+    return TransformersBackend(cfg.model, batch_size=cfg.batch_size, cpu_int8=cfg.cpu_int8)
 
 
 class TransformersBackend:

@@ -522,6 +522,11 @@ def make_engine(model: str, vllm_cfg: Any, seed: int = 0) -> "VLLMEngineBackend 
     return VLLMEngineBackend(model, seed=seed, **kwargs)
 
 
+def from_config(cfg: "DebateConfig") -> "VLLMEngineBackend | VLLMReplicaPool":
+    """debate.backend `vllm` (its factory in w2s_base/backend_specs.py)."""
+    return make_engine(cfg.model, cfg.vllm, seed=cfg.seed)
+
+
 # -- the same settings for `vllm serve` --------------------------------------------------
 
 

@@ -33,14 +33,15 @@ import logging
 import os
 import random
 import threading
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from .base import Generation, Message, NextRequest, SamplingParams, Seeds, cut_at_stop
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from w2s_base.config import DebateConfig
 
-RETRY_STATUS = {429, 500, 502, 503, 504}  # plus any other 5xx
+log = logging.getLogger(__name__)
 
 
 class _Retryable(Exception):
@@ -100,6 +101,16 @@ class _Endpoint:
         self.in_flight = 0
         self.listing = False  # its GET /v1/models is still out: not used yet
         self.down: str | None = None  # why its last attempt got no HTTP reply at all
+
+
+class _Attempts:
+    """One request's way through its attempts."""
+
+    def __init__(self, ep: _Endpoint):
+        self.ep: _Endpoint | None = ep  # the endpoint whose slot it holds; None while it waits for one
+        self.tried: list[_Endpoint] = []  # endpoints that failed it
+        self.unanswered = True  # no attempt so far got an HTTP reply
+        self.backoffs = 0  # backoff waits so far
 
 
 class VLLMServerBackend:
@@ -303,6 +314,41 @@ class VLLMServerBackend:
 
     async def _one(self, cond: asyncio.Condition, models: dict[int, str], conv: list[Message],
                    params: SamplingParams, seed: int | None, down: dict[str, str]) -> Generation:
+        """One chat request, through its attempts, to a Generation (an error one when
+        it gives up). `down` is shared by the call's requests: once one of them got no
+        answer from any endpoint, the ones not yet sent fail at once."""
+        body = self._body(conv, params, seed)
+        r = _Attempts(await self._acquire(cond, []))
+        try:
+            if "reason" in down:  # an earlier request of this call got no answer anywhere
+                return self._error(f"not sent: {down['reason']}", quiet=True)
+            self.stats["requests"] += 1
+            for attempt in range(1, self.max_attempts + 1):
+                ep = r.ep
+                ep.stats["attempts"] += 1
+                try:
+                    data = await self._attempt(ep, "POST", "/v1/chat/completions",
+                                               {"model": models[ep.index], **body})
+                except _Retryable as e:
+                    ep.stats["failed_attempts"] += 1
+                    r.unanswered = r.unanswered and not e.answered
+                    ep.down = None if e.answered else e.reason
+                    if attempt == self.max_attempts:
+                        return self._give_up(e, attempt, r.unanswered, down)
+                    await self._before_retry(cond, r, e, attempt)
+                    continue
+                except _Fatal as e:  # a 4xx or a reply that is not JSON: this request only
+                    ep.down = None
+                    return self._error(e.reason)
+                ep.down = None
+                return self._reply(data, params, ep)
+            raise AssertionError("unreachable")
+        finally:
+            if r.ep is not None:
+                await self._release(cond, r.ep)
+
+    def _body(self, conv: list[Message], params: SamplingParams, seed: int | None) -> dict[str, Any]:
+        """The chat request, without the model name (each endpoint's own)."""
         body: dict[str, Any] = {
             "messages": conv, "max_tokens": params.max_new_tokens,
             "temperature": params.temperature, "top_p": params.top_p,
@@ -311,79 +357,68 @@ class VLLMServerBackend:
             body["seed"] = seed
         if params.stop:
             body["stop"] = list(params.stop)
-        tried: list[_Endpoint] = []
-        ep = await self._acquire(cond, tried)
+        return body
+
+    def _give_up(self, e: _Retryable, attempt: int, unanswered: bool,
+                 down: dict[str, str]) -> Generation:
+        """The last attempt failed. If no attempt was answered and no endpoint answers,
+        the call's requests not yet sent will fail at once (`down`)."""
+        n = f"{attempt} attempt" + ("s" if attempt > 1 else "")
+        if unanswered and all(x.down is not None for x in self.endpoints):
+            where = "the server" if len(self.endpoints) == 1 else "no endpoint"
+            down.setdefault("reason", f"{where} did not answer an earlier request of this "
+                                      f"call: {e.reason}")
+        return self._error(f"{e.reason} (gave up after {n})")
+
+    async def _before_retry(self, cond: asyncio.Condition, r: "_Attempts", e: _Retryable,
+                            attempt: int) -> None:
+        """Where and when the next attempt goes: at once on another endpoint that has a
+        free slot and has not tried this request, else after the backoff — on another
+        endpoint's slot if this one did not answer and another does, else here."""
+        self.stats["retries"] += 1
+        ep = r.ep
+        r.tried.append(ep)
+        what = (f"POST {ep.display}/v1/chat/completions: attempt {attempt} of "
+                f"{self.max_attempts} failed ({self._redact(e.reason)})")
+        async with cond:
+            alt = self._pick(r.tried, exclude=ep, fresh_only=True)
+            if alt is not None:
+                ep.in_flight -= 1
+                alt.in_flight += 1
+                cond.notify_all()
+        if alt is not None:
+            log.warning("%s; retrying on %s now", what, alt.display)
+            r.ep = alt
+            return
+        delay = self._delay(r.backoffs, e.retry_after)
+        r.backoffs += 1
+        if ep.down is not None and any(x.down is None for x in self.endpoints):
+            log.warning("%s; retrying in %.2f s on another endpoint", what, delay)
+            await self._release(cond, ep)
+            r.ep = None  # holds no slot while it waits
+            await self._sleep(delay)
+            r.ep = await self._acquire(cond, r.tried)
+        else:
+            log.warning("%s; retrying in %.2f s", what, delay)
+            await self._sleep(delay)
+
+    def _reply(self, data: dict, params: SamplingParams, ep: _Endpoint) -> Generation:
+        """A chat completion's JSON as a Generation (a malformed one: an error, for
+        this request only)."""
         try:
-            if "reason" in down:  # an earlier request of this call got no answer anywhere
-                return self._error(f"not sent: {down['reason']}", quiet=True)
-            self.stats["requests"] += 1
-            unanswered = True
-            backoffs = 0
-            for attempt in range(1, self.max_attempts + 1):
-                ep.stats["attempts"] += 1
-                try:
-                    data = await self._attempt(ep, "POST", "/v1/chat/completions",
-                                               {"model": models[ep.index], **body})
-                except _Retryable as e:
-                    ep.stats["failed_attempts"] += 1
-                    unanswered = unanswered and not e.answered
-                    ep.down = None if e.answered else e.reason
-                    if attempt == self.max_attempts:
-                        n = f"{attempt} attempt" + ("s" if attempt > 1 else "")
-                        if unanswered and all(x.down is not None for x in self.endpoints):
-                            where = "the server" if len(self.endpoints) == 1 else "no endpoint"
-                            down.setdefault("reason", f"{where} did not answer an earlier "
-                                                      f"request of this call: {e.reason}")
-                        return self._error(f"{e.reason} (gave up after {n})")
-                    self.stats["retries"] += 1
-                    tried.append(ep)
-                    what = (f"POST {ep.display}/v1/chat/completions: attempt {attempt} of "
-                            f"{self.max_attempts} failed ({self._redact(e.reason)})")
-                    async with cond:  # another endpoint, free now, not yet tried: go at once
-                        alt = self._pick(tried, exclude=ep, fresh_only=True)
-                        if alt is not None:
-                            ep.in_flight -= 1
-                            alt.in_flight += 1
-                            cond.notify_all()
-                    if alt is not None:
-                        log.warning("%s; retrying on %s now", what, alt.display)
-                        ep = alt
-                        continue
-                    delay = self._delay(backoffs, e.retry_after)
-                    backoffs += 1
-                    if ep.down is not None and any(x.down is None for x in self.endpoints):
-                        # It did not answer, another endpoint does: wait for a slot there.
-                        log.warning("%s; retrying in %.2f s on another endpoint", what, delay)
-                        await self._release(cond, ep)
-                        ep = None
-                        await self._sleep(delay)
-                        ep = await self._acquire(cond, tried)
-                    else:
-                        log.warning("%s; retrying in %.2f s", what, delay)
-                        await self._sleep(delay)
-                    continue
-                except _Fatal as e:  # a 4xx or a reply that is not JSON: this request only
-                    ep.down = None
-                    return self._error(e.reason)
-                ep.down = None
-                try:
-                    choice = data["choices"][0]
-                    raw = choice["message"].get("content") or ""
-                    usage = data.get("usage") or {}
-                    completion_tokens = int(usage.get("completion_tokens") or 0)
-                    prompt_tokens = int(usage.get("prompt_tokens") or 0)
-                except Exception as e:  # a malformed reply: this request only
-                    return self._error(f"{type(e).__name__}: {_short(str(e), 120)}")
-                ep.stats["served"] += 1
-                text, stopped = cut_at_stop(raw, params.stop)
-                reason = "length" if choice.get("finish_reason") == "length" and not stopped else "stop"
-                return Generation(text=text.strip(), prompt_tokens=prompt_tokens,
-                                  completion_tokens=completion_tokens, finish_reason=reason,
-                                  endpoint=ep.display)
-            raise AssertionError("unreachable")
-        finally:
-            if ep is not None:
-                await self._release(cond, ep)
+            choice = data["choices"][0]
+            raw = choice["message"].get("content") or ""
+            usage = data.get("usage") or {}
+            completion_tokens = int(usage.get("completion_tokens") or 0)
+            prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        except Exception as e:
+            return self._error(f"{type(e).__name__}: {_short(str(e), 120)}")
+        ep.stats["served"] += 1
+        text, stopped = cut_at_stop(raw, params.stop)
+        reason = "length" if choice.get("finish_reason") == "length" and not stopped else "stop"
+        return Generation(text=text.strip(), prompt_tokens=prompt_tokens,
+                          completion_tokens=completion_tokens, finish_reason=reason,
+                          endpoint=ep.display)
 
     def _error(self, reason: str, quiet: bool = False) -> Generation:
         self.stats["errors"] += 1
@@ -541,6 +576,15 @@ class VLLMServerBackend:
         requests as in `generate`."""
         if n:
             self._run(self.agenerate_continuous(n, next_request, params, max_live))
+
+
+def from_config(cfg: "DebateConfig") -> VLLMServerBackend:
+    """debate.backend `vllm_server` (its factory in w2s_base/backend_specs.py; the spec
+    has already checked that debate.server_url is set)."""
+    urls = cfg.server_urls
+    return VLLMServerBackend(cfg.model, urls if len(urls) > 1 else urls[0],
+                             max_concurrency=cfg.max_concurrency, timeout_s=cfg.server_timeout_s,
+                             max_attempts=cfg.server_max_attempts, backoff_s=cfg.server_backoff_s)
 
 
 def server_prefix_cache_stats(base_url: str) -> dict[str, float] | None:

