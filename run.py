@@ -23,10 +23,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    from w2s_base.training.losses import describe_losses  # the registry (no torch)
+    # the extension points' registries (none imports torch): --help lists what they hold
+    from w2s_base.backend_specs import describe_backends
+    from w2s_base.training.losses import describe_losses
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=f"losses (strong.losses; hyperparameters: --set "
-                                       f"strong.loss_settings.<loss>.<key>=...): {describe_losses()}")
+                                       f"strong.loss_settings.<loss>.<key>=...): {describe_losses()}\n"
+                                       f"debate backends (debate.backend):\n{describe_backends()}")
     p.add_argument("command", nargs="?", default="run",
                    choices=["run", "plan", "list", "show", "view", "export", "compare"],
                    help="run the pipeline (default); plan: counts and GPU memory per job, before the "
@@ -57,8 +60,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     loud.add_argument("--quiet", "-q", action="store_true", help="print only errors and the final table")
     loud.add_argument("--verbose", "-v", action="store_true",
                       help="show the libraries' own output: load reports, warnings, every progress bar")
-    from w2s_base.backend_specs import describe_backends
-    p.epilog = "debate backends (debate.backend):\n" + describe_backends()
     return p.parse_args(argv)
 
 
