@@ -52,6 +52,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from w2s_base.decision import predicted_label_tie_as_1
 from w2s_base.runfolder.layout import RunLayout, slug
 from w2s_base.protocols import PROTOCOLS
 from w2s_base.protocols import protocol as protocol_spec
@@ -159,7 +160,7 @@ def _preds(labellers: list[LabellerResult]) -> dict[str, list[_Pred]]:
 
 # ---------------------------------------------------------------- the inspect objects
 def _score(ia: SimpleNamespace, t: Transcript, pred: _Pred):
-    label = int(pred.p1 >= 0.5)  # as debates.html and the report read a P(1)
+    label = predicted_label_tie_as_1(pred.p1)  # as debates.html reads a P(1)
     lab = pred.labeller
     return ia.Score(
         value="C" if label == t.gold_label else "I",
