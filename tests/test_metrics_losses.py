@@ -90,13 +90,18 @@ def test_product_loss_target():
 
 def _labeller(name, p, transfer=None):
     from weak.labels import LabellerResult
-    return LabellerResult(name=name, protocol="none", aggregate="mean", members=["m"], weak_train_p1={},
+    return LabellerResult(name=name, protocol="none", aggregate="mean", members=["m"],
                     transfer_p1=transfer or {}, test_p1=p, member_test_p1={"m": p})
 
 
 def _key(labeller, seed=0, loss="xent"):
     from strong.stage import StudentKey
     return StudentKey(labeller, loss, seed)
+
+
+def _ceiling(seed=0):
+    from strong.stage import StudentKey
+    return StudentKey.ceiling(seed)
 
 
 def _rows(report):
@@ -118,7 +123,7 @@ def test_report_rows_pgr_and_small_test_warning():
                                 for j, i in enumerate(ids)}
     tr = {x.id: float(x.label) if j < 7 else 1.0 - x.label for j, x in enumerate(splits.transfer)}
     rep = build_report("r", splits, {"weak": _labeller("weak", right(10), tr)},
-                       {_key("gold"): right(13), _key("weak"): right(12, start=8)})
+                       {_ceiling(): right(13), _key("weak"): right(12, start=8)})
     rows = _rows(rep)
     assert rows["weak"].accuracy == 0.5 and rows["ceiling"].accuracy == 0.65
     # transfer soft labels: 7 of 10 right, all at confidence 1 -> ECE |0.7 - 1|
@@ -132,7 +137,7 @@ def test_report_rows_pgr_and_small_test_warning():
     assert "| W2S on weak labels (xent) | 60.0 (" in render_table(rep)
     assert [r.kind for r in rep.rows] == ["weak", "w2s", "ceiling"]
     rep2 = build_report("r", splits, {"weak": _labeller("weak", right(18), tr)},
-                        {_key("gold"): right(10), _key("weak"): right(14)})
+                        {_ceiling(): right(10), _key("weak"): right(14)})
     assert not rep2.pgr_defined and "undefined" in rep2.warnings[0]
     assert _rows(rep2)["w2s[weak|xent]"].pgr.pgr is None
     assert "| W2S on weak labels (xent) | 70.0 (" in render_table(rep2) and "| undefined |" in render_table(rep2)
@@ -149,7 +154,7 @@ def test_report_prints_pgr_only_over_a_significant_gap_and_flags_above_100():
     right = lambda k: {i: (float(y[i]) if j < k else 1.0 - y[i]) for j, i in enumerate(ids)}
     tr = {x.id: 0.5 for x in splits.transfer}
     labs = {"weak": _labeller("weak", right(100), tr), "deb": _labeller("deb", right(100), tr)}
-    rep = build_report("r", splits, labs, {_key("gold"): right(180), _key("weak"): right(140),
+    rep = build_report("r", splits, labs, {_ceiling(): right(180), _key("weak"): right(140),
                                            _key("deb"): right(190)})
     rows = _rows(rep)
     assert rep.gap.significant and rep.gap.gap == pytest.approx(0.4)
@@ -177,7 +182,7 @@ def test_report_averages_seeds_and_orders_rows_like_the_paper():
     right = lambda k: {i: (float(y[i]) if j < k else 1.0 - y[i]) for j, i in enumerate(ids)}
     tr = {x.id: 0.5 for x in splits.transfer}
     labs = {"deb": _labeller("deb", right(11), tr), "weak": _labeller("weak", right(10), tr)}
-    students = {_key("deb"): right(12), _key("gold", 0): right(18), _key("gold", 1): right(16),
+    students = {_key("deb"): right(12), _ceiling(0): right(18), _ceiling(1): right(16),
                 _key("weak", 0): right(12), _key("weak", 1): right(16), _key("weak", 2): right(14)}
     rep = build_report("r", splits, labs, students, reference="weak")
     assert list(_rows(rep)) == ["weak", "deb", "w2s[weak|xent]", "w2s[deb|xent]", "ceiling"]

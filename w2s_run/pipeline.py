@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from w2s_base import console
 from w2s_base.training import distributed as dist
-from w2s_base.config import RunConfig
+from w2s_base.config import ControlKind, RunConfig
 from w2s_base.decision import predicted_label
 from w2s_base.runfolder.environment import environment
 from w2s_base.runfolder.jsonl import JsonlWriter, save_json, write_text_atomic
@@ -137,7 +137,7 @@ def generate_transcripts(cfg: RunConfig, splits: Splits, layout: RunLayout,
             raise StageFailed(f"{missing} {protocol} transcripts failed; rerun to retry them "
                               "(finished ones are kept)")
     for tag, (spec, k) in cfg.controls_needed().items():  # calibration, never a method's result
-        if spec.kind == "positive":
+        if spec.kind == ControlKind.POSITIVE:
             out[tag] = positive_control(samples, k, spec.reliability, cfg.debate.seed, cfg.debate.num_turns)
         else:
             out[tag] = shuffled_control(samples, out[spec.of], cfg.debate.seed)
