@@ -145,7 +145,7 @@ def test_scores_per_labeller(exported):
     labs = {lab.name: {**lab.transfer_p1, **lab.test_p1} for lab in _labellers()}
     for log, s in _by_key(files).values():
         sid, gold = s.metadata["sample_id"], s.metadata["gold_label"]
-        expected = {name for name, p in labs.items() if sid in p}  # weak_train: in-sample, not scored
+        expected = {name for name, p in labs.items() if sid in p}  # weak_train samples: no prediction, no score
         assert set(s.scores or {}) == expected
         for name in expected:
             score, p1 = s.scores[name], labs[name][sid]

@@ -23,8 +23,8 @@ Each transcript is one `EvalSample`:
   the gold one, and token counts in the message metadata (the viewer prints message
   metadata under each message).
 - scores: one `Score` per weak labeller with a prediction for the sample (transfer
-  and test, as debates.html shows; the in-sample weak_train predictions are not
-  scores). The value is "C"/"I" (the labeller's label, P(1) >= 0.5, is / is not the
+  and test, as debates.html shows; weak_train, which the labellers train on, has
+  none). The value is "C"/"I" (the labeller's label, P(1) >= 0.5, is / is not the
   gold label): the viewer draws "C"/"I" as green/red correct/incorrect badges that
   can be sorted and filtered in the sample list, and its log header shows accuracy,
   where a bare P(1) would be a number to compare with the target by hand, row by
@@ -149,7 +149,7 @@ class _Pred:
 
 
 def _preds(labellers: list[LabellerResult]) -> dict[str, list[_Pred]]:
-    """{sample_id: predictions}, from transfer and test (not the in-sample weak_train)."""
+    """{sample_id: predictions}, from transfer and test (the labellers' only predictions)."""
     out: dict[str, list[_Pred]] = defaultdict(list)
     for lab in labellers:
         for split, p1s in (("transfer", lab.transfer_p1), ("test", lab.test_p1)):
