@@ -37,13 +37,16 @@ def pct(v, level=0.95):
 
 # ----------------------------------------------------------------- resampling
 
-def test_accuracy_interval_is_the_plain_loop_exactly_on_0_1_inputs():
+def test_accuracy_interval_is_the_plain_loop_exactly(monkeypatch):
+    """Exact equality, also on seed averages and across chunks: a report's acc_ci values
+    are these numbers."""
     rng = np.random.default_rng(3)
-    c = exact(100, 0.63, rng)
-    # exact equality: a single-seed report's acc_ci values are these numbers
+    for c in (exact(100, 0.63, rng), rng.integers(0, 4, 300) / 3):
+        assert st.accuracy_interval(c) == [float(v) for v in pct(loop_bootstrap([c], 1000, 0)[0])]
+        assert st.accuracy_interval(c, n=200, seed=4, level=0.9) == [
+            float(v) for v in pct(loop_bootstrap([c], 200, 4)[0], 0.9)]
+    monkeypatch.setattr(st, "_CHUNK_ELEMS", 700)  # 2 resamples per chunk
     assert st.accuracy_interval(c) == [float(v) for v in pct(loop_bootstrap([c], 1000, 0)[0])]
-    assert st.accuracy_interval(c, n=200, seed=4, level=0.9) == [
-        float(v) for v in pct(loop_bootstrap([c], 200, 4)[0], 0.9)]
 
 
 def test_pgr_uses_the_documented_resamples():
