@@ -357,10 +357,6 @@ class Source:
         return self.control.tag if self.control else self.protocol
 
     @property
-    def is_control(self) -> bool:
-        return self.control is not None
-
-    @property
     def reads_transcripts(self) -> bool:
         return self.protocol != "none"
 
@@ -433,7 +429,7 @@ class WeakConfig(Strict):
 
 class StrongConfig(Strict):
     model: str = "smollm2-135m"
-    train: TrainConfig = TrainConfig(mode=TrainMode.LINEAR_PROBE, epochs=20, lr=1e-2, batch_size=32,
+    train: TrainConfig = TrainConfig(mode="linear_probe", epochs=20, lr=1e-2, batch_size=32,
                                      max_length=256)
     losses: list[LossName] = ["xent"]
     aux_coef: float = 0.5         # logconf: final weight of the student's hardened prediction
