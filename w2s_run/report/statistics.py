@@ -21,8 +21,8 @@ each ``m`` test-sample indices drawn uniformly with replacement, from
 per resample, in order (every function here draws this one stream, from
 ``_resample_indices``). Within one call every array is evaluated on the SAME ``n`` index
 vectors, so every comparison is paired: per-sample difficulty shared by the models cancels
-out of differences and ratios; and as every call uses the same seed, one model's accuracy
-interval (:func:`accuracy_interval`) is taken over the same resamples as its PGR.
+out of differences and ratios; and with the same seed (the report's: the default), one
+model's accuracy interval (:func:`accuracy_interval`) is taken over the same resamples as its PGR.
 
 Training seeds are not resampled. The intervals describe test-set sampling only,
 conditional on the trained models; the spread over training seeds is reported separately
