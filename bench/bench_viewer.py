@@ -110,7 +110,7 @@ def synthetic_run(root: Path, n: int, seed: int = 0):
             f.write(json.dumps(r) + "\n")
     for name, p in preds.items():
         lab = LabellerResult(name=name, protocol="debate", aggregate="mean", members=["seed0"],
-                             weak_train_p1={}, transfer_p1=p, test_p1={}, member_test_p1={})
+                             transfer_p1=p, test_p1={}, member_test_p1={})
         layout.labeller_json(name).parent.mkdir(parents=True, exist_ok=True)
         layout.labeller_json(name).write_text(lab.model_dump_json())
     return layout

@@ -9,7 +9,7 @@ import numpy as np
 
 from w2s_base import console
 from w2s_base.training.classifier import ModelTrainer
-from w2s_base.config import GOLD, RunConfig
+from w2s_base.config import RunConfig
 from w2s_base.runfolder.layout import RunLayout
 from w2s_base.runfolder.stage_cache import cached
 from data.splits import Splits
@@ -19,15 +19,19 @@ Preds = dict[str, float]  # {test sample id: P(label = 1)}
 
 
 class StudentKey(NamedTuple):
-    """One trained student: the labels it learnt from (a labeller, or GOLD for the
-    ceiling), its loss and its seed."""
-    labeller: str
+    """One trained student: the labels it learnt from (a labeller's, or for the ceiling
+    None: the transfer split's gold labels), its loss and its seed."""
+    labeller: str | None
     loss: str
     seed: int
 
+    @classmethod
+    def ceiling(cls, seed: int) -> "StudentKey":
+        return cls(None, "xent", seed)
+
     @property
     def is_ceiling(self) -> bool:
-        return self.labeller == GOLD
+        return self.labeller is None
 
     @property
     def folder(self) -> str:
@@ -40,9 +44,9 @@ def student_keys(cfg: RunConfig, labellers: list[str]) -> list[StudentKey]:
     `losses` override strong.losses (the paper compares losses on the plain weak
     labels only)."""
     specs = {lab.name: lab for lab in cfg.weak.labellers}
-    runs = [(GOLD, "xent")] + [(lab, loss) for lab in labellers
-                               for loss in specs[lab].losses or cfg.strong.losses]
-    return [StudentKey(lab, loss, seed) for lab, loss in runs for seed in cfg.strong.seeds]
+    runs = [(lab, loss) for lab in labellers for loss in specs[lab].losses or cfg.strong.losses]
+    return ([StudentKey.ceiling(seed) for seed in cfg.strong.seeds]
+            + [StudentKey(lab, loss, seed) for lab, loss in runs for seed in cfg.strong.seeds])
 
 
 def run_strong(cfg: RunConfig, splits: Splits, labellers: dict[str, LabellerResult],

@@ -48,10 +48,10 @@ def _transcripts():
 def _labellers():
     return [
         LabellerResult(name="weak", protocol="none", aggregate="mean", members=["seed0"],
-                       weak_train_p1={"w1": 0.9}, transfer_p1={"t1": 0.2, "t2": 0.8, "odd/id": 0.6},
+                       transfer_p1={"t1": 0.2, "t2": 0.8, "odd/id": 0.6},
                        test_p1={"x1": 0.1, "x2": 0.7}, member_test_p1={"seed0": {"x1": 0.1, "x2": 0.7}}),
         LabellerResult(name="weak+debate", protocol="debate", aggregate="mean", members=["seed0-debate0"],
-                       weak_train_p1={}, transfer_p1={"t1": 0.9}, test_p1={"x1": 0.4},
+                       transfer_p1={"t1": 0.9}, test_p1={"x1": 0.4},
                        member_test_p1={"seed0-debate0": {"x1": 0.4}}),
     ]
 
@@ -145,7 +145,7 @@ def test_scores_per_labeller(exported):
     labs = {lab.name: {**lab.transfer_p1, **lab.test_p1} for lab in _labellers()}
     for log, s in _by_key(files).values():
         sid, gold = s.metadata["sample_id"], s.metadata["gold_label"]
-        expected = {name for name, p in labs.items() if sid in p}  # weak_train: in-sample, not scored
+        expected = {name for name, p in labs.items() if sid in p}  # weak_train samples: no prediction, no score
         assert set(s.scores or {}) == expected
         for name in expected:
             score, p1 = s.scores[name], labs[name][sid]

@@ -90,13 +90,18 @@ def test_product_loss_target():
 
 def _labeller(name, p, transfer=None):
     from weak.labels import LabellerResult
-    return LabellerResult(name=name, protocol="none", aggregate="mean", members=["m"], weak_train_p1={},
+    return LabellerResult(name=name, protocol="none", aggregate="mean", members=["m"],
                     transfer_p1=transfer or {}, test_p1=p, member_test_p1={"m": p})
 
 
 def _key(labeller, seed=0, loss="xent"):
     from strong.stage import StudentKey
     return StudentKey(labeller, loss, seed)
+
+
+def _ceiling(seed=0):
+    from strong.stage import StudentKey
+    return StudentKey.ceiling(seed)
 
 
 def _rows(report):
@@ -118,7 +123,7 @@ def test_report_rows_pgr_and_small_test_warning():
                                 for j, i in enumerate(ids)}
     tr = {x.id: float(x.label) if j < 7 else 1.0 - x.label for j, x in enumerate(splits.transfer)}
     rep = build_report("r", splits, {"weak": _labeller("weak", right(10), tr)},
-                       {_key("gold"): right(13), _key("weak"): right(12, start=8)})
+                       {_ceiling(): right(13), _key("weak"): right(12, start=8)})
     rows = _rows(rep)
     assert rows["weak"].accuracy == 0.5 and rows["ceiling"].accuracy == 0.65
     # transfer soft labels: 7 of 10 right, all at confidence 1 -> ECE |0.7 - 1|
@@ -132,7 +137,7 @@ def test_report_rows_pgr_and_small_test_warning():
     assert "| W2S on weak labels (xent) | 60.0 (" in render_table(rep)
     assert [r.kind for r in rep.rows] == ["weak", "w2s", "ceiling"]
     rep2 = build_report("r", splits, {"weak": _labeller("weak", right(18), tr)},
-                        {_key("gold"): right(10), _key("weak"): right(14)})
+                        {_ceiling(): right(10), _key("weak"): right(14)})
     assert not rep2.pgr_defined and "undefined" in rep2.warnings[0]
     assert _rows(rep2)["w2s[weak|xent]"].pgr.pgr is None
     assert "| W2S on weak labels (xent) | 70.0 (" in render_table(rep2) and "| undefined |" in render_table(rep2)
@@ -149,7 +154,7 @@ def test_report_prints_pgr_only_over_a_significant_gap_and_flags_above_100():
     right = lambda k: {i: (float(y[i]) if j < k else 1.0 - y[i]) for j, i in enumerate(ids)}
     tr = {x.id: 0.5 for x in splits.transfer}
     labs = {"weak": _labeller("weak", right(100), tr), "deb": _labeller("deb", right(100), tr)}
-    rep = build_report("r", splits, labs, {_key("gold"): right(180), _key("weak"): right(140),
+    rep = build_report("r", splits, labs, {_ceiling(): right(180), _key("weak"): right(140),
                                            _key("deb"): right(190)})
     rows = _rows(rep)
     assert rep.gap.significant and rep.gap.gap == pytest.approx(0.4)
@@ -177,7 +182,7 @@ def test_report_averages_seeds_and_orders_rows_like_the_paper():
     right = lambda k: {i: (float(y[i]) if j < k else 1.0 - y[i]) for j, i in enumerate(ids)}
     tr = {x.id: 0.5 for x in splits.transfer}
     labs = {"deb": _labeller("deb", right(11), tr), "weak": _labeller("weak", right(10), tr)}
-    students = {_key("deb"): right(12), _key("gold", 0): right(18), _key("gold", 1): right(16),
+    students = {_key("deb"): right(12), _ceiling(0): right(18), _ceiling(1): right(16),
                 _key("weak", 0): right(12), _key("weak", 1): right(16), _key("weak", 2): right(14)}
     rep = build_report("r", splits, labs, students, reference="weak")
     assert list(_rows(rep)) == ["weak", "deb", "w2s[weak|xent]", "w2s[deb|xent]", "ceiling"]
@@ -193,3 +198,63 @@ def test_report_averages_seeds_and_orders_rows_like_the_paper():
     assert (cmp.labeller, cmp.reference_labeller) == ("deb", "weak")
     assert cmp.result.acc_diff == pytest.approx(0.6 - 0.7)
     assert w.acc_ci[0] < 0.7 < w.acc_ci[1]
+
+
+def test_decision_rule_ties():
+    from w2s_base.decision import predicted_label, predicted_label_tie_as_1, predicted_labels
+    assert (predicted_label(0.5), predicted_label(0.500001), predicted_label(0.2)) == (0, 1, 0)
+    assert predicted_labels(np.array([0.2, 0.5, 0.7])).tolist() == [0, 0, 1]
+    assert predicted_label_tie_as_1(0.5) == 1 and predicted_label_tie_as_1(0.499) == 0
+    assert accuracy(np.array([0.5, 0.5]), np.array([0, 1])) == 0.5  # the report reads a tie as 0
+
+
+def test_report_controls_and_verdicts_serialise_as_their_text():
+    """A control is typed in memory and its tag in report.json; a shuffled control
+    that beats the plain weak model raises the leak warning; a report read back
+    validates to the same record."""
+    from data.demo_task import make_demo_samples
+    from data.splits import make_splits
+    from w2s_base.config import ControlKind
+    from w2s_run.report.model import Report
+    from w2s_run.report.render import render_table
+    from w2s_run.report.scoring import build_report
+    from weak.labels import LabellerResult
+    splits = make_splits(make_demo_samples(240), 20, 20, 200, seed=0)
+    y = {x.id: x.label for x in splits.test}
+    ids = list(y)
+    right = lambda k: {i: (float(y[i]) if j < k else 1.0 - y[i]) for j, i in enumerate(ids)}
+    tr = {x.id: 0.5 for x in splits.transfer}
+    leak = LabellerResult(name="shuf", protocol="debate", control="shuffled:positive:0.9", aggregate="mean",
+                          members=["m"], transfer_p1=tr, test_p1=right(160), member_test_p1={"m": right(160)})
+    assert leak.control.kind == ControlKind.SHUFFLED and leak.model_dump()["control"] == "shuffled:positive:0.9"
+    rep = build_report("r", splits, {"weak": _labeller("weak", right(100), tr), "shuf": leak},
+                       {_ceiling(): right(180), _key("weak"): right(140), _key("shuf"): right(150)})
+    assert any(w.startswith("NEGATIVE CONTROL FAILED: `shuf`") for w in rep.warnings)
+    data = rep.model_dump(mode="json")
+    shuf = next(r for r in data["rows"] if r.get("name") == "shuf")
+    assert shuf["control"] == "shuffled:positive:0.9" and shuf["vs_reference"]["direction"] == "better"
+    assert next(r for r in data["rows"] if r["kind"] == "w2s")["pgr"]["verdict"] == "ok"
+    assert Report.model_validate(data).model_dump(mode="json") == data
+    assert "| shuf [CONTROL shuffled:positive:0.9] (xent) |" in render_table(rep)
+
+
+def test_comparison_names_the_reference_loss_it_used():
+    """A student whose loss the reference has no student with is compared with the
+    reference's first loss, and the table says so."""
+    from data.demo_task import make_demo_samples
+    from data.splits import make_splits
+    from w2s_run.report.render import render_table
+    from w2s_run.report.scoring import build_report
+    splits = make_splits(make_demo_samples(40), 10, 10, 20, seed=0)
+    y = {x.id: x.label for x in splits.test}
+    ids = list(y)
+    right = lambda k: {i: (float(y[i]) if j < k else 1.0 - y[i]) for j, i in enumerate(ids)}
+    tr = {x.id: 0.5 for x in splits.transfer}
+    labs = {"weak": _labeller("weak", right(10), tr), "deb": _labeller("deb", right(11), tr)}
+    rep = build_report("r", splits, labs, {_ceiling(): right(18), _key("weak", loss="xent"): right(12),
+                                           _key("deb", loss="xent"): right(13), _key("deb", loss="product"): right(15)})
+    by_loss = {c.loss: c for c in rep.comparisons}
+    assert by_loss["product"].result.acc_diff == pytest.approx((15 - 12) / 20)
+    assert [rep.reference_loss_of(c) for c in rep.comparisons] == ["xent", "xent"]
+    table = render_table(rep)
+    assert "| deb (product vs xent) |" in table and "| deb (xent) |" in table

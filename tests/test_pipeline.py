@@ -104,7 +104,7 @@ def test_paper_table_orchestration_with_market_making(tmp_path, monkeypatch):
     oof = {}
     for f in (rd / "weak" / "members" / "none-oof" / "minilm-l6").glob("seed0/fold*-of-2/result.json"):
         oof.update(json.loads(f.read_text())["result"])
-    assert set(oof) == set(ref["weak_train_p1"])
+    assert set(oof) == set(json.loads((rd / "splits.json").read_text())["weak_train"])
     p1 = {**oof, **ref["transfer_p1"], **ref["test_p1"]}
     assert all(t.a_label == int(p1[t.sample_id] <= 0.5) for t in by["market_making"])
     report = json.loads((rd / "report.json").read_text())

@@ -20,7 +20,8 @@ def exact(m: int, acc: float, rng: np.random.Generator) -> np.ndarray:
 
 
 def loop_bootstrap(arrays, n, seed):
-    """Reference implementation: one rng.integers(0, m, m) per resample, as w2s_run.report.metrics."""
+    """Reference implementation: one rng.integers(0, m, m) per resample, the stream the
+    module docstring defines."""
     rng = np.random.default_rng(seed)
     m = len(arrays[0])
     out = []
@@ -36,11 +37,23 @@ def pct(v, level=0.95):
 
 # ----------------------------------------------------------------- resampling
 
-def test_same_resamples_as_core_metrics():
+def test_accuracy_interval_is_the_plain_loop_exactly(monkeypatch):
+    """Exact equality, also on seed averages and across chunks: a report's acc_ci values
+    are these numbers."""
+    rng = np.random.default_rng(3)
+    for c in (exact(100, 0.63, rng), rng.integers(0, 4, 300) / 3):
+        assert st.accuracy_interval(c) == [float(v) for v in pct(loop_bootstrap([c], 1000, 0)[0])]
+        assert st.accuracy_interval(c, n=200, seed=4, level=0.9) == [
+            float(v) for v in pct(loop_bootstrap([c], 200, 4)[0], 0.9)]
+    monkeypatch.setattr(st, "_CHUNK_ELEMS", 700)  # 2 resamples per chunk
+    assert st.accuracy_interval(c) == [float(v) for v in pct(loop_bootstrap([c], 1000, 0)[0])]
+
+
+def test_pgr_uses_the_documented_resamples():
     rng = np.random.default_rng(3)
     w, c, s = exact(100, 0.48, rng), exact(100, 0.53, rng), exact(100, 0.63, rng)
     r = st.pgr_stat(s, w, c)
-    means = loop_bootstrap([s, w, c], 1000, 0)  # the resamples of w2s_run.report.metrics.bootstrap_acc
+    means = loop_bootstrap([s, w, c], 1000, 0)  # the resamples every interval of the report uses
     gap = means[2] - means[1]
     kept = gap > 0
     assert r.dropped_frac == pytest.approx(1 - kept.mean())
@@ -62,7 +75,7 @@ def test_paired_difference_matches_a_plain_loop_on_seed_averaged_inputs():
     assert res.gap.ci == pytest.approx(pct(cb - wb))
     keep = cb - wb > 0
     assert res.pgr_dropped_frac == pytest.approx(1 - keep.mean())
-    if res.pgr_verdict == st.VERDICT_OK:
+    if res.pgr_verdict == st.Verdict.OK:
         assert res.pgr_diff_ci == pytest.approx(pct((sb - rb)[keep] / (cb - wb)[keep]))
 
 
@@ -90,10 +103,10 @@ def test_gap_hand_cases():
 
 def test_pgr_undefined_when_ceiling_does_not_beat_weak():
     r = st.pgr_stat([1, 1, 0, 0], [1, 0, 1, 0], [1, 0, 1, 0])
-    assert r.pgr is None and r.ci is None and r.verdict == st.VERDICT_UNDEFINED
+    assert r.pgr is None and r.ci is None and r.verdict == st.Verdict.UNDEFINED
     assert r.dropped_frac == 1.0 and not r.above_100
     r = st.pgr_stat([1, 1, 0, 0], [1, 1, 1, 0], [1, 0, 1, 0])  # ceiling below weak
-    assert r.pgr is None and r.verdict == st.VERDICT_UNDEFINED and r.describe().startswith("undefined")
+    assert r.pgr is None and r.verdict == st.Verdict.UNDEFINED and r.describe().startswith("undefined")
 
 
 def test_pgr_gate_on_the_issue_case():
@@ -102,12 +115,12 @@ def test_pgr_gate_on_the_issue_case():
     rng = np.random.default_rng(0)
     w, c, s = exact(100, 0.48, rng), exact(100, 0.53, rng), exact(100, 0.63, rng)
     r = st.pgr_stat(s, w, c)
-    assert r.verdict == st.VERDICT_NOT_SIGNIFICANT == "not significant (ceiling does not beat weak)"
+    assert r.verdict == st.Verdict.NOT_SIGNIFICANT == "not significant (ceiling does not beat weak)"
     assert r.gap.gap == pytest.approx(0.05) and r.gap.ci[0] < 0 < r.gap.ci[1] and not r.gap.significant
     assert r.pgr == pytest.approx(3.0) and r.above_100
     assert 0.1 < r.dropped_frac < 0.5  # normal approx: P(gap_b <= 0) = Phi(-0.05 / 0.07) = 0.24
     text = r.describe()
-    assert text.startswith(st.VERDICT_NOT_SIGNIFICANT) and "dropped" in text and "PGR" not in text
+    assert text.startswith(st.Verdict.NOT_SIGNIFICANT) and "dropped" in text and "PGR" not in text
 
 
 def test_pgr_clear_case():
@@ -115,7 +128,7 @@ def test_pgr_clear_case():
     w, c, s = exact(1000, 0.60, rng), exact(1000, 0.90, rng), exact(1000, 0.75, rng)
     r = st.pgr_stat(s, w, c)
     assert r.gap.significant and r.gap.gap == pytest.approx(0.30)
-    assert r.verdict == st.VERDICT_OK and r.dropped_frac == 0.0
+    assert r.verdict == st.Verdict.OK and r.dropped_frac == 0.0
     assert r.pgr == pytest.approx(0.5) and r.ci[0] < 0.5 < r.ci[1] and r.ci[1] - r.ci[0] < 0.3
     assert not r.above_100 and not r.ci_above_100
     assert r.describe().startswith("PGR 50.0 %")
@@ -125,7 +138,7 @@ def test_ci_above_100_only_when_the_whole_interval_is():
     rng = np.random.default_rng(2)
     w, c, s = exact(2000, 0.60, rng), exact(2000, 0.70, rng), exact(2000, 0.90, rng)
     r = st.pgr_stat(s, w, c)
-    assert r.verdict == st.VERDICT_OK and r.pgr == pytest.approx(3.0)
+    assert r.verdict == st.Verdict.OK and r.pgr == pytest.approx(3.0)
     assert r.above_100 and r.ci_above_100 and r.ci[0] > 1
 
 
@@ -135,13 +148,13 @@ def test_paired_difference_hand_cases():
     weak, ceil = np.zeros(8), np.ones(8)  # gap exactly 1 on every resample
     same = np.array([1, 0, 1, 1, 0, 1, 0, 1.0])
     d = st.paired_difference(same, same, weak, ceil)
-    assert (d.acc_diff, d.acc_diff_ci, d.significant, d.direction) == (0.0, [0.0, 0.0], False, st.NO_DIFFERENCE)
-    assert (d.pgr_diff, d.pgr_diff_ci, d.pgr_dropped_frac, d.pgr_verdict) == (0.0, [0.0, 0.0], 0.0, st.VERDICT_OK)
+    assert (d.acc_diff, d.acc_diff_ci, d.significant, d.direction) == (0.0, [0.0, 0.0], False, st.Direction.NO_DIFFERENCE)
+    assert (d.pgr_diff, d.pgr_diff_ci, d.pgr_dropped_frac, d.pgr_verdict) == (0.0, [0.0, 0.0], 0.0, st.Verdict.OK)
     d = st.paired_difference(np.ones(8), np.zeros(8), weak, ceil)
-    assert (d.acc_diff, d.acc_diff_ci, d.significant, d.direction) == (1.0, [1.0, 1.0], True, st.BETTER)
+    assert (d.acc_diff, d.acc_diff_ci, d.significant, d.direction) == (1.0, [1.0, 1.0], True, st.Direction.BETTER)
     assert d.pgr_diff == 1.0 and d.pgr_diff_ci == [1.0, 1.0]
     d = st.paired_difference(np.zeros(8), np.ones(8), weak, ceil)
-    assert (d.significant, d.direction) == (True, st.WORSE)
+    assert (d.significant, d.direction) == (True, st.Direction.WORSE)
 
 
 def test_paired_difference_pgr_is_the_difference_of_pgrs_and_is_gated():
@@ -149,14 +162,14 @@ def test_paired_difference_pgr_is_the_difference_of_pgrs_and_is_gated():
     w, c = exact(1000, 0.60, rng), exact(1000, 0.90, rng)
     deb, ref = exact(1000, 0.80, rng), exact(1000, 0.72, rng)
     d = st.paired_difference(deb, ref, w, c)
-    assert d.acc_diff == pytest.approx(0.08) and d.direction == st.BETTER
+    assert d.acc_diff == pytest.approx(0.08) and d.direction == st.Direction.BETTER
     assert d.pgr_diff == pytest.approx((0.80 - 0.6) / 0.3 - (0.72 - 0.6) / 0.3)
     assert d.pgr_diff_ci[0] > 0 and d.pgr_dropped_frac == 0.0
     # same students, a ceiling the test set cannot tell from the weak model
     c2 = exact(1000, 0.61, rng)
     d = st.paired_difference(deb, ref, w, c2)
-    assert d.direction == st.BETTER  # the accuracy claim does not need the ceiling
-    assert d.pgr_verdict == st.VERDICT_NOT_SIGNIFICANT and d.pgr_diff is None and d.pgr_diff_ci is None
+    assert d.direction == st.Direction.BETTER  # the accuracy claim does not need the ceiling
+    assert d.pgr_verdict == st.Verdict.NOT_SIGNIFICANT and d.pgr_diff is None and d.pgr_diff_ci is None
     assert d.pgr_dropped_frac > 0
     assert "PGR difference not significant" in d.describe()
 

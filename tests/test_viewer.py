@@ -160,7 +160,7 @@ def _write_run(tmp_path: Path) -> RunLayout:
         "".join(json.dumps(t.model_dump()) + "\n" for t in ts))
     from weak.labels import LabellerResult
     lab = LabellerResult(name="weak", protocol="none", aggregate="mean", members=["seed0", "seed1"],
-                   weak_train_p1={}, transfer_p1={"s1": 0.75}, test_p1={"s2": 0.6, "s3": 0.3},
+                   transfer_p1={"s1": 0.75}, test_p1={"s2": 0.6, "s3": 0.3},
                    member_test_p1={"seed0": {"s2": 0.6, "s3": 0.2}, "seed1": {"s2": 0.6, "s3": 0.4}})
     (rd / "weak" / "weak").mkdir(parents=True)
     (rd / "weak" / "weak" / "labeller.json").write_text(lab.model_dump_json())

@@ -7,12 +7,14 @@ are errors: a misspelt option must never be silently ignored.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo,
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, TypeAdapter,
+                      ValidationError, ValidationInfo,
                       field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
@@ -277,8 +279,13 @@ class LoraConfig(Strict):
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
 
 
+class TrainMode(StrEnum):
+    LORA = "lora"                  # LoRA adapters on the model and a classification head
+    LINEAR_PROBE = "linear_probe"  # a linear head on the frozen model's features
+
+
 class TrainConfig(Strict):
-    mode: Literal["lora", "linear_probe"] = "lora"
+    mode: TrainMode = TrainMode.LORA
     lora: LoraConfig = LoraConfig()
     epochs: float = Field(2, gt=0)
     batch_size: int = Field(16, gt=0)
@@ -315,6 +322,11 @@ def fmt_reliability(reliability: float) -> str:
     return repr(float(reliability))
 
 
+class ControlKind(StrEnum):
+    POSITIVE = "positive"   # scripted transcripts whose winner names the gold label with some reliability
+    SHUFFLED = "shuffled"   # another source's transcripts, each given to another sample
+
+
 class ControlSpec(BaseModel):
     """One control, as the config names it.
 
@@ -326,13 +338,13 @@ class ControlSpec(BaseModel):
     reliability."""
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["positive", "shuffled"]
+    kind: ControlKind
     reliability: float | None = Field(None, ge=0, le=1)
     of: str = "debate"
 
     @model_validator(mode="after")
     def _check(self) -> "ControlSpec":
-        if self.kind == "positive":
+        if self.kind == ControlKind.POSITIVE:
             if self.reliability is None:
                 raise ValueError("a positive control needs a reliability in [0, 1] (0.5 = no information)")
             if self.of != "debate":
@@ -350,29 +362,51 @@ class ControlSpec(BaseModel):
     @classmethod
     def from_tag(cls, tag: str) -> "ControlSpec":
         kind, _, rest = tag.partition(":")
-        if kind == "positive":
+        if kind == ControlKind.POSITIVE:
             try:
-                return cls(kind="positive", reliability=float(rest))
+                return cls(kind=ControlKind.POSITIVE, reliability=float(rest))
             except ValueError:
                 raise ValueError(f"{tag!r}: a positive control's tag is positive:<reliability>") from None
-        return cls(kind="shuffled", of=rest)
+        return cls(kind=ControlKind.SHUFFLED, of=rest)
 
     @property
     def needs_debater(self) -> bool:
         """Whether it permutes real transcripts (a positive control needs no LLM)."""
-        return self.kind == "shuffled" and self.of in PROTOCOLS
+        return self.kind == ControlKind.SHUFFLED and self.of in PROTOCOLS
 
     @property
     def protocol(self) -> str:
         """The protocol its transcripts follow (what a labeller reading it must set)."""
-        return "debate" if self.kind == "positive" or self.of.startswith("positive:") else self.of
+        return "debate" if self.kind == ControlKind.POSITIVE or self.of.startswith("positive:") else self.of
 
     @property
     def tag(self) -> str:
         """"positive:0.9" or "shuffled:debate": a stable, human-readable name."""
-        if self.kind == "positive":
+        if self.kind == ControlKind.POSITIVE:
             return f"positive:{fmt_reliability(self.reliability)}"
         return f"shuffled:{self.of}"
+
+
+# A control as results record it (labeller.json, report.json): its tag on disk, the spec in memory.
+ControlTag = Annotated[ControlSpec, BeforeValidator(lambda v: ControlSpec.from_tag(v) if isinstance(v, str) else v),
+                       PlainSerializer(lambda c: c.tag, return_type=str)]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Which transcripts a labeller's members read: none, a protocol's, or a control's."""
+    protocol: str
+    control: ControlSpec | None = None
+
+    @property
+    def key(self) -> str:
+        """"none", the protocol, or the control's tag: as member folders, their cache keys and
+        the run's transcript sets name it."""
+        return self.control.tag if self.control else self.protocol
+
+    @property
+    def reads_transcripts(self) -> bool:
+        return self.protocol != "none"
 
 
 Aggregate = Literal["mean", "vote", "logodds"]
@@ -420,9 +454,8 @@ class LabellerConfig(Strict):
         return self
 
     @property
-    def source(self) -> str:
-        """Which transcripts its members read: "none", a protocol, or a control's tag."""
-        return self.control.tag if self.control else self.protocol
+    def source(self) -> Source:
+        return Source(self.protocol, self.control)
 
 
 class WeakConfig(Strict):
@@ -524,9 +557,6 @@ def _checked_settings(name: str, section: dict[str, Any]) -> dict[str, Any]:
                                   {"problems": problems, "name": name, "declared": declared}) from None
 
 
-GOLD = "gold"  # the ceiling's labeller: the transfer split's gold labels
-
-
 # The checkout this code runs from: no run folder may land in it (its root, a folder
 # above it) or in one of its source folders (w2s_base/, debate/, .git/, configs/, ...).
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -594,8 +624,6 @@ class RunConfig(Strict):
         names = [lab.name for lab in self.weak.labellers]
         if len(set(names)) != len(names):
             raise ValueError(f"weak.labellers: repeated names {names}")
-        if GOLD in names:
-            raise ValueError(f"weak.labellers: the name {GOLD!r} is reserved for the ceiling's gold labels")
         ref = {lab.name: lab for lab in self.weak.labellers}.get(self.weak.reference)
         if ref is None:
             raise ValueError(f"weak.reference {self.weak.reference!r} is not one of weak.labellers {names}")
@@ -620,7 +648,7 @@ class RunConfig(Strict):
         return need
 
     def labellers_read_transcripts(self) -> bool:
-        return any(lab.source != "none" for lab in self.labellers)
+        return any(lab.source.reads_transcripts for lab in self.labellers)
 
     def controls_needed(self) -> dict[str, tuple[ControlSpec, int]]:
         """{control tag: (spec, K)} over this run's control labellers, in the order they
@@ -628,7 +656,7 @@ class RunConfig(Strict):
         need: dict[str, tuple[ControlSpec, int]] = {}
 
         def add(spec: ControlSpec, k: int) -> None:
-            if spec.kind == "shuffled" and spec.of.startswith("positive:"):
+            if spec.kind == ControlKind.SHUFFLED and spec.of.startswith("positive:"):
                 add(ControlSpec.from_tag(spec.of), k)
             need[spec.tag] = (spec, max(need.get(spec.tag, (spec, 0))[1], k))
 

@@ -18,7 +18,8 @@ from contextlib import contextmanager
 from w2s_base import console
 from w2s_base.backend_specs import backend_spec
 from w2s_base.training import distributed as dist
-from w2s_base.config import RunConfig
+from w2s_base.config import ControlKind, RunConfig
+from w2s_base.decision import predicted_label
 from w2s_base.runfolder.environment import environment
 from w2s_base.runfolder.jsonl import JsonlWriter, save_json, write_text_atomic
 from w2s_base.runfolder.layout import RunLayout
@@ -106,7 +107,7 @@ def place_against_reference(cfg: RunConfig, splits: Splits, weak: MemberTrainer)
     ref = run_weak(cfg, weak, {}, only=[cfg.weak.reference])[cfg.weak.reference]
     oof = weak.out_of_fold((ref_cfg.models or [cfg.weak.model])[0], ref_cfg.seeds[0], cfg.weak.placement_folds)
     p1 = {**oof, **ref.transfer_p1, **ref.test_p1}
-    return {s.id: int(p1[s.id] <= 0.5) for s in splits.all()}
+    return {s.id: 1 - predicted_label(p1[s.id]) for s in splits.all()}  # a tie: the reference picked 0
 
 
 def generate_transcripts(cfg: RunConfig, splits: Splits, layout: RunLayout,
@@ -138,7 +139,7 @@ def generate_transcripts(cfg: RunConfig, splits: Splits, layout: RunLayout,
             raise StageFailed(f"{missing} {protocol} transcripts failed; rerun to retry them "
                               "(finished ones are kept)")
     for tag, (spec, k) in cfg.controls_needed().items():  # calibration, never a method's result
-        if spec.kind == "positive":
+        if spec.kind == ControlKind.POSITIVE:
             out[tag] = positive_control(samples, k, spec.reliability, cfg.debate.seed, cfg.debate.num_turns)
         else:
             out[tag] = shuffled_control(samples, out[spec.of], cfg.debate.seed)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from w2s_base.decision import predicted_labels
+
 
 def aggregate(member_p1: np.ndarray, method: str = "mean") -> np.ndarray:
     """member_p1: [members, samples] of P(label = 1). Returns [samples]."""
@@ -12,7 +14,7 @@ def aggregate(member_p1: np.ndarray, method: str = "mean") -> np.ndarray:
     if method == "mean":
         return p.mean(0)
     if method == "vote":  # fraction of members voting 1: a soft label from hard votes
-        return (p > 0.5).mean(0)
+        return predicted_labels(p).mean(0)
     if method == "logodds":  # confident members count for more than in a plain mean
         q = np.clip(p, 1e-6, 1 - 1e-6)
         return 1 / (1 + np.exp(-np.log(q / (1 - q)).mean(0)))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from w2s_base.config import ControlTag
+
 
 class WeakLabel(BaseModel):
     sample_id: str
@@ -16,10 +18,9 @@ class LabellerResult(BaseModel):
     """A weak labeller's outputs (its spec is w2s_base.config.LabellerConfig): soft labels on transfer, predictions on test."""
     name: str
     protocol: str                     # none | debate | consultancy | market_making
-    control: str | None = None        # a control's tag ("positive:0.9", "shuffled:debate"): not a method
+    control: ControlTag | None = None  # a control (its tag on disk: "positive:0.9", "shuffled:debate"): not a method
     aggregate: str
     members: list[str]
-    weak_train_p1: dict[str, float]   # in-sample; used only to place market-making consultants
     transfer_p1: dict[str, float]
     test_p1: dict[str, float]
     member_test_p1: dict[str, dict[str, float]]

@@ -19,7 +19,7 @@ import numpy as np
 
 from w2s_base import console
 from w2s_base.training.classifier import ModelTrainer
-from w2s_base.config import LabellerConfig, RunConfig
+from w2s_base.config import LabellerConfig, RunConfig, Source
 from w2s_base.training.distributed import is_main
 from w2s_base.runfolder.jsonl import JsonlWriter, save_json
 from w2s_base.runfolder.layout import RunLayout, slug
@@ -36,6 +36,7 @@ from .labels import LabellerResult, WeakLabel
 
 Transcripts = dict[tuple[str, int], Transcript]
 SPLITS = ("weak_train", "transfer", "test")
+PREDICTED = ("transfer", "test")  # a member's labels for the student, and its test score
 
 
 def _ids_hash(samples: list[Sample]) -> str:
@@ -62,13 +63,13 @@ class MemberTrainer:
             self._tok[model] = load_tokenizer(resolve_model(model), self.cfg.trust_remote_code)
         return self._tok[model]
 
-    def folder(self, source: str, model: str, seed: int, k: int) -> Path:
-        return self.layout.member(source, model, seed, k if source != "none" else None)
+    def folder(self, source: Source, model: str, seed: int, k: int) -> Path:
+        return self.layout.member(source.key, model, seed, k if source.reads_transcripts else None)
 
-    def __call__(self, source: str, model: str, seed: int, k: int,
+    def __call__(self, source: Source, model: str, seed: int, k: int,
                  transcripts: Transcripts | None) -> dict[str, dict[str, float]]:
-        """{split: {sample id: P(label = 1)}} of member (source, model, seed, k); the
-        source is "none", a protocol, or a control's tag (LabellerConfig.source)."""
+        """{split: {sample id: P(label = 1)}} of member (source, model, seed, k) on
+        transfer and test (weak_train, which it trains on, is not predicted)."""
         w, sp = self.cfg.weak, self.splits
         out = self.folder(source, model, seed, k)
         tok = self.tokenizer(model)
@@ -81,7 +82,7 @@ class MemberTrainer:
 
         keys = [transcripts[(s.id, k)].key for s in sp.weak_train + sp.transfer + sp.test] if transcripts else []
         spec = {"v": 3, "model": model, "train": w.train.result_spec(), "seed": seed, "k": k,
-                "protocol": source, "budget": w.transcript_budget,
+                "protocol": source.key, "budget": w.transcript_budget,
                 **({"sees": w.sees} if w.sees != "all" else {}),
                 **({"verify_quotes": True} if w.verify_quotes else {}),
                 "splits": [_ids_hash(x) for x in parts.values()],
@@ -95,17 +96,15 @@ class MemberTrainer:
             y = np.array([s.label for s in sp.weak_train], dtype=np.float32)
             trainer = self._trainers.setdefault(model, ModelTrainer(model, w.train, self.cfg.trust_remote_code))
             clf = trainer.train(inputs["weak_train"], y, XentLoss(), seed,
-                                desc=f"weak {source}/{out.parent.name}/{out.name}",
-                                adapter=f"{slug(source)}-{hashlib.sha1(model.encode()).hexdigest()[:8]}-{out.name}")
+                                desc=f"weak {source.key}/{out.parent.name}/{out.name}",
+                                adapter=f"{slug(source.key)}-{hashlib.sha1(model.encode()).hexdigest()[:8]}-{out.name}")
             clf.save(out)
-            # weak_train predictions are in-sample; only market-making uses them (to pick
-            # the side the weak model did not choose on every split).
-            preds = {name: dict(zip([s.id for s in v], map(float, clf.predict(inputs[name]))))
-                     for name, v in parts.items()}
+            preds = {name: dict(zip([s.id for s in parts[name]], map(float, clf.predict(inputs[name]))))
+                     for name in PREDICTED}
             return {**preds, "history": clf.history}  # the loss per step, kept for reruns
 
         result = cached(out / "result.json", spec, compute)
-        name = f"{source}/{out.parent.name}/{out.name}"  # its folder under weak/members/
+        name = f"{source.key}/{out.parent.name}/{out.name}"  # its folder under weak/members/
         if result.get("history"):  # members cached before curves were kept have none
             self.histories[name] = result["history"]
         console.advance(name, cached=not trained)
@@ -143,7 +142,7 @@ class MemberTrainer:
 
 
 def member_name(lab: LabellerConfig, model: str, seed: int, k: int) -> str:
-    name = f"seed{seed}" + (f"-debate{k}" if lab.source != "none" else "")
+    name = f"seed{seed}" + (f"-debate{k}" if lab.source.reads_transcripts else "")
     return f"{slug(model)}-{name}" if lab.models and len(lab.models) > 1 else name
 
 
@@ -158,14 +157,13 @@ def run_labeller(cfg: RunConfig, lab: LabellerConfig, trainer: MemberTrainer,
                 members[member_name(lab, model, seed, k)] = trainer(lab.source, model, seed, k, transcripts)
     names = list(members)
     agg = {}
-    for split in SPLITS:
+    for split in PREDICTED:
         ids = [s.id for s in getattr(splits, split)]
         p = aggregate(np.array([[members[m][split][i] for i in ids] for m in names]), method)
         agg[split] = dict(zip(ids, map(float, p)))
-    out = LabellerResult(name=lab.name, protocol=lab.protocol, control=lab.control.tag if lab.control else None,
-                         aggregate=method, members=names,
-                   weak_train_p1=agg["weak_train"], transfer_p1=agg["transfer"], test_p1=agg["test"],
-                   member_test_p1={m: members[m]["test"] for m in names})
+    out = LabellerResult(name=lab.name, protocol=lab.protocol, control=lab.control, aggregate=method,
+                         members=names, transfer_p1=agg["transfer"], test_p1=agg["test"],
+                         member_test_p1={m: members[m]["test"] for m in names})
     if is_main():
         save_json(trainer.layout.labeller_json(lab.name), out.model_dump())
         _write_labels(trainer.layout.labels(lab.name), splits.transfer, out, members, transcripts, lab.debates)
@@ -182,7 +180,7 @@ def run_weak(cfg: RunConfig, trainer: MemberTrainer, transcripts: dict[str, Tran
     total = sum(len(lab.models or [cfg.weak.model]) * lab.debates * len(lab.seeds) for lab in labs)
     with console.stage_progress("weak", total, unit="member"):
         for lab in labs:
-            tr = transcripts[lab.source] if lab.source != "none" else None
+            tr = transcripts[lab.source.key] if lab.source.reads_transcripts else None
             out[lab.name] = run_labeller(cfg, lab, trainer, tr)
     return out
 

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from w2s_base import console
 from w2s_base.training import distributed as dist
-from w2s_base.config import TrainConfig
+from w2s_base.config import TrainConfig, TrainMode
 from w2s_base.training.distributed import device
 from w2s_base.training.models import cache_root, load_tokenizer, resolve_model
 
@@ -535,7 +535,7 @@ class ModelTrainer:
 
     def train(self, texts: list[str], p1: np.ndarray, loss_fn: LossFn, seed: int, desc: str = "train",
               adapter: str = "default"):
-        if self.tcfg.mode == "linear_probe":
+        if self.tcfg.mode == TrainMode.LINEAR_PROBE:
             return train_probe(self.extractor, texts, p1, loss_fn, self.tcfg, seed, desc)
         if not self.share_base:
             return train_lora(LoraBase(self.model, self.tcfg, self.trust), texts, p1, loss_fn,

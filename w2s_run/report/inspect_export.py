@@ -23,8 +23,8 @@ Each transcript is one `EvalSample`:
   the gold one, and token counts in the message metadata (the viewer prints message
   metadata under each message).
 - scores: one `Score` per weak labeller with a prediction for the sample (transfer
-  and test, as debates.html shows; the in-sample weak_train predictions are not
-  scores). The value is "C"/"I" (the labeller's label, P(1) >= 0.5, is / is not the
+  and test, as debates.html shows; weak_train, which the labellers train on, has
+  none). The value is "C"/"I" (the labeller's label, P(1) >= 0.5, is / is not the
   gold label): the viewer draws "C"/"I" as green/red correct/incorrect badges that
   can be sorted and filtered in the sample list, and its log header shows accuracy,
   where a bare P(1) would be a number to compare with the target by hand, row by
@@ -52,6 +52,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from w2s_base.decision import predicted_label_tie_as_1
 from w2s_base.runfolder.layout import RunLayout, slug
 from w2s_base.protocols import PROTOCOLS
 from w2s_base.protocols import protocol as protocol_spec
@@ -148,7 +149,7 @@ class _Pred:
 
 
 def _preds(labellers: list[LabellerResult]) -> dict[str, list[_Pred]]:
-    """{sample_id: predictions}, from transfer and test (not the in-sample weak_train)."""
+    """{sample_id: predictions}, from transfer and test (the labellers' only predictions)."""
     out: dict[str, list[_Pred]] = defaultdict(list)
     for lab in labellers:
         for split, p1s in (("transfer", lab.transfer_p1), ("test", lab.test_p1)):
@@ -159,7 +160,7 @@ def _preds(labellers: list[LabellerResult]) -> dict[str, list[_Pred]]:
 
 # ---------------------------------------------------------------- the inspect objects
 def _score(ia: SimpleNamespace, t: Transcript, pred: _Pred):
-    label = int(pred.p1 >= 0.5)  # as debates.html and the report read a P(1)
+    label = predicted_label_tie_as_1(pred.p1)  # as debates.html reads a P(1)
     lab = pred.labeller
     return ia.Score(
         value="C" if label == t.gold_label else "I",

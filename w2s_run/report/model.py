@@ -9,6 +9,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from w2s_base.config import ControlSpec, ControlTag
 from w2s_run.report.statistics import ErrorBreakdown, GapResult, PairedDifferenceResult, PGRResult, SeedSpread
 
 # 2: PGR with its verdict and dropped share, the weak-ceiling gap, paired student
@@ -31,7 +32,7 @@ class WeakRow(_Row):
     kind: Literal["weak"] = "weak"
     name: str                          # the labeller's name (weak.labellers[].name)
     protocol: str
-    control: str | None = None         # a control's tag: calibration, never a method's result
+    control: ControlTag | None = None  # a control (its tag in report.json): calibration, never a method's result
     vs_reference: PairedDifferenceResult | None = None  # its test accuracy against the plain weak model
     aggregate: str
     ece: float
@@ -47,7 +48,7 @@ class StudentRow(_Row):
     seeds: int
     seed_accuracy: list[float]
     seed_spread: SeedSpread
-    pgr: PGRResult                     # against the reference weak model; print pgr.verdict unless "ok"
+    pgr: PGRResult                     # against the reference weak model; print pgr.verdict unless OK
     errors: ErrorBreakdown             # where its accuracy comes from, against its own labeller
 
 
@@ -58,9 +59,16 @@ class CeilingRow(_Row):
     seed_spread: SeedSpread
 
 
+def reference_loss(loss: str, reference_losses: list[str]) -> str:
+    """The loss of the student on the plain weak labels that a student trained with
+    `loss` is compared with: the same loss if the reference has a student with it,
+    otherwise the reference's first loss."""
+    return loss if loss in reference_losses else reference_losses[0]
+
+
 class Comparison(BaseModel):
     """The paper's question for one student: W2S on these labels vs W2S on the plain
-    weak labels (same loss), paired over test samples."""
+    weak labels (trained with the loss `reference_loss` picks), paired over test samples."""
     labeller: str
     loss: str
     reference_labeller: str
@@ -104,3 +112,11 @@ class Report(BaseModel):
 
     def ceiling_row(self) -> CeilingRow:
         return next(r for r in self.rows if isinstance(r, CeilingRow))
+
+    def control_of(self, labeller: str) -> ControlSpec | None:
+        """The control a labeller is, or None for a method (or a name not in the rows)."""
+        return next((r.control for r in self.weak_rows() if r.name == labeller), None)
+
+    def reference_loss_of(self, c: Comparison) -> str:
+        """The loss of the reference student a comparison was made against."""
+        return reference_loss(c.loss, [r.loss for r in self.student_rows() if r.labeller == self.reference])

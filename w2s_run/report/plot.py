@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from w2s_run.report.statistics import VERDICT_OK
+from w2s_run.report.statistics import Verdict
 
 from w2s_run.report.model import CeilingRow, Report, StudentRow, WeakRow
 
@@ -39,7 +39,7 @@ def plot_report(report: Report, out: Path) -> Path | None:
             ax.bar(x, r.accuracy, width * 0.95, color=colour, label=None if label in seen else label,
                    yerr=[[r.accuracy - ci[0]], [ci[1] - r.accuracy]], capsize=2)
             seen.add(label)
-            if isinstance(r, StudentRow) and r.pgr.verdict == VERDICT_OK:  # a number only when it means one
+            if isinstance(r, StudentRow) and r.pgr.verdict == Verdict.OK:  # a number only when it means one
                 ax.text(x, 0.02, f"{100 * r.pgr.pgr:.0f}%", ha="center", va="bottom", fontsize=6, rotation=90)
     ax.set_xticks(range(len(groups)), [g for g, _ in groups], rotation=25, ha="right", fontsize=8)
     ax.set_ylim(0, 1.12)  # headroom for the legend

@@ -2,10 +2,15 @@
 run) and two runs side by side (`run.py compare`)."""
 from __future__ import annotations
 
+from w2s_base.config import ControlSpec
 from w2s_base.runfolder.environment import one_line
-from w2s_run.report.statistics import VERDICT_NOT_SIGNIFICANT, VERDICT_OK, VERDICT_UNDEFINED
+from w2s_run.report.statistics import Verdict
 
 from w2s_run.report.model import CeilingRow, Report, StudentRow, WeakRow
+
+
+def _control(control: ControlSpec | None) -> str:
+    return f" [CONTROL {control.tag}]" if control else ""
 
 
 def row_title(r) -> str:
@@ -14,8 +19,7 @@ def row_title(r) -> str:
     if isinstance(r, CeilingRow):
         return "strong ceiling (gold labels)"
     n = len(r.members)
-    return (f"weak: {r.name}" + (f" ({n} members, {r.aggregate})" if n > 1 else "")
-            + (f" [CONTROL {r.control}]" if r.control else ""))
+    return f"weak: {r.name}" + (f" ({n} members, {r.aggregate})" if n > 1 else "") + _control(r.control)
 
 
 def row_key(r) -> str:
@@ -38,17 +42,18 @@ def _ci(ci: list[float] | None, signed: bool = False) -> str:
     return f" ({f(ci[0])} to {f(ci[1])})"
 
 
+# What the PGR column prints instead of a number (an interval over the resamples that
+# happen to define the ratio would mislead).
+_NO_PGR = {Verdict.UNDEFINED: "undefined", Verdict.NOT_SIGNIFICANT: "n.s. (gap not significant)"}
+
+
 def _pgr_cell(r) -> str:
-    """A PGR number only when the weak-ceiling gap is significant; otherwise the verdict
-    (an interval over the resamples that happen to define the ratio would mislead)."""
+    """A PGR number only when the weak-ceiling gap is significant; otherwise the verdict."""
     if not isinstance(r, StudentRow):
         return ""
     p = r.pgr
-    if p.verdict == VERDICT_UNDEFINED:
-        return "undefined"
-    if p.verdict == VERDICT_NOT_SIGNIFICANT:
-        return "n.s. (gap not significant)"
-    assert p.verdict == VERDICT_OK
+    if p.verdict != Verdict.OK:
+        return _NO_PGR[p.verdict]
     flag = " ⚠ >100 %" if p.above_100 else ""
     return f"{fmt(p.pgr)}{_ci(p.ci)}{flag}; {100 * p.dropped_frac:.0f} % dropped"
 
@@ -60,8 +65,11 @@ def _seeds_cell(r) -> str:
     return f"{sp.n_seeds}: sd {100 * sp.std:.1f}, {fmt(sp.min)}–{fmt(sp.max)}"
 
 
-def render_table(report: Report) -> str:
-    seeds = max((getattr(r, "seeds", 1) for r in report.rows), default=1)
+def _acc_diff(d) -> str:
+    return f"{100 * d.acc_diff:+.1f}{_ci(d.acc_diff_ci, True)}"
+
+
+def _main_table(report: Report) -> list[str]:
     g = report.gap
     lines = [f"# Run {report.run}: {report.n_test} test samples", "",
              f"Ceiling − weak gap: {100 * g.gap:+.1f} points{_ci(g.ci, True)}, "
@@ -70,54 +78,76 @@ def render_table(report: Report) -> str:
              "test ECE | transfer labels acc % / ECE |",
              "|---|---:|---:|---:|---:|---:|"]
     for r in report.rows:
-        acc = fmt(r.accuracy) + _ci(r.acc_ci)
         weak = isinstance(r, WeakRow)
         lab = f"{fmt(r.label_accuracy)} / {fmt(r.label_ece, False)}" if weak else ""
-        lines.append(f"| {row_title(r)} | {acc} | {_pgr_cell(r)} | {_seeds_cell(r)} | "
+        lines.append(f"| {row_title(r)} | {fmt(r.accuracy)}{_ci(r.acc_ci)} | {_pgr_cell(r)} | {_seeds_cell(r)} | "
                      f"{fmt(r.ece, False) if weak else ''} | {lab} |")
     for w in report.warnings:
         lines += ["", f"**Warning:** {w}"]
+    return lines
+
+
+def _vs_reference_table(report: Report) -> list[str]:
     vs = [r for r in report.weak_rows() if r.vs_reference]
-    if vs:
-        lines += ["", f"Each weak labeller against the plain weak model `{report.reference}` (test accuracy, "
-                      "paired):", "", "| weak labeller | acc difference, points (95% CI) | verdict |", "|---|---:|---|"]
-        for r in vs:
-            d = r.vs_reference
-            lines.append(f"| {r.name}{f' [CONTROL {r.control}]' if r.control else ''} | "
-                         f"{100 * d.acc_diff:+.1f}{_ci(d.acc_diff_ci, True)} | {d.direction} |")
-    if report.comparisons:
-        lines += ["", f"Each student against the student on plain weak labels (`{report.reference}`, same "
-                      "loss), paired over test samples (the paper's question):", "",
-                  "| student on … labels (loss) | acc difference, points (95% CI) | verdict | PGR difference, points (95% CI) |",
-                  "|---|---:|---|---:|"]
-        for c in report.comparisons:
-            d = c.result
-            pgr_d = (f"{100 * d.pgr_diff:+.1f}{_ci(d.pgr_diff_ci, True)}" if d.pgr_verdict == VERDICT_OK
-                     else d.pgr_verdict)
-            control = next((f" [CONTROL {r.control}]" for r in report.weak_rows() if r.name == c.labeller and r.control), "")
-            lines.append(f"| {c.labeller}{control} ({c.loss}) | {100 * d.acc_diff:+.1f}{_ci(d.acc_diff_ci, True)} | "
-                         f"{d.direction} | {pgr_d} |")
+    if not vs:
+        return []
+    lines = ["", f"Each weak labeller against the plain weak model `{report.reference}` (test accuracy, "
+                 "paired):", "", "| weak labeller | acc difference, points (95% CI) | verdict |", "|---|---:|---|"]
+    for r in vs:
+        lines.append(f"| {r.name}{_control(r.control)} | {_acc_diff(r.vs_reference)} | {r.vs_reference.direction} |")
+    return lines
+
+
+def _comparisons_table(report: Report) -> list[str]:
+    if not report.comparisons:
+        return []
+    lines = ["", f"Each student against the student on plain weak labels (`{report.reference}`, same "
+                 "loss, or its first loss where it has no student with that loss: named as \"vs\"), paired "
+                 "over test samples (the paper's question):", "",
+             "| student on … labels (loss) | acc difference, points (95% CI) | verdict | PGR difference, points (95% CI) |",
+             "|---|---:|---|---:|"]
+    for c in report.comparisons:
+        d = c.result
+        pgr_d = f"{100 * d.pgr_diff:+.1f}{_ci(d.pgr_diff_ci, True)}" if d.pgr_verdict == Verdict.OK else d.pgr_verdict
+        ref_loss = report.reference_loss_of(c)
+        loss = c.loss if ref_loss == c.loss else f"{c.loss} vs {ref_loss}"
+        lines.append(f"| {c.labeller}{_control(report.control_of(c.labeller))} ({loss}) | {_acc_diff(d)} | "
+                     f"{d.direction} | {pgr_d} |")
+    return lines
+
+
+def _errors_table(report: Report) -> list[str]:
     students = report.student_rows()
-    if students:
-        lines += ["", "Where each student's accuracy comes from (test samples, split by whether its own "
-                      "weak labeller was right; agreement = imitation of the teacher):", "",
-                  "| student on … labels (loss) | acc % where weak right (n) | acc % where weak wrong (n) | "
-                  "agreement with weak % | P(wrong given weak right) | P(wrong given weak wrong) |",
-                  "|---|---:|---:|---:|---:|---:|"]
-        for r in students:
-            e = r.errors
-            lines.append(f"| {r.labeller} ({r.loss}) | {fmt(e.student_acc_on_weak_right)} ({e.n_weak_right}) | "
-                         f"{fmt(e.student_acc_on_weak_wrong)} ({e.n_weak_wrong}) | {fmt(e.agreement)} | "
-                         f"{fmt(e.student_wrong_given_weak_right, False)} | "
-                         f"{fmt(e.student_wrong_given_weak_wrong, False)} |")
-    lines += ["", "Weak ensemble members (test):", "", "| labeller | member | acc % | ECE |", "|---|---|---:|---:|"]
+    if not students:
+        return []
+    lines = ["", "Where each student's accuracy comes from (test samples, split by whether its own "
+                 "weak labeller was right; agreement = imitation of the teacher):", "",
+             "| student on … labels (loss) | acc % where weak right (n) | acc % where weak wrong (n) | "
+             "agreement with weak % | P(wrong given weak right) | P(wrong given weak wrong) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in students:
+        e = r.errors
+        lines.append(f"| {r.labeller} ({r.loss}) | {fmt(e.student_acc_on_weak_right)} ({e.n_weak_right}) | "
+                     f"{fmt(e.student_acc_on_weak_wrong)} ({e.n_weak_wrong}) | {fmt(e.agreement)} | "
+                     f"{fmt(e.student_wrong_given_weak_right, False)} | "
+                     f"{fmt(e.student_wrong_given_weak_wrong, False)} |")
+    return lines
+
+
+def _members_table(report: Report) -> list[str]:
+    lines = ["", "Weak ensemble members (test):", "", "| labeller | member | acc % | ECE |", "|---|---|---:|---:|"]
     for r in report.weak_rows():
         for m, v in r.members.items():
             lines.append(f"| {r.name} | {m} | {fmt(v.accuracy)} | {fmt(v.ece, False)} |")
-    lines += ["", f"PGR = (W2S − weak) / (ceiling − weak), against the plain weak model "
-                  f"`{report.reference}`; 95 % paired bootstrap intervals over test samples (1000 "
-                  "resamples); a PGR interval is taken over the resamples where the ceiling beats the "
-                  "weak model, and the share dropped is shown beside it. Definitions: w2s_run/report/statistics.py."]
+    return lines
+
+
+def _notes(report: Report) -> list[str]:
+    """Definitions, then what the run's record says (fitting, wall time, environment, seeds)."""
+    lines = ["", f"PGR = (W2S − weak) / (ceiling − weak), against the plain weak model "
+                 f"`{report.reference}`; 95 % paired bootstrap intervals over test samples (1000 "
+                 "resamples); a PGR interval is taken over the resamples where the ceiling beats the "
+                 "weak model, and the share dropped is shown beside it. Definitions: w2s_run/report/statistics.py."]
     meta = report.meta
     if meta and meta.fit and meta.fit["n_overlong"]:
         f = meta.fit
@@ -130,10 +160,16 @@ def render_table(report: Report) -> str:
         lines.append(f"Wall time: {secs}" + (f"; peak RSS {max(mem.values()):.0f} MB" if mem else "") + ".")
     if meta and meta.environment:
         lines.append(f"Environment: {one_line(meta.environment)}.")
+    seeds = max((getattr(r, "seeds", 1) for r in report.rows), default=1)
     if seeds > 1:
         lines.append(f"Students and ceiling: mean over {seeds} strong seeds (per-sample correctness "
                      "averaged over seeds before resampling).")
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def render_table(report: Report) -> str:
+    sections = (_main_table, _vs_reference_table, _comparisons_table, _errors_table, _members_table, _notes)
+    return "\n".join(line for section in sections for line in section(report)) + "\n"
 
 
 def compare_reports(a: Report, b: Report) -> str:

@@ -11,14 +11,108 @@ from __future__ import annotations
 
 import numpy as np
 
+from w2s_base.config import ControlKind
+from w2s_base.decision import predicted_labels
 from w2s_run.report import statistics as st
-from w2s_base.config import GOLD
-from w2s_run.report.metrics import accuracy, bootstrap_acc, ece
+from w2s_run.report.metrics import accuracy, ece
 from data.splits import Splits
 from strong.stage import Preds, StudentKey
 from weak.labels import LabellerResult
 
-from w2s_run.report.model import CeilingRow, Comparison, MemberScore, Report, RunMeta, StudentRow, WeakRow
+from w2s_run.report.model import (CeilingRow, Comparison, MemberScore, Report, RunMeta, StudentRow, WeakRow,
+                                  reference_loss)
+
+Run = tuple[str, str]            # a student over its seeds: (labeller, loss)
+BySeed = dict[int, Preds]        # {seed: test predictions}
+
+
+class _Test:
+    """The test split's gold labels, and per-sample predictions and correctness of any
+    predictions on it (in test order)."""
+
+    def __init__(self, splits: Splits):
+        self.ids = [s.id for s in splits.test]
+        self.y = np.array([s.label for s in splits.test])
+
+    def p1(self, p: Preds) -> np.ndarray:
+        return np.array([p[i] for i in self.ids])
+
+    def pred(self, p: Preds) -> np.ndarray:
+        return predicted_labels(self.p1(p)).astype(float)
+
+    def correct(self, p: Preds) -> np.ndarray:
+        return (self.pred(p) == self.y).astype(float)
+
+    def seed_mean(self, by_seed: BySeed, f=None) -> np.ndarray:
+        """Per sample, the mean over seeds of f (correctness unless given)."""
+        return np.mean([(f or self.correct)(p) for p in by_seed.values()], axis=0)
+
+    def seed_accs(self, by_seed: BySeed) -> list[float]:
+        return [float(self.correct(p).mean()) for p in by_seed.values()]
+
+
+def _group_by_run(students: dict[StudentKey, Preds]) -> tuple[BySeed, dict[Run, BySeed]]:
+    """The ceiling's predictions per seed, and every other student's, one entry per
+    (labeller, loss) over its seeds, in the order trained."""
+    ceiling: BySeed = {}
+    by_run: dict[Run, BySeed] = {}
+    for key, p in students.items():
+        if key.is_ceiling:
+            ceiling[key.seed] = p
+        else:
+            by_run.setdefault((key.labeller, key.loss), {})[key.seed] = p
+    return ceiling, by_run
+
+
+def _weak_row(t: _Test, splits: Splits, lab: LabellerResult, reference: str,
+              weak_c: np.ndarray, ceil_c: np.ndarray) -> WeakRow:
+    p = t.p1(lab.test_p1)
+    members = {}
+    for m, mp in lab.member_test_p1.items():
+        q = t.p1(mp)
+        members[m] = MemberScore(accuracy=accuracy(q, t.y), ece=ece(q, t.y))
+    # The supervision the student actually gets: the soft labels on transfer,
+    # scored against the gold labels hidden from training.
+    soft = np.array([lab.transfer_p1[s.id] for s in splits.transfer])
+    ty = np.array([s.label for s in splits.transfer])
+    c = t.correct(lab.test_p1)
+    vs = None if lab.name == reference else st.paired_difference(c, weak_c, weak_c, ceil_c)
+    return WeakRow(name=lab.name, protocol=lab.protocol, control=lab.control, vs_reference=vs,
+                   aggregate=lab.aggregate, accuracy=accuracy(p, t.y), acc_ci=st.accuracy_interval(c),
+                   ece=ece(p, t.y), label_accuracy=accuracy(soft, ty), label_ece=ece(soft, ty), members=members)
+
+
+def _student_row(t: _Test, run: Run, by_seed: BySeed, c: np.ndarray, teacher: Preds,
+                 weak_c: np.ndarray, ceil_c: np.ndarray) -> StudentRow:
+    lab, loss = run
+    accs = t.seed_accs(by_seed)
+    return StudentRow(
+        labeller=lab, loss=loss, accuracy=float(c.mean()), acc_ci=st.accuracy_interval(c),
+        seeds=len(by_seed), seed_accuracy=accs, seed_spread=st.seed_spread(accs),
+        pgr=st.pgr_stat(c, weak_c, ceil_c),
+        errors=st.error_breakdown(c, t.correct(teacher), t.seed_mean(by_seed, t.pred), t.pred(teacher)))
+
+
+def _ceiling_row(t: _Test, ceiling: BySeed, ceil_c: np.ndarray) -> CeilingRow:
+    accs = t.seed_accs(ceiling)
+    return CeilingRow(accuracy=float(ceil_c.mean()), acc_ci=st.accuracy_interval(ceil_c), seeds=len(ceiling),
+                      seed_accuracy=accs, seed_spread=st.seed_spread(accs))
+
+
+def _comparisons(runs: list[Run], student_c: dict[Run, np.ndarray], reference: str,
+                 weak_c: np.ndarray, ceil_c: np.ndarray) -> list[Comparison]:
+    """The paper's question: each student against the student on the plain weak labels
+    (see model.reference_loss for which of the reference's students)."""
+    ref_losses = [loss for lab, loss in runs if lab == reference]
+    out = []
+    for lab, loss in runs:
+        if lab == reference or not ref_losses:
+            continue
+        ref_run = (reference, reference_loss(loss, ref_losses))
+        out.append(Comparison(
+            labeller=lab, loss=loss, reference_labeller=reference,
+            result=st.paired_difference(student_c[(lab, loss)], student_c[ref_run], weak_c, ceil_c)))
+    return out
 
 
 def build_report(name: str, splits: Splits, labellers: dict[str, LabellerResult],
@@ -28,82 +122,23 @@ def build_report(name: str, splits: Splits, labellers: dict[str, LabellerResult]
     (those on the reference's labels first), the ceiling. A student trained with
     several seeds is scored by its per-sample correctness averaged over the seeds,
     so its accuracy is the seed mean and the bootstrap resamples test samples."""
-    ids = [s.id for s in splits.test]
-    y = np.array([s.label for s in splits.test])
-
-    def pred(p: Preds) -> np.ndarray:
-        return (np.array([p[i] for i in ids]) > 0.5).astype(float)
-
-    def correct(p: Preds) -> np.ndarray:
-        return (pred(p) == y).astype(float)
-
-    # {(labeller, loss): {seed: preds}}: one row per student over its seeds
-    by_run: dict[tuple[str, str], dict[int, Preds]] = {}
-    for key, p in students.items():
-        by_run.setdefault((key.labeller, key.loss), {})[key.seed] = p
-    is_ceiling = {run: run[0] == GOLD for run in by_run}
-    ceiling = next(v for run, v in by_run.items() if is_ceiling[run])
-
-    def seed_mean(by_seed: dict[int, Preds], f=correct) -> np.ndarray:
-        return np.mean([f(p) for p in by_seed.values()], axis=0)
-
-    def seed_accs(by_seed: dict[int, Preds]) -> list[float]:
-        return [float(correct(p).mean()) for p in by_seed.values()]
-
-    tids = [s.id for s in splits.transfer]
-    ty = np.array([s.label for s in splits.transfer])
+    t = _Test(splits)
+    ceiling, by_run = _group_by_run(students)
     order = [reference] + [n for n in labellers if n != reference]
-    weak_c = correct(labellers[reference].test_p1)
-    ceil_c = seed_mean(ceiling)
+    weak_c = t.correct(labellers[reference].test_p1)
+    ceil_c = t.seed_mean(ceiling)
     weak_acc, ceil_acc = float(weak_c.mean()), float(ceil_c.mean())
-    rows: list = []
-    for lab in (labellers[n] for n in order):
-        p = np.array([lab.test_p1[i] for i in ids])
-        members = {}
-        for m, mp in lab.member_test_p1.items():
-            q = np.array([mp[i] for i in ids])
-            members[m] = MemberScore(accuracy=accuracy(q, y), ece=ece(q, y))
-        # The supervision the student actually gets: the soft labels on transfer,
-        # scored against the gold labels hidden from training.
-        soft = np.array([lab.transfer_p1[i] for i in tids])
-        c = correct(lab.test_p1)
-        vs = None if lab.name == reference else st.paired_difference(c, weak_c, weak_c, ceil_c)
-        rows.append(WeakRow(name=lab.name, protocol=lab.protocol, control=lab.control, vs_reference=vs,
-                            aggregate=lab.aggregate,
-                            accuracy=accuracy(p, y), acc_ci=bootstrap_acc(correct(lab.test_p1)),
-                            ece=ece(p, y), label_accuracy=accuracy(soft, ty), label_ece=ece(soft, ty),
-                            members=members))
 
-    runs = [run for run in by_run if not is_ceiling[run]]
-    runs.sort(key=lambda r: order.index(r[0]) if r[0] in order else len(order))  # stable: config order within
-    student_c = {run: seed_mean(by_run[run]) for run in runs}
-    for lab, loss in runs:
-        c, teacher = student_c[(lab, loss)], labellers[lab].test_p1
-        pgr = st.pgr_stat(c, weak_c, ceil_c)
-        rows.append(StudentRow(
-            labeller=lab, loss=loss, accuracy=float(c.mean()), acc_ci=bootstrap_acc(c),
-            seeds=len(by_run[(lab, loss)]), seed_accuracy=seed_accs(by_run[(lab, loss)]),
-            seed_spread=st.seed_spread(seed_accs(by_run[(lab, loss)])), pgr=pgr,
-            errors=st.error_breakdown(c, correct(teacher), seed_mean(by_run[(lab, loss)], pred), pred(teacher))))
-    rows.append(CeilingRow(accuracy=ceil_acc, acc_ci=bootstrap_acc(ceil_c), seeds=len(ceiling),
-                           seed_accuracy=seed_accs(ceiling), seed_spread=st.seed_spread(seed_accs(ceiling))))
+    rows: list = [_weak_row(t, splits, labellers[n], reference, weak_c, ceil_c) for n in order]
+    runs = sorted(by_run, key=lambda r: order.index(r[0]) if r[0] in order else len(order))  # stable: config order within
+    student_c = {run: t.seed_mean(by_run[run]) for run in runs}
+    rows += [_student_row(t, run, by_run[run], student_c[run], labellers[run[0]].test_p1, weak_c, ceil_c)
+             for run in runs]
+    rows.append(_ceiling_row(t, ceiling, ceil_c))
 
-    # The paper's question: each student against the student on the plain weak labels
-    # trained with the same loss (or, failing that, the reference's first loss).
-    comparisons = []
-    ref_losses = [loss for lab, loss in runs if lab == reference]
-    for lab, loss in runs:
-        if lab == reference or not ref_losses:
-            continue
-        ref_run = (reference, loss if loss in ref_losses else ref_losses[0])
-        comparisons.append(Comparison(
-            labeller=lab, loss=loss, reference_labeller=reference,
-            result=st.paired_difference(student_c[(lab, loss)], student_c[ref_run], weak_c, ceil_c)))
-
-    gap = st.gap(weak_c, ceil_c)
-    report = Report(run=name, n_test=len(ids), reference=reference, weak_accuracy=weak_acc,
-                    ceiling_accuracy=ceil_acc, pgr_defined=ceil_acc > weak_acc, gap=gap, rows=rows,
-                    comparisons=comparisons, meta=meta)
+    report = Report(run=name, n_test=len(t.ids), reference=reference, weak_accuracy=weak_acc,
+                    ceiling_accuracy=ceil_acc, pgr_defined=ceil_acc > weak_acc, gap=st.gap(weak_c, ceil_c),
+                    rows=rows, comparisons=_comparisons(runs, student_c, reference, weak_c, ceil_c), meta=meta)
     report.warnings = _warnings(report)
     return report
 
@@ -117,7 +152,8 @@ def _warnings(report: Report) -> list[str]:
                    f"{100 * g.ci[1]:.1f}) is not significant on {report.n_test} test samples: PGR is "
                    "not reported as a number (a ratio over a gap that may be zero means nothing)")
     for r in report.weak_rows():  # the negative control must show no gain: a gain is a leak
-        if r.control and r.control.startswith("shuffled") and r.vs_reference and r.vs_reference.direction == st.BETTER:
+        if (r.control and r.control.kind == ControlKind.SHUFFLED and r.vs_reference
+                and r.vs_reference.direction == st.Direction.BETTER):
             d = r.vs_reference
             out.append(f"NEGATIVE CONTROL FAILED: `{r.name}` reads transcripts of OTHER samples yet beats the "
                        f"plain weak model by {100 * d.acc_diff:+.1f} points (95 % CI {100 * d.acc_diff_ci[0]:+.1f} "

@@ -18,11 +18,11 @@ What is resampled
 A nonparametric *paired bootstrap over test samples*. ``n`` resamples (default 1000),
 each ``m`` test-sample indices drawn uniformly with replacement, from
 ``rng = numpy.random.default_rng(seed)`` (default seed 0) as ``rng.integers(0, m, m)`` once
-per resample, in order. This is exactly the index stream of ``w2s_run.report.metrics.bootstrap_acc``
-and ``w2s_run.report.metrics.bootstrap_pgr``, so for the same seed and 0/1 inputs the intervals here
-coincide with theirs. Within one call every array is evaluated on the SAME ``n`` index
+per resample, in order (every function here draws this one stream, from
+``_resample_indices``). Within one call every array is evaluated on the SAME ``n`` index
 vectors, so every comparison is paired: per-sample difficulty shared by the models cancels
-out of differences and ratios.
+out of differences and ratios; and with the same seed (the report's: the default), one
+model's accuracy interval (:func:`accuracy_interval`) is taken over the same resamples as its PGR.
 
 Training seeds are not resampled. The intervals describe test-set sampling only,
 conditional on the trained models; the spread over training seeds is reported separately
@@ -33,6 +33,13 @@ Intervals
 Percentile intervals: the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles (numpy's
 default linear interpolation) of the statistic over the resamples; ``level`` = 0.95 by
 default.
+
+Accuracy (:func:`accuracy_interval`)
+------------------------------------
+The interval of one model's accuracy ``mean(c)`` over the resamples. Each resample's
+mean is taken as ``c[idx].mean()`` (numpy's pairwise sum), where the paired functions
+sum by count matrix: the two agree exactly on 0/1 correctness and within float rounding
+(~1e-16) on seed averages, each as the report has always computed it.
 
 Gap (:func:`gap`)
 -----------------
@@ -49,6 +56,8 @@ changes sign there). ``dropped_frac`` = dropped resamples / ``n``, always report
 when it is 0. The PGR interval is taken over the kept resamples only (``None`` when none is
 kept). Because that is an interval conditional on ``gap > 0``, it is only trustworthy when
 few resamples are dropped, hence the verdict, decided in this order:
+
+The verdict is a :class:`Verdict`; its value is the text report.json stores.
 
 * ``"undefined"``: the point gap is ``<= 0``; there is no PGR.
 * ``"not significant (ceiling does not beat weak)"``: the point gap is > 0 but the gap
@@ -67,7 +76,7 @@ The headline comparison, e.g. "W2S on debate labels minus W2S on plain weak labe
 
 * ``significant``: the interval excludes 0 (lower > 0 or upper < 0). This is the
   TWO-SIDED claim "there is a difference", a test at ``1 - level`` (5 %).
-* ``direction``: ``"better"`` iff lower > 0, ``"worse"`` iff upper < 0, otherwise
+* ``direction`` (a :class:`Direction`): ``"better"`` iff lower > 0, ``"worse"`` iff upper < 0, otherwise
   ``"no detectable difference"``. ``"better"`` is the ONE-SIDED claim "the student beats
   the reference" (debate beats plain); with a two-sided 95 % interval it is a one-sided
   test at 2.5 %, so with no true difference it is made in about 2.5 % of experiments.
@@ -128,7 +137,8 @@ differ between runs). The result counts the runs whose ``direction`` is ``"bette
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Iterable, Sequence
+from enum import StrEnum
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -136,13 +146,21 @@ N_RESAMPLES = 1000
 SEED = 0
 LEVEL = 0.95
 
-VERDICT_OK = "ok"
-VERDICT_NOT_SIGNIFICANT = "not significant (ceiling does not beat weak)"
-VERDICT_UNDEFINED = "undefined"
 
-BETTER = "better"
-WORSE = "worse"
-NO_DIFFERENCE = "no detectable difference"
+class Verdict(StrEnum):
+    """Whether a PGR (or PGR difference) may be printed as a number; the value is the
+    text report.json stores and the report prints."""
+    OK = "ok"
+    NOT_SIGNIFICANT = "not significant (ceiling does not beat weak)"
+    UNDEFINED = "undefined"
+
+
+class Direction(StrEnum):
+    """The paired difference's claim; the value is the text report.json stores."""
+    BETTER = "better"
+    WORSE = "worse"
+    NO_DIFFERENCE = "no detectable difference"
+
 
 # Resample-index chunk: at most this many int64 indices in memory at once.
 _CHUNK_ELEMS = 1 << 21
@@ -172,7 +190,7 @@ class PGRResult(_Result):
     pgr: float | None          # point PGR; None when gap <= 0
     ci: list[float] | None     # over resamples with gap > 0; None when none kept
     dropped_frac: float        # share of resamples with gap <= 0
-    verdict: str               # VERDICT_UNDEFINED | VERDICT_NOT_SIGNIFICANT | VERDICT_OK
+    verdict: Verdict
     above_100: bool            # point PGR > 1
     ci_above_100: bool         # whole PGR interval > 1
     gap: GapResult
@@ -181,12 +199,12 @@ class PGRResult(_Result):
         """The text a report should print in the PGR column."""
         pct = round(100 * self.gap.level)
         drop = f"{100 * self.dropped_frac:.1f} % of resamples dropped (gap <= 0)"
-        if self.verdict == VERDICT_UNDEFINED:
+        if self.verdict == Verdict.UNDEFINED:
             return (f"undefined: ceiling {100 * self.gap.ceiling_acc:.1f} % does not beat "
                     f"weak {100 * self.gap.weak_acc:.1f} %")
-        if self.verdict == VERDICT_NOT_SIGNIFICANT:
+        if self.verdict == Verdict.NOT_SIGNIFICANT:
             lo, hi = self.gap.ci
-            return (f"{VERDICT_NOT_SIGNIFICANT}: gap {100 * self.gap.gap:.1f} points "
+            return (f"{Verdict.NOT_SIGNIFICANT}: gap {100 * self.gap.gap:.1f} points "
                     f"({pct} % CI {100 * lo:.1f} to {100 * hi:.1f}); {drop}")
         assert self.pgr is not None and self.ci is not None
         s = (f"PGR {100 * self.pgr:.1f} % ({pct} % CI {100 * self.ci[0]:.1f} to "
@@ -201,11 +219,11 @@ class PairedDifferenceResult(_Result):
     acc_diff: float                 # student_acc - reference_acc
     acc_diff_ci: list[float]
     significant: bool               # acc_diff_ci excludes 0 (two-sided)
-    direction: str                  # BETTER (ci[0] > 0) | WORSE (ci[1] < 0) | NO_DIFFERENCE
-    pgr_diff: float | None          # acc_diff / gap; None unless pgr_verdict == "ok"
-    pgr_diff_ci: list[float] | None # over resamples with gap > 0; None unless pgr_verdict == "ok"
+    direction: Direction            # BETTER (ci[0] > 0) | WORSE (ci[1] < 0) | NO_DIFFERENCE
+    pgr_diff: float | None          # acc_diff / gap; None unless pgr_verdict is OK
+    pgr_diff_ci: list[float] | None # over resamples with gap > 0; None unless pgr_verdict is OK
     pgr_dropped_frac: float         # share of resamples with gap <= 0
-    pgr_verdict: str
+    pgr_verdict: Verdict
     gap: GapResult
 
     def describe(self) -> str:
@@ -213,7 +231,7 @@ class PairedDifferenceResult(_Result):
         lo, hi = self.acc_diff_ci
         s = (f"{100 * self.acc_diff:+.1f} points ({pct} % CI {100 * lo:+.1f} to {100 * hi:+.1f}): "
              f"{self.direction}")
-        if self.pgr_verdict == VERDICT_OK:
+        if self.pgr_verdict == Verdict.OK:
             assert self.pgr_diff is not None and self.pgr_diff_ci is not None
             s += (f"; PGR {100 * self.pgr_diff:+.1f} points ({pct} % CI {100 * self.pgr_diff_ci[0]:+.1f} "
                   f"to {100 * self.pgr_diff_ci[1]:+.1f}; {100 * self.pgr_dropped_frac:.1f} % dropped)")
@@ -291,18 +309,23 @@ def _check(n: int, level: float) -> None:
         raise ValueError("level must lie in (0, 1)")
 
 
-def _resample_means(X: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Means of every row of X (k, m) on the same n bootstrap resamples of its columns:
-    returns (k, n). The indices are the stream of ``rng.integers(0, m, m)`` per resample,
-    drawn in chunks (which leaves the stream unchanged); each chunk becomes a count
-    matrix, so all rows (models, or models of many simulated runs) share the resamples."""
-    k, m = X.shape
+def _resample_indices(m: int, n: int, seed: int) -> Iterator[tuple[int, np.ndarray]]:
+    """The resample stream: ``rng.integers(0, m, m)`` per resample, drawn in chunks of
+    shape (b, m) (which leaves the stream unchanged); yields (first resample, chunk)."""
     rng = np.random.default_rng(seed)
-    out = np.empty((k, n))
     rows = max(1, _CHUNK_ELEMS // m)
     for s in range(0, n, rows):
-        b = min(rows, n - s)
-        idx = rng.integers(0, m, (b, m))
+        yield s, rng.integers(0, m, (min(rows, n - s), m))
+
+
+def _resample_means(X: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Means of every row of X (k, m) on the same n bootstrap resamples of its columns:
+    returns (k, n). Each chunk of the stream becomes a count matrix, so all rows (models,
+    or models of many simulated runs) share the resamples."""
+    k, m = X.shape
+    out = np.empty((k, n))
+    for s, idx in _resample_indices(m, n, seed):
+        b = len(idx)
         counts = np.bincount((idx + (np.arange(b) * m)[:, None]).ravel(), minlength=b * m)
         out[:, s:s + b] = (X @ counts.reshape(b, m).T.astype(float)) / m
     return out
@@ -328,8 +351,8 @@ def _ratio(num_b: np.ndarray, gap_b: np.ndarray, level: float) -> tuple[list[flo
 
 def _verdict(g: GapResult) -> str:
     if g.gap <= 0:
-        return VERDICT_UNDEFINED
-    return VERDICT_OK if g.significant else VERDICT_NOT_SIGNIFICANT
+        return Verdict.UNDEFINED
+    return Verdict.OK if g.significant else Verdict.NOT_SIGNIFICANT
 
 
 def _paired_from_means(pts: Sequence[float], boots: np.ndarray, n_test: int, level: float) -> PairedDifferenceResult:
@@ -340,18 +363,25 @@ def _paired_from_means(pts: Sequence[float], boots: np.ndarray, n_test: int, lev
     g = _gap_result(w, c, c_b - w_b, n_test, level)
     d_b = s_b - r_b
     ci = _ci(d_b, level)
-    direction = BETTER if ci[0] > 0 else WORSE if ci[1] < 0 else NO_DIFFERENCE
+    direction = Direction.BETTER if ci[0] > 0 else Direction.WORSE if ci[1] < 0 else Direction.NO_DIFFERENCE
     pgr_ci, dropped = _ratio(d_b, c_b - w_b, level)
     verdict = _verdict(g)
-    ok = verdict == VERDICT_OK
+    ok = verdict == Verdict.OK
     return PairedDifferenceResult(
         student_acc=s, reference_acc=r, acc_diff=s - r, acc_diff_ci=ci,
-        significant=direction != NO_DIFFERENCE, direction=direction,
+        significant=direction != Direction.NO_DIFFERENCE, direction=direction,
         pgr_diff=(s - r) / (c - w) if ok else None, pgr_diff_ci=pgr_ci if ok else None,
         pgr_dropped_frac=dropped, pgr_verdict=verdict, gap=g)
 
 
 # ---------------------------------------------------------------------------- public API
+
+def accuracy_interval(c, n: int = N_RESAMPLES, seed: int = SEED, level: float = LEVEL) -> list[float]:
+    """The percentile interval of one model's accuracy over the test-sample resamples."""
+    _check(n, level)
+    (c,) = _aligned(c=c)
+    return _ci(np.concatenate([c[idx].mean(axis=1) for _, idx in _resample_indices(len(c), n, seed)]), level)
+
 
 def gap(weak_c, ceil_c, n: int = N_RESAMPLES, seed: int = SEED, level: float = LEVEL) -> GapResult:
     """Ceiling minus weak accuracy with its paired-bootstrap interval; ``significant``
@@ -471,8 +501,8 @@ def simulate_claim_rate(true_diff: float, n_test: int, n_runs: int, base_acc: fl
         true_diff=float(true_diff), n_test=int(n_test), n_runs=int(n_runs), n_resamples=int(n_resamples),
         level=float(level), base_acc=float(base_acc), weak_acc=float(weak_acc), ceil_acc=float(ceil_acc),
         shared=float(shared),
-        claim_better_rate=sum(r.direction == BETTER for r in res) / n_runs,
-        claim_worse_rate=sum(r.direction == WORSE for r in res) / n_runs,
+        claim_better_rate=sum(r.direction == Direction.BETTER for r in res) / n_runs,
+        claim_worse_rate=sum(r.direction == Direction.WORSE for r in res) / n_runs,
         claim_any_rate=sum(r.significant for r in res) / n_runs,
         gap_significant_rate=sum(r.gap.significant for r in res) / n_runs,
         mean_acc_diff=float(np.mean([r.acc_diff for r in res])))

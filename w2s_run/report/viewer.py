@@ -33,6 +33,7 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
+from w2s_base.decision import predicted_label_tie_as_1
 from w2s_base.runfolder.layout import RunLayout
 from w2s_base.protocols import PROTOCOLS
 from w2s_base.protocols import protocol as protocol_spec
@@ -277,7 +278,7 @@ JS = r"""
     a.appendChild(grid);
     if (idx.labellers.length) {
       var preds = el('div', 'preds', 'Weak predictions: ');
-      r.preds.forEach(function (p) {  // [labeller, P(1)]
+      r.preds.forEach(function (p) {  // [labeller, P(1)]; a tie reads as 1 (w2s_base/decision.py)
         var right = (p[1] >= 0.5 ? 1 : 0) === r.gold;
         add(preds, add(el('span', null, idx.labellers[p[0]] + ': P(1)=' + p[1].toFixed(3) + ' \u2192 ' + (p[1] >= 0.5 ? 1 : 0) + ' '),
                        el('b', right ? 'ok' : 'bad', right ? 'right' : 'wrong')));
@@ -422,7 +423,7 @@ def _index(ts: list[Transcript], labellers: list[str], weak: list[tuple[int, dic
         col["gold"].append(t.gold_label)
         col["aGold"].append(int(t.a_label == t.gold_label))  # A (or the consultant) argued the gold label
         # one character per labeller: r(ight), w(rong), - (no prediction for this sample)
-        col["weak"].append("".join("-" if t.sample_id not in p else "r" if int(p[t.sample_id] >= 0.5) == t.gold_label
+        col["weak"].append("".join("-" if t.sample_id not in p else "r" if predicted_label_tie_as_1(p[t.sample_id]) == t.gold_label
                                    else "w" for _, p in weak))
     index = {"version": INDEX_VERSION, "total": len(ts), "fileSize": file_size,
              "files": -(-len(ts) // file_size),

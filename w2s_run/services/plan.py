@@ -42,7 +42,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from w2s_base.config import ConfigError, RunConfig, TrainConfig
+from w2s_base.config import ConfigError, RunConfig, TrainConfig, TrainMode
 from w2s_base.protocols import protocol as protocol_spec
 
 GIB = 2 ** 30
@@ -199,7 +199,7 @@ def estimate_memory(shape: ModelShape, tcfg: TrainConfig, processes: int = 1, me
     `members`: adapters that end up on one shared base (weak ensembles)."""
     wbytes = _dtype_bytes(tcfg, shape)
     per_layer = ACT_H * shape.hidden + ACT_I * shape.intermediate  # bf16 values per token
-    if tcfg.mode == "linear_probe":
+    if tcfg.mode == TrainMode.LINEAR_PROBE:
         # frozen features under inference_mode, in the weights' dtype (no autocast)
         tokens = PROBE_BATCH * tcfg.max_length
         act = tokens * (per_layer + EDGE_H * shape.hidden) * wbytes
@@ -301,7 +301,7 @@ def _steps(rows: int, tcfg: TrainConfig) -> int:
 
 
 def _settings(tcfg: TrainConfig) -> str:
-    if tcfg.mode == "linear_probe":
+    if tcfg.mode == TrainMode.LINEAR_PROBE:
         return f"probe, features {PROBE_BATCH} x {tcfg.max_length} tokens, {tcfg.dtype}"
     return (f"batch {tcfg.batch_size} x accum {tcfg.grad_accum}, max_length {tcfg.max_length}, "
             f"{tcfg.dtype}, checkpointing {'on' if tcfg.gradient_checkpointing else 'off'}, "
@@ -314,13 +314,13 @@ def _fixes(stage: str, shape: ModelShape, tcfg: TrainConfig, processes: int, mem
     key = f"{stage}.train"
     est = lambda t: estimate_memory(shape, t, processes, members).total  # noqa: E731
     out = []
-    if tcfg.mode == "lora" and not tcfg.gradient_checkpointing:
+    if tcfg.mode == TrainMode.LORA and not tcfg.gradient_checkpointing:
         t = tcfg.model_copy(update={"gradient_checkpointing": True})
         out.append(f"{key}.gradient_checkpointing: true (~{est(t):.1f} GiB)")
     if _dtype_bytes(tcfg, shape) == 4:
         t = tcfg.model_copy(update={"dtype": "bfloat16"})
         out.append(f"{key}.dtype: bfloat16 (~{est(t):.1f} GiB)")
-    batch = tcfg.batch_size if tcfg.mode == "lora" else 0
+    batch = tcfg.batch_size if tcfg.mode == TrainMode.LORA else 0
     while batch > processes:  # a smaller micro-batch, the same optimiser batch
         batch = max(processes, batch // 2)
         t = tcfg.model_copy(update={"batch_size": batch,
@@ -336,7 +336,7 @@ def _fixes(stage: str, shape: ModelShape, tcfg: TrainConfig, processes: int, mem
         if est(t) <= budget:
             out.append(f"{key}.max_length: {length} (longer inputs are cut; ~{est(t):.1f} GiB)")
             break
-    if tcfg.mode == "lora":
+    if tcfg.mode == TrainMode.LORA:
         for n in (2, 4, 8):
             if processes < n <= tcfg.batch_size and estimate_memory(shape, tcfg, n, members).total <= budget:
                 out.append(f"more processes: accelerate launch --num_processes {n} (each takes "

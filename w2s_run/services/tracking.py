@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
 from w2s_base.config import TrackingConfig
+from w2s_run.report.statistics import Verdict
 
 # the pyproject extra that installs each backend
 EXTRAS = {"trackio": "tracking", "wandb": "wandb"}
@@ -104,8 +105,8 @@ def report_rows(report) -> list[dict[str, Any]]:
         rows.append({
             "model": model, "kind": kind, "accuracy": r.accuracy,
             "acc_ci_low": ci[0], "acc_ci_high": ci[1],
-            "pgr": pgr.pgr if pgr is not None and pgr.verdict == "ok" else None,
-            "pgr_verdict": pgr.verdict if pgr is not None else None,
+            "pgr": pgr.pgr if pgr is not None and pgr.verdict == Verdict.OK else None,
+            "pgr_verdict": str(pgr.verdict) if pgr is not None else None,  # the text: trackers log plain strings
             "seeds": getattr(r, "seeds", None),
             "label_accuracy": getattr(r, "label_accuracy", None),
         })
