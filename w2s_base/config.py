@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_serializer, model_validator)
 from pydantic_core import PydanticCustomError
 
 from w2s_base.runfolder.layout import RunLayout
-from w2s_base.protocols import PROTOCOLS, Protocol
+from w2s_base.protocols import MAX_TURNS, PROTOCOLS, protocol as protocol_spec
 
 
 class Strict(BaseModel):
@@ -125,10 +126,40 @@ class DebateConfig(Strict):
     """How transcripts are generated. Which protocols run, and how many debates per
     sample, follows from the weak labellers that read them (weak.labellers)."""
     enabled: bool = True                     # false: only the no-debate labellers run
-    num_turns: int = Field(3, ge=2, le=12)   # debate: the paper's A, B, A
-    # Consultancy and market-making: turns of the single consultant. Without a judge
-    # asking questions, further turns only continue the same argument, so 1.
-    consult_turns: int = Field(1, ge=1, le=12)
+    num_turns: int = Field(3, ge=2, le=MAX_TURNS)   # debate: the paper's A, B, A (= turns.debate)
+    # Consultancy and market-making: turns of the single consultant (= turns.<protocol>).
+    consult_turns: int = Field(1, ge=1, le=MAX_TURNS)
+    # {protocol: number of turns} for any registered protocol (w2s_base/protocols.py),
+    # over its default; num_turns and consult_turns are the built-ins' older names.
+    turns: dict[str, int] = {}
+
+    @field_validator("turns")
+    @classmethod
+    def _turns_of_protocols(cls, v: dict[str, int]) -> dict[str, int]:
+        for name, n in v.items():
+            spec = protocol_spec(name)
+            if not spec.reads_transcript:
+                raise ValueError(f"protocol {name!r} has no transcript, so no turns")
+            if not spec.min_turns <= n <= MAX_TURNS:
+                raise ValueError(f"{name}: {n} turns, outside [{spec.min_turns}, {MAX_TURNS}]")
+        return v
+
+    @model_validator(mode="after")
+    def _turns_set_once(self) -> "DebateConfig":
+        for name in self.turns:
+            key = protocol_spec(name).turns_key
+            if key and key in self.model_fields_set:
+                raise ValueError(f"turns.{name} and {key} both set the turns of {name}: set one")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_empty_turns(self, handler) -> dict:
+        # An empty `turns` is left out, so a config that does not use it is recorded
+        # (config.yaml, the report's settings) exactly as before it existed.
+        out = handler(self)
+        if not self.turns:
+            out.pop("turns", None)
+        return out
     model: str = "smollm2-135m"              # the strong model debates
     backend: Literal["transformers", "vllm", "vllm_server", "ray_data"] = "transformers"
     prompts: str = "paper"                   # built-in set name or a folder/YAML path
@@ -338,7 +369,7 @@ class LabellerConfig(Strict):
     The paper's rows: single weak (1 member), finetune ensemble (seeds), debate
     ensemble (debates), consultancy and market-making labels."""
     name: str = Field(pattern=r"^[A-Za-z0-9_.+-]+$")
-    protocol: Protocol = "none"
+    protocol: str = "none"  # a registered protocol (w2s_base/protocols.py)
     models: list[str] | None = Field(None, min_length=1)  # None: [weak.model]; may mix architectures
     seeds: list[int] = Field([0], min_length=1)            # finetune-ensemble axis
     debates: int = Field(1, ge=1)                          # debate-ensemble axis: K transcripts per sample
@@ -348,9 +379,19 @@ class LabellerConfig(Strict):
     # of the debater's: it calibrates the instrument and is never a method's result.
     control: ControlSpec | None = None
 
+    @field_validator("protocol")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        protocol_spec(v)  # one line naming the registered protocols
+        return v
+
+    @property
+    def reads_transcript(self) -> bool:
+        return protocol_spec(self.protocol).reads_transcript
+
     @model_validator(mode="after")
     def _check(self) -> "LabellerConfig":
-        if self.protocol == "none" and self.debates != 1:
+        if not self.reads_transcript and self.debates != 1:
             raise ValueError(f"labeller {self.name}: debates > 1 needs a protocol other than none")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"labeller {self.name}: repeated seeds")
@@ -482,7 +523,7 @@ class RunConfig(Strict):
         ref = {lab.name: lab for lab in self.weak.labellers}.get(self.weak.reference)
         if ref is None:
             raise ValueError(f"weak.reference {self.weak.reference!r} is not one of weak.labellers {names}")
-        if ref.protocol != "none":
+        if ref.reads_transcript:
             raise ValueError(f"weak.reference {ref.name!r} must be a labeller with protocol none "
                              "(PGR is measured against the plain weak model)")
         return self
@@ -490,7 +531,7 @@ class RunConfig(Strict):
     @property
     def labellers(self) -> list[LabellerConfig]:
         """The labellers this run trains: without debates, only the protocol-none ones."""
-        return [lab for lab in self.weak.labellers if self.debate.enabled or lab.protocol == "none"]
+        return [lab for lab in self.weak.labellers if self.debate.enabled or not lab.reads_transcript]
 
     def debates_needed(self) -> dict[str, int]:
         """{protocol: K} of the transcripts the debater must write for this run's
@@ -498,12 +539,12 @@ class RunConfig(Strict):
         positive control needs none)."""
         need: dict[str, int] = {}
         for lab in self.labellers:
-            if lab.protocol != "none" and (lab.control is None or lab.control.needs_debater):
+            if lab.reads_transcript and (lab.control is None or lab.control.needs_debater):
                 need[lab.protocol] = max(need.get(lab.protocol, 0), lab.debates)
         return need
 
     def labellers_read_transcripts(self) -> bool:
-        return any(lab.source != "none" for lab in self.labellers)
+        return any(lab.reads_transcript for lab in self.labellers)
 
     def controls_needed(self) -> dict[str, tuple[ControlSpec, int]]:
         """{control tag: (spec, K)} over this run's control labellers, in the order they

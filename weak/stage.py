@@ -62,15 +62,15 @@ class MemberTrainer:
             self._tok[model] = load_tokenizer(resolve_model(model), self.cfg.trust_remote_code)
         return self._tok[model]
 
-    def folder(self, source: str, model: str, seed: int, k: int) -> Path:
-        return self.layout.member(source, model, seed, k if source != "none" else None)
+    def folder(self, source: str, model: str, seed: int, k: int | None) -> Path:
+        return self.layout.member(source, model, seed, k)
 
     def __call__(self, source: str, model: str, seed: int, k: int,
                  transcripts: Transcripts | None) -> dict[str, dict[str, float]]:
         """{split: {sample id: P(label = 1)}} of member (source, model, seed, k); the
         source is "none", a protocol, or a control's tag (LabellerConfig.source)."""
         w, sp = self.cfg.weak, self.splits
-        out = self.folder(source, model, seed, k)
+        out = self.folder(source, model, seed, k if transcripts is not None else None)
         tok = self.tokenizer(model)
         parts = {name: getattr(sp, name) for name in SPLITS}
 
@@ -143,7 +143,7 @@ class MemberTrainer:
 
 
 def member_name(lab: LabellerConfig, model: str, seed: int, k: int) -> str:
-    name = f"seed{seed}" + (f"-debate{k}" if lab.source != "none" else "")
+    name = f"seed{seed}" + (f"-debate{k}" if lab.reads_transcript else "")
     return f"{slug(model)}-{name}" if lab.models and len(lab.models) > 1 else name
 
 
@@ -182,7 +182,7 @@ def run_weak(cfg: RunConfig, trainer: MemberTrainer, transcripts: dict[str, Tran
     total = sum(len(lab.models or [cfg.weak.model]) * lab.debates * len(lab.seeds) for lab in labs)
     with console.stage_progress("weak", total, unit="member"):
         for lab in labs:
-            tr = transcripts[lab.source] if lab.source != "none" else None
+            tr = transcripts[lab.source] if lab.reads_transcript else None
             out[lab.name] = run_labeller(cfg, lab, trainer, tr)
     return out
 
