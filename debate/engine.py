@@ -75,7 +75,6 @@ class DebateRunner:
         # not surface only after the first turns' debates have run.
         for p in protocols:
             self.prompts.require_roles({role for _, role in self.schedule(p)}, f"protocol {p!r}")
-        for p in protocols:
             self.prompts.check_renders(self.schedule(p), self.num_turns(p))
         self._factory = backend_factory
         self._backend: Backend | None = None

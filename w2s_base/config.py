@@ -132,34 +132,6 @@ class DebateConfig(Strict):
     # {protocol: number of turns} for any registered protocol (w2s_base/protocols.py),
     # over its default; num_turns and consult_turns are the built-ins' older names.
     turns: dict[str, int] = {}
-
-    @field_validator("turns")
-    @classmethod
-    def _turns_of_protocols(cls, v: dict[str, int]) -> dict[str, int]:
-        for name, n in v.items():
-            spec = protocol_spec(name)
-            if not spec.reads_transcript:
-                raise ValueError(f"protocol {name!r} has no transcript, so no turns")
-            if not spec.min_turns <= n <= MAX_TURNS:
-                raise ValueError(f"{name}: {n} turns, outside [{spec.min_turns}, {MAX_TURNS}]")
-        return v
-
-    @model_validator(mode="after")
-    def _turns_set_once(self) -> "DebateConfig":
-        for name in self.turns:
-            key = protocol_spec(name).turns_key
-            if key and key in self.model_fields_set:
-                raise ValueError(f"turns.{name} and {key} both set the turns of {name}: set one")
-        return self
-
-    @model_serializer(mode="wrap")
-    def _without_empty_turns(self, handler) -> dict:
-        # An empty `turns` is left out, so a config that does not use it is recorded
-        # (config.yaml, the report's settings) exactly as before it existed.
-        out = handler(self)
-        if not self.turns:
-            out.pop("turns", None)
-        return out
     model: str = "smollm2-135m"              # the strong model debates
     backend: Literal["transformers", "vllm", "vllm_server", "ray_data"] = "transformers"
     prompts: str = "paper"                   # built-in set name or a folder/YAML path
@@ -201,6 +173,34 @@ class DebateConfig(Strict):
     server_timeout_s: float = Field(600, gt=0)
     server_max_attempts: int = Field(5, ge=1)
     server_backoff_s: float = Field(0.5, ge=0)
+
+    @field_validator("turns")
+    @classmethod
+    def _turns_of_protocols(cls, v: dict[str, int]) -> dict[str, int]:
+        for name, n in v.items():
+            spec = protocol_spec(name)
+            if not spec.reads_transcript:
+                raise ValueError(f"protocol {name!r} has no transcript, so no turns")
+            if not spec.min_turns <= n <= MAX_TURNS:
+                raise ValueError(f"{name}: {n} turns, outside [{spec.min_turns}, {MAX_TURNS}]")
+        return v
+
+    @model_validator(mode="after")
+    def _turns_set_once(self) -> "DebateConfig":
+        for name in self.turns:
+            key = protocol_spec(name).turns_key
+            if key and key in self.model_fields_set:
+                raise ValueError(f"turns.{name} and {key} both set the turns of {name}: set one")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_empty_turns(self, handler) -> dict:
+        # An empty `turns` is left out, so a config that does not use it is recorded
+        # (config.yaml, the report's settings) exactly as before it existed.
+        out = handler(self)
+        if not self.turns:
+            out.pop("turns", None)
+        return out
 
     @model_validator(mode="before")
     @classmethod
