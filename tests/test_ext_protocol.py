@@ -10,7 +10,7 @@ import run
 from extensions.toy_protocol import PROMPTS
 from factories import report_rows
 from w2s_base.config import DebateConfig, LabellerConfig
-from w2s_base.protocols import protocol
+from w2s_base.protocols import PROTOCOLS, protocol
 
 LABELLERS = "[{name: weak}, {name: talk, protocol: dialogue}]"
 TINY = ["data.n_weak_train=16", "data.n_transfer=16", "data.n_test=16", "weak.train.epochs=1",
@@ -32,6 +32,9 @@ def test_the_registry_knows_the_toy_protocol():
     cfg = DebateConfig(turns={"dialogue": 3})
     assert spec.schedule(spec.num_turns(cfg)) == [("A", "propose"), ("B", "oppose"), ("A", "propose")]
     assert protocol("debate").num_turns(cfg) == 3 and protocol("consultancy").num_turns(cfg) == 1
+    for builtin in PROTOCOLS.values():  # an older key's default is the protocol's own
+        if builtin.turns_key:
+            assert DebateConfig.model_fields[builtin.turns_key].default == builtin.default_turns
     with pytest.raises(ValidationError, match=r"dialogue: 1 turns, outside \[2, 12\]"):
         DebateConfig(turns={"dialogue": 1})
     with pytest.raises(ValidationError, match="registered: none, debate, consultancy, market_making, dialogue"):

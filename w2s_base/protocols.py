@@ -40,7 +40,8 @@ class ProtocolSpec:
     default_turns: int = 0      # its number of turns when the config sets none (debate.turns)
     min_turns: int = 1
     # A DebateConfig field that sets its number of turns under an older name (the
-    # built-ins' debate.num_turns, debate.consult_turns); None: only debate.turns.<name>.
+    # built-ins' debate.num_turns, debate.consult_turns; the field's default equals
+    # default_turns); None: only debate.turns.<name>.
     turns_key: str | None = None
     placement: Placement = "random"
     # How the weak model's input names each side; None: `speakers`.
