@@ -37,7 +37,7 @@ import json
 import random
 
 from w2s_base.config import ControlSpec, SamplingParams, fmt_reliability as _fmt_r
-from w2s_base.protocols import protocol as protocol_spec
+from w2s_base.protocols import draw_a_label, protocol as protocol_spec
 from data.schema import Sample
 
 from .transcript import Transcript, Turn, debate_key
@@ -71,13 +71,6 @@ def control_hash(spec: ControlSpec) -> str:
 # positive control
 
 
-def debate_a_label(seed: int, sample_id: str, k: int) -> int:
-    """The label debater A defends in debate k of a sample: the rule of
-    `debate.engine._a_label` (reproduced here, not imported, because that function
-    takes a DebateConfig; tests/test_controls_unit.py checks the two agree)."""
-    return random.Random(f"{seed}|{sample_id}|{k}").randint(0, 1)
-
-
 def winner_defends_gold(seed: int, reliability: float, sample_id: str, k: int) -> bool:
     """Whether the winner of positive-control debate k of a sample defends the gold
     label: True with probability `reliability`, from an RNG seeded by the unit alone."""
@@ -96,14 +89,14 @@ def _words(text: str) -> int:
 
 def _positive_one(s: Sample, k: int, spec: ControlSpec, seed: int, num_turns: int) -> Transcript:
     r = float(spec.reliability)
-    a_label = debate_a_label(seed, s.id, k)
+    a_label = draw_a_label(seed, s.id, k)  # the engine's draw
     winner_label = s.label if winner_defends_gold(seed, r, s.id, k) else 1 - s.label
     model = positive_model(r)
     sampling = SamplingParams()
     turns: list[Turn] = []
     # What a debater "read" before speaking: the sample and the turns so far, in words.
     seen = _words(s.text)
-    for i, (side, role) in enumerate(protocol_spec("debate").schedule(num_turns)):
+    for i, (side, role) in enumerate(protocol_spec(spec.protocol).schedule(num_turns)):
         label = a_label if side == "A" else 1 - a_label
         template = POSITIVE_WINNER_TEXT if label == winner_label else POSITIVE_LOSER_TEXT
         text = template.format(verdict=VERDICT[label])
@@ -111,11 +104,11 @@ def _positive_one(s: Sample, k: int, spec: ControlSpec, seed: int, num_turns: in
                           prompt_tokens=seen, completion_tokens=_words(text), finish_reason="stop"))
         seen += _words(text)
     key = debate_key(sample_id=s.id, sample_text=s.text, positions=s.positions, prompt_hash=control_hash(spec),
-                     model=model, sampling=sampling, seed=seed, debate_index=k, protocol="debate",
+                     model=model, sampling=sampling, seed=seed, debate_index=k, protocol=spec.protocol,
                      num_turns=num_turns)
     return Transcript(
         key=key, sample_id=s.id, task=s.task, sample_text=s.text, positions=s.positions,
-        gold_label=s.label, debate_index=k, protocol="debate", num_turns=num_turns, a_label=a_label,
+        gold_label=s.label, debate_index=k, protocol=spec.protocol, num_turns=num_turns, a_label=a_label,
         turns=turns, model=model, backend=CONTROL_BACKEND, prompt_set="control", prompt_hash=control_hash(spec),
         sampling=sampling, seed=seed, control=spec.tag,
     )

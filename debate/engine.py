@@ -11,7 +11,6 @@ prompt change) generates only the debates whose key is not stored yet.
 from __future__ import annotations
 
 import hashlib
-import random
 import time
 from pathlib import Path
 from typing import Callable
@@ -21,7 +20,7 @@ from tqdm.auto import tqdm
 from w2s_base.backend_specs import backend_spec
 from w2s_base.config import DebateConfig
 from w2s_base.runfolder.jsonl import JsonlWriter, read_jsonl
-from w2s_base.protocols import protocol as protocol_spec
+from w2s_base.protocols import draw_a_label, protocol as protocol_spec
 from data.schema import Sample
 
 from .backends.base import Backend, ContinuousBackend, Generation, NextRequest, Request, run_in_turns
@@ -56,12 +55,6 @@ def store_missing(path: Path, transcripts: list[Transcript]) -> int:
     return len(new)
 
 
-def _a_label(cfg: DebateConfig, sample: Sample, k: int) -> int:
-    # Drawn per (sample, debate) from a seeded RNG, so it is reproducible and
-    # independent of which other samples are in the run.
-    return random.Random(f"{cfg.seed}|{sample.id}|{k}").randint(0, 1)
-
-
 def _variables(t: Transcript, side: str, turn: int) -> dict:
     my_label = t.a_label if side == "A" else 1 - t.a_label
     return {
@@ -81,8 +74,8 @@ class DebateRunner:
         self.prompts: PromptSet = load_prompt_set(cfg.prompts)
         # Checked for every protocol up front: a missing or unrenderable template must
         # not surface only after the first turns' debates have run.
-        self.prompts.require_roles({role for p in protocols for _, role in self.schedule(p)})
         for p in protocols:
+            self.prompts.require_roles({role for _, role in self.schedule(p)}, f"protocol {p!r}")
             self.prompts.check_renders(self.schedule(p), self.num_turns(p))
         self._factory = backend_factory
         self._backend: Backend | None = None
@@ -118,7 +111,7 @@ class DebateRunner:
             key=self.key(sample, k, protocol, fixed), sample_id=sample.id, task=sample.task,
             sample_text=sample.text, positions=sample.positions, gold_label=sample.label,
             debate_index=k, protocol=protocol, num_turns=self.num_turns(protocol),
-            a_label=fixed[sample.id] if fixed else _a_label(c, sample, k), turns=[], model=c.model,
+            a_label=fixed[sample.id] if fixed else draw_a_label(c.seed, sample.id, k), turns=[], model=c.model,
             backend=self.backend_tag, prompt_set=self.prompts.name, prompt_hash=self.prompts.hash,
             sampling=c.sampling, seed=c.seed, seeded=c.seeded,
         )
@@ -149,7 +142,7 @@ class DebateRunner:
 
         `fixed_a_labels` sets the label side A defends per sample instead of a random
         draw: protocols placed against the reference weak model need it."""
-        if protocol_spec(protocol).placement != "random" and fixed_a_labels is None:
+        if protocol_spec(protocol).needs_reference and fixed_a_labels is None:
             raise ValueError(f"{protocol} needs the side of every sample (fixed_a_labels)")
         fixed = fixed_a_labels
         turns = self.schedule(protocol)

@@ -3,8 +3,10 @@
 A prompt set is a folder holding `prompts.yaml` with:
   system:        the system prompt, identical for both debaters
   context:       the sample and the transcript so far, identical for both debaters
-  instructions:  one template per turn role (opening, counter, rebuttal, consult),
-                 the only side-specific text
+  instructions:  one template per turn role (the roles of the protocols' schedules,
+                 w2s_base/protocols.py: opening, counter, rebuttal, consult, ...),
+                 the only side-specific text; a set defines those of the protocols
+                 it is used with
   variables:     the variables the templates may use (a subset of ENGINE_VARIABLES)
 
 Each turn's prompt is system + (context, then instruction): what both debaters
@@ -30,6 +32,8 @@ import jinja2.sandbox
 import yaml
 from pydantic import BaseModel, ConfigDict
 
+from w2s_base.protocols import PROTOCOLS
+
 BUILTIN_DIR = Path(__file__).parent / "prompts"
 
 # What the engine provides when rendering; a template may use only these.
@@ -38,7 +42,6 @@ ENGINE_VARIABLES = {
     "other_side", "transcript", "turn", "num_turns",
 }
 REQUIRED = {"context": {"sample_text"}, "instructions": {"my_position"}}
-ROLES = {"opening", "counter", "rebuttal", "consult"}
 OTHER_SIDE = {"A": "B", "B": "A"}
 
 # Jinja globals templates may use; everything else (lipsum, and any global added
@@ -56,6 +59,11 @@ _ATTRIBUTE_FILTERS = {"attr", "map", "selectattr", "rejectattr", "sort", "groupb
 
 class PromptError(ValueError):
     pass
+
+
+def known_roles() -> set[str]:
+    """The instruction roles of every registered protocol's schedule."""
+    return {role for spec in PROTOCOLS.values() for role in spec.roles}
 
 
 class PromptFile(BaseModel):
@@ -154,10 +162,11 @@ class PromptSet:
         if unknown:
             raise PromptError(f"prompt set {self.name!r} declares unknown variables {sorted(unknown)}; "
                               f"available: {sorted(ENGINE_VARIABLES)}")
-        bad_roles = set(self.spec.instructions) - ROLES
+        roles = known_roles()
+        bad_roles = set(self.spec.instructions) - roles
         if bad_roles:
             raise PromptError(f"prompt set {self.name!r}: unknown instruction roles {sorted(bad_roles)}; "
-                              f"known: {sorted(ROLES)}")
+                              f"known: {sorted(roles)}")
         parts = {"system": self.spec.system, "context": self.spec.context,
                  **{f"instructions.{k}": v for k, v in self.spec.instructions.items()}}
         for where, text in parts.items():
@@ -177,11 +186,11 @@ class PromptSet:
             if required - used:
                 raise PromptError(f"prompt set {self.name!r}, {where} must use {sorted(required - used)}")
 
-    def require_roles(self, roles: set[str]) -> None:
+    def require_roles(self, roles: set[str], needed_by: str = "this protocol") -> None:
         missing = roles - set(self.instructions)
         if missing:
             raise PromptError(f"prompt set {self.name!r} lacks instructions for {sorted(missing)} "
-                              "which this protocol needs")
+                              f"which {needed_by} needs")
 
     def _render(self, where: str, template: jinja2.Template, variables: dict[str, Any]) -> str:
         try:

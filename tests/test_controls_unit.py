@@ -8,13 +8,14 @@ import pytest
 from pydantic import ValidationError
 
 from w2s_base.config import DebateConfig
+from w2s_base.protocols import draw_a_label
 from data.demo_task import make_demo_samples
 from data.schema import Sample
 from debate.controls import (
     POSITIVE_LOSER_TEXT, POSITIVE_WINNER_TEXT, VERDICT, ControlSpec, control_hash, _derangement, positive_control,
     shuffled_control, winner_defends_gold,
 )
-from debate.engine import DebateRunner, _a_label
+from debate.engine import DebateRunner
 from debate.transcript import Transcript
 from factories import make_transcript
 
@@ -65,7 +66,6 @@ def test_spec_tags_and_validation():
 def test_positive_shape_and_fields(samples):
     ts = positive_control(samples[:20], num_debates=2, reliability=0.9, seed=SEED, num_turns=4)
     assert set(ts) == {(s.id, k) for s in samples[:20] for k in range(2)}
-    cfg = DebateConfig(seed=SEED)
     for s in samples[:20]:
         for k in range(2):
             t = ts[(s.id, k)]
@@ -73,7 +73,7 @@ def test_positive_shape_and_fields(samples):
             assert t.protocol == "debate" and t.num_turns == 4 and t.ok
             assert t.control == "positive:0.9" and t.backend == "control"
             assert t.model == "control:positive-r0.9" and t.prompt_set == "control"
-            assert t.a_label == _a_label(cfg, s, k)  # the engine's own draw
+            assert t.a_label == draw_a_label(SEED, s.id, k)  # the draw the engine makes
             assert [(x.side, x.role) for x in t.turns] == [
                 ("A", "opening"), ("B", "counter"), ("A", "rebuttal"), ("B", "rebuttal")]
             for x in t.turns:

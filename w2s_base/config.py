@@ -14,13 +14,12 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, TypeAdapter,
-                      ValidationError, ValidationInfo,
-                      field_validator, model_validator)
+                      ValidationError, ValidationInfo, field_validator, model_serializer, model_validator)
 from pydantic_core import PydanticCustomError
 
 from w2s_base.backend_specs import BACKENDS, backend_spec
 from w2s_base.runfolder.layout import RunLayout
-from w2s_base.protocols import PROTOCOLS, Protocol
+from w2s_base.protocols import MAX_TURNS, PROTOCOLS, protocol as protocol_spec
 from w2s_base.training.losses import LOSSES, Loss  # the registry; imports no torch (see there)
 
 
@@ -137,10 +136,12 @@ class DebateConfig(Strict):
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
     enabled: bool = True                     # false: only the no-debate labellers run
-    num_turns: int = Field(3, ge=2, le=12)   # debate: the paper's A, B, A
-    # Consultancy and market-making: turns of the single consultant. Without a judge
-    # asking questions, further turns only continue the same argument, so 1.
-    consult_turns: int = Field(1, ge=1, le=12)
+    num_turns: int = Field(3, ge=2, le=MAX_TURNS)   # debate: the paper's A, B, A (= turns.debate)
+    # Consultancy and market-making: turns of the single consultant (= turns.<protocol>).
+    consult_turns: int = Field(1, ge=1, le=MAX_TURNS)
+    # {protocol: number of turns} for any registered protocol (w2s_base/protocols.py),
+    # over its default; num_turns and consult_turns are the built-ins' older names.
+    turns: dict[str, int] = {}
     model: str = "smollm2-135m"              # the strong model debates
     backend: str = "transformers"            # a registered backend: `python run.py --help` lists them
     prompts: str = "paper"                   # built-in set name or a folder/YAML path
@@ -182,6 +183,34 @@ class DebateConfig(Strict):
     server_timeout_s: float = Field(600, gt=0)
     server_max_attempts: int = Field(5, ge=1)
     server_backoff_s: float = Field(0.5, ge=0)
+
+    @field_validator("turns")
+    @classmethod
+    def _turns_of_protocols(cls, v: dict[str, int]) -> dict[str, int]:
+        for name, n in v.items():
+            spec = protocol_spec(name)
+            if not spec.reads_transcript:
+                raise ValueError(f"protocol {name!r} has no transcript, so no turns")
+            if not spec.min_turns <= n <= MAX_TURNS:
+                raise ValueError(f"{name}: {n} turns, outside [{spec.min_turns}, {MAX_TURNS}]")
+        return v
+
+    @model_validator(mode="after")
+    def _turns_set_once(self) -> "DebateConfig":
+        for name in self.turns:
+            key = protocol_spec(name).turns_key
+            if key and key in self.model_fields_set:
+                raise ValueError(f"turns.{name} and {key} both set the turns of {name}: set one")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_empty_turns(self, handler) -> dict:
+        # An empty `turns` is left out, so a config that does not use it is recorded
+        # (config.yaml, the report's settings) exactly as before it existed.
+        out = handler(self)
+        if not self.turns:
+            out.pop("turns", None)
+        return out
 
     @model_validator(mode="before")
     @classmethod
@@ -406,7 +435,7 @@ class Source:
 
     @property
     def reads_transcripts(self) -> bool:
-        return self.protocol != "none"
+        return protocol_spec(self.protocol).reads_transcript
 
 
 Aggregate = Literal["mean", "vote", "logodds"]
@@ -432,7 +461,7 @@ class LabellerConfig(Strict):
     The paper's rows: single weak (1 member), finetune ensemble (seeds), debate
     ensemble (debates), consultancy and market-making labels."""
     name: str = Field(pattern=r"^[A-Za-z0-9_.+-]+$")
-    protocol: Protocol = "none"
+    protocol: str = "none"  # a registered protocol (w2s_base/protocols.py)
     models: list[str] | None = Field(None, min_length=1)  # None: [weak.model]; may mix architectures
     seeds: list[int] = Field([0], min_length=1)            # finetune-ensemble axis
     debates: int = Field(1, ge=1)                          # debate-ensemble axis: K transcripts per sample
@@ -442,9 +471,19 @@ class LabellerConfig(Strict):
     # of the debater's: it calibrates the instrument and is never a method's result.
     control: ControlSpec | None = None
 
+    @field_validator("protocol")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        protocol_spec(v)  # one line naming the registered protocols
+        return v
+
+    @property
+    def reads_transcript(self) -> bool:
+        return protocol_spec(self.protocol).reads_transcript
+
     @model_validator(mode="after")
     def _check(self) -> "LabellerConfig":
-        if self.protocol == "none" and self.debates != 1:
+        if not self.reads_transcript and self.debates != 1:
             raise ValueError(f"labeller {self.name}: debates > 1 needs a protocol other than none")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"labeller {self.name}: repeated seeds")
@@ -627,7 +666,7 @@ class RunConfig(Strict):
         ref = {lab.name: lab for lab in self.weak.labellers}.get(self.weak.reference)
         if ref is None:
             raise ValueError(f"weak.reference {self.weak.reference!r} is not one of weak.labellers {names}")
-        if ref.protocol != "none":
+        if ref.reads_transcript:
             raise ValueError(f"weak.reference {ref.name!r} must be a labeller with protocol none "
                              "(PGR is measured against the plain weak model)")
         return self
@@ -635,7 +674,7 @@ class RunConfig(Strict):
     @property
     def labellers(self) -> list[LabellerConfig]:
         """The labellers this run trains: without debates, only the protocol-none ones."""
-        return [lab for lab in self.weak.labellers if self.debate.enabled or lab.protocol == "none"]
+        return [lab for lab in self.weak.labellers if self.debate.enabled or not lab.reads_transcript]
 
     def debates_needed(self) -> dict[str, int]:
         """{protocol: K} of the transcripts the debater must write for this run's
@@ -643,7 +682,7 @@ class RunConfig(Strict):
         positive control needs none)."""
         need: dict[str, int] = {}
         for lab in self.labellers:
-            if lab.protocol != "none" and (lab.control is None or lab.control.needs_debater):
+            if lab.reads_transcript and (lab.control is None or lab.control.needs_debater):
                 need[lab.protocol] = max(need.get(lab.protocol, 0), lab.debates)
         return need
 

@@ -125,7 +125,7 @@ def generate_transcripts(cfg: RunConfig, splits: Splits, layout: RunLayout,
     out: Transcripts = {}
     for protocol, k in need.items():
         fixed = (place_against_reference(cfg, splits, weak)
-                 if protocol_spec(protocol).placement == "against_reference" else None)
+                 if protocol_spec(protocol).needs_reference else None)
         if fixed is not None:
             weak.release()  # the reference's weak base is done: free it before the debater loads
         if dist.world() > 1 and backend.in_process_engine and runner.missing(samples, protocol, k, fixed):
@@ -140,7 +140,8 @@ def generate_transcripts(cfg: RunConfig, splits: Splits, layout: RunLayout,
                               "(finished ones are kept)")
     for tag, (spec, k) in cfg.controls_needed().items():  # calibration, never a method's result
         if spec.kind == ControlKind.POSITIVE:
-            out[tag] = positive_control(samples, k, spec.reliability, cfg.debate.seed, cfg.debate.num_turns)
+            out[tag] = positive_control(samples, k, spec.reliability, cfg.debate.seed,
+                                        protocol_spec(spec.protocol).num_turns(cfg.debate))
         else:
             out[tag] = shuffled_control(samples, out[spec.of], cfg.debate.seed)
         if dist.is_main():

@@ -1,4 +1,5 @@
 """What the weak model reads: the sample, then the debate, fitted to its context.
+Each turn is named by its protocol's speaker for that side (ProtocolSpec.reader_name).
 
 `per_turn` (default) gives every turn an equal share of the tokens left after the
 sample and keeps each turn's beginning, so a long first turn can never push the
@@ -10,6 +11,7 @@ With a `passage` (information-asymmetric debate, weak.verify_quotes), every
 """
 from __future__ import annotations
 
+from w2s_base.protocols import protocol as protocol_spec
 from data.schema import DataError, Sample
 from debate.quotes import mark_quotes
 from debate.transcript import Transcript
@@ -28,7 +30,8 @@ def weak_view(sample: Sample, sees: str) -> str:
 
 def turn_line(t: Transcript, i: int, text: str) -> str:
     turn = t.turns[i]
-    return f"Debater {turn.side} (argues: {t.positions[turn.position_label]}): {text}"
+    speaker = protocol_spec(t.protocol).reader_name(turn.side)
+    return f"{speaker} (argues: {t.positions[turn.position_label]}): {text}"
 
 
 def weak_input(sample_text: str, transcript: Transcript | None, tok, max_length: int,

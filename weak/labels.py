@@ -17,7 +17,7 @@ class WeakLabel(BaseModel):
 class LabellerResult(BaseModel):
     """A weak labeller's outputs (its spec is w2s_base.config.LabellerConfig): soft labels on transfer, predictions on test."""
     name: str
-    protocol: str                     # none | debate | consultancy | market_making
+    protocol: str                     # a registered protocol (w2s_base/protocols.py)
     control: ControlTag | None = None  # a control (its tag on disk: "positive:0.9", "shuffled:debate"): not a method
     aggregate: str
     members: list[str]

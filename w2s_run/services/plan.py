@@ -390,7 +390,7 @@ def plan(cfg: RunConfig, gpu_memory_gib: float | None = None, processes: int | N
                                       max_new_tokens_total=debates * turns * cfg.debate.sampling.max_new_tokens))
         debate = DebatePlan(model=cfg.debate.model, backend=cfg.debate.backend, samples=n_samples,
                             protocols=prots,
-                            reference_first=any(protocol_spec(p).placement == "against_reference" for p in need))
+                            reference_first=any(protocol_spec(p).needs_reference for p in need))
 
     # weak members are stored once per (source, model, seed, k); the source is the
     # protocol, or a control's tag where the config has controls
@@ -401,7 +401,7 @@ def plan(cfg: RunConfig, gpu_memory_gib: float | None = None, processes: int | N
             for k in range(lab.debates):
                 for seed in lab.seeds:
                     members.setdefault(model, set()).add(
-                        (reads_from, seed, k if reads_from != "none" else None))
+                        (reads_from, seed, k if lab.reads_transcript else None))
     folds = getattr(cfg.weak, "placement_folds", 0)
     if debate and debate.reference_first and folds:
         # market-making's out-of-fold placement: one more adapter per fold on the reference's model

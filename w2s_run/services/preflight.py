@@ -15,6 +15,7 @@ from pathlib import Path
 
 from w2s_base.backend_specs import backend_spec
 from w2s_base.config import ConfigError, RunConfig
+from w2s_base.protocols import protocol as protocol_spec
 from w2s_base.training.models import check_model
 
 
@@ -36,7 +37,7 @@ def needed_models(cfg: RunConfig, until: str | None = None) -> list[tuple[str, s
 
     index = {lab.name: i for i, lab in enumerate(cfg.weak.labellers)}
     need = cfg.debates_needed()
-    if "market_making" in need:  # the plain weak model is trained first, to place the consultant
+    if any(protocol_spec(p).needs_reference for p in need):  # trained first, to place the speakers
         labeller_models(index[cfg.weak.reference])
     if need and not backend_spec(cfg.debate.backend).brings_own_model:
         add("debate.model", cfg.debate.model)
