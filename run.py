@@ -25,7 +25,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def parse_args(argv: list[str]) -> argparse.Namespace:
     # the extension points' registries (none imports torch): --help lists what they hold
     from w2s_base.backend_specs import describe_backends
-    from w2s_base.training.losses import describe_losses
+    from w2s_base.losses import describe_losses
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=f"losses (strong.losses; hyperparameters: --set "
                                        f"strong.loss_settings.<loss>.<key>=...): {describe_losses()}\n"

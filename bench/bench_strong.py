@@ -31,7 +31,7 @@ def one_variant(variant: str, n: int, n_test: int, epochs: float, model: str, ma
 
     from w2s_base.training.classifier import FeatureExtractor, LoraBase, train_lora, train_probe
     from w2s_base.config import TrainConfig
-    from w2s_base.training.losses import XentLoss
+    from w2s_base.losses import XentLoss
     from w2s_base.training.models import resolve_model
     from data.demo_task import make_demo_samples
 

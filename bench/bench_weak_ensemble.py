@@ -28,7 +28,7 @@ def one_variant(variant: str, members: int, n: int, model: str) -> dict:
 
     from w2s_base.training.classifier import LoraBase, train_lora
     from w2s_base.config import TrainConfig
-    from w2s_base.training.losses import XentLoss
+    from w2s_base.losses import XentLoss
     from data.demo_task import make_demo_samples
 
     samples = make_demo_samples(n)

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from w2s_base.training import distributed as dist  # noqa: E402
 from w2s_base.training.classifier import fit  # noqa: E402
 from w2s_base.config import TrainConfig  # noqa: E402
-from w2s_base.training.losses import LOSSES  # noqa: E402
+from w2s_base.losses import LOSSES  # noqa: E402
 
 g = torch.Generator().manual_seed(0)
 x = torch.randn(48, 6, generator=g)

@@ -21,8 +21,9 @@ FLOORS = {"w2s_base": 1, "data": 2, "debate": 3, "weak": 4, "strong": 5, "w2s_ru
           "bench": 8, "scripts": 8}
 # The names `pip install` may put into site-packages: the user's folders and the two rooms.
 INSTALLED = {"debate", "weak", "strong", "data", "run", "w2s_base", "w2s_run"}
-# What the run's vocabulary must not pull in (config.py, protocols.py).
-VOCABULARY = ("w2s_base/config.py", "w2s_base/protocols.py")
+# the run's vocabulary and the extension registries: read by the config, so light
+VOCABULARY = ("w2s_base/config.py", "w2s_base/protocols.py", "w2s_base/losses.py", "w2s_base/backend_specs.py",
+              "w2s_base/registry.py", "w2s_base/decision.py")
 HEAVY = ("torch", "transformers", "vllm", "peft", "accelerate")
 
 

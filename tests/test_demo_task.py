@@ -3,7 +3,7 @@ import pytest
 
 from w2s_base.training.classifier import ModelTrainer
 from w2s_base.config import TrainConfig
-from w2s_base.training.losses import XentLoss
+from w2s_base.losses import XentLoss
 from data.demo_task import make_demo_samples
 
 

@@ -12,7 +12,7 @@ import run
 from extensions.toy_loss import SmoothedXentLoss
 from factories import report_rows
 from w2s_base.config import ConfigError, load_config
-from w2s_base.training.losses import LOSSES, LogConfLoss
+from w2s_base.losses import LOSSES, LogConfLoss
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["data.n_weak_train=16", "data.n_transfer=16", "data.n_test=16", "weak.train.epochs=1",

@@ -37,7 +37,7 @@ def test_the_registry_knows_the_toy_protocol():
             assert DebateConfig.model_fields[builtin.turns_key].default == builtin.default_turns
     with pytest.raises(ValidationError, match=r"dialogue: 1 turns, outside \[2, 12\]"):
         DebateConfig(turns={"dialogue": 1})
-    with pytest.raises(ValidationError, match="registered: none, debate, consultancy, market_making, dialogue"):
+    with pytest.raises(ValidationError, match="choose none, debate, consultancy, market_making, dialogue"):
         LabellerConfig(name="x", protocol="dialog")
 
 

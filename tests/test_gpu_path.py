@@ -94,7 +94,7 @@ if __name__ != "__main__":
 
     def test_bf16_checkpointed_lora_fit_trains_fp32_adapter(tiny_qwen):
         from w2s_base.training.classifier import LoraBase, train_lora
-        from w2s_base.training.losses import XentLoss
+        from w2s_base.losses import XentLoss
 
         tcfg = paper_train()
         base = LoraBase(tiny_qwen, tcfg)
@@ -128,7 +128,7 @@ if __name__ != "__main__":
 
     def test_release_frees_the_shared_base(tiny_qwen):
         from w2s_base.training.classifier import ModelTrainer
-        from w2s_base.training.losses import XentLoss
+        from w2s_base.losses import XentLoss
 
         trainer = ModelTrainer(tiny_qwen, paper_train(epochs=0.5), share_base=True)
         clf = trainer.train(TEXTS[:8], LABELS[:8], XentLoss(), seed=0, adapter="m0")
@@ -175,7 +175,7 @@ def _two_process_check(model_dir: str, out_dir: Path) -> None:
     (ModelTrainer with share_base=False), then a shared base released."""
     from w2s_base.training import distributed as dist
     from w2s_base.training.classifier import LoraClassifier, ModelTrainer, _batches
-    from w2s_base.training.losses import XentLoss
+    from w2s_base.losses import XentLoss
 
     tcfg = paper_train(epochs=1, batch_size=4, grad_accum=2)  # 24 texts / 8 a step: 3 steps
     trainer = ModelTrainer(model_dir, tcfg, share_base=False)

@@ -11,7 +11,7 @@ import torch
 
 from w2s_base.training.classifier import _gather_rows, fit
 from w2s_base.config import TrainConfig
-from w2s_base.training.losses import LOSSES, LogConfLoss, ProductLoss, XentLoss
+from w2s_base.losses import LOSSES, LogConfLoss, ProductLoss, XentLoss
 
 
 def _data(n=56, d=5, seed=0):

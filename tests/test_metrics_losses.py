@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from w2s_base.training.losses import LogConfLoss, ProductLoss, XentLoss
+from w2s_base.losses import LogConfLoss, ProductLoss, XentLoss
 from w2s_run.report import statistics as st
 from w2s_run.report.metrics import accuracy, ece
 from weak.ensemble import aggregate

@@ -5,7 +5,7 @@ import torch
 
 from w2s_base.training.classifier import FeatureExtractor, LoraBase, train_lora, train_probe
 from w2s_base.config import TrainConfig
-from w2s_base.training.losses import XentLoss
+from w2s_base.losses import XentLoss
 from data.demo_task import make_demo_samples
 
 TEXTS = [s.text for s in make_demo_samples(8)]

@@ -33,6 +33,8 @@ from typing import Any, Callable
 
 from pydantic import BaseModel
 
+from w2s_base.registry import Registry
+
 
 @dataclass(frozen=True)
 class Need:
@@ -103,7 +105,7 @@ class BackendSpec:
         return f"{self.name}: {self.summary} [{how}; settings: {settings}{needs}]"
 
 
-BACKENDS: dict[str, BackendSpec] = {}
+BACKENDS: Registry[BackendSpec] = Registry("debate backend")
 
 
 def register_backend(spec: BackendSpec) -> BackendSpec:
@@ -111,18 +113,12 @@ def register_backend(spec: BackendSpec) -> BackendSpec:
     e.g. a module imported twice, is allowed)."""
     if not spec.name.isidentifier():
         raise ValueError(f"backend name {spec.name!r} must be an identifier (it names debate.<name>)")
-    if BACKENDS.get(spec.name, spec) != spec:
-        raise ValueError(f"a backend named {spec.name!r} is already registered")
-    BACKENDS[spec.name] = spec
-    return spec
+    return BACKENDS.add(spec.name, spec)
 
 
 def backend_spec(name: str) -> BackendSpec:
-    try:
-        return BACKENDS[name]
-    except KeyError:
-        raise ValueError(f"unknown debate backend {name!r} (registered: "
-                         f"{', '.join(BACKENDS)})") from None
+    """The spec registered as `name`; a ValueError naming the registered ones otherwise."""
+    return BACKENDS[name]
 
 
 def describe_backends(width: int = 88) -> str:

@@ -20,7 +20,7 @@ from pydantic_core import PydanticCustomError
 from w2s_base.backend_specs import BACKENDS, backend_spec
 from w2s_base.runfolder.layout import RunLayout
 from w2s_base.protocols import MAX_TURNS, PROTOCOLS, protocol as protocol_spec
-from w2s_base.training.losses import LOSSES, Loss  # the registry; imports no torch (see there)
+from w2s_base.losses import LOSSES, Loss  # the registry; imports no torch (see there)
 
 
 class Strict(BaseModel):
@@ -532,7 +532,7 @@ class StrongConfig(Strict):
     losses: list[LossName] = ["xent"]
     # Each loss's hyperparameters, by loss name, e.g. {logconf: {aux_coef: 0.5,
     # warmup_frac: 0.1}, product: {alpha: 1.0, beta: 1.0}}: a section holds the fields
-    # that loss declares (w2s_base/training/losses.py), and what it leaves out keeps the
+    # that loss declares (w2s_base/losses.py), and what it leaves out keeps the
     # loss's default. The flat keys of earlier configs (aux_coef, aux_warmup_frac,
     # product_alpha, product_beta) still work: see _LOSS_ALIASES.
     loss_settings: dict[LossName, dict[str, Any]] = {}

@@ -24,6 +24,8 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Literal
 
+from w2s_base.registry import Registry
+
 Side = Literal["A", "B"]
 Schedule = list[tuple[Side, str]]  # (side, instruction role) of every turn
 # random: drawn per (sample, debate) by `draw_a_label`; against_reference: the label
@@ -81,14 +83,12 @@ class ProtocolSpec:
         return getattr(debate_cfg, self.turns_key) if self.turns_key else self.default_turns
 
 
-PROTOCOLS: dict[str, ProtocolSpec] = {}
+PROTOCOLS: Registry[ProtocolSpec] = Registry("protocol")
 
 
 def add_protocol(spec: ProtocolSpec) -> ProtocolSpec:
     """Register `spec` (a name may be registered once); checks that its schedule speaks
     only as the sides it names and that its default turn count is allowed."""
-    if spec.name in PROTOCOLS:
-        raise ValueError(f"protocol {spec.name!r} is registered twice")
     if spec.reads_transcript:
         if not spec.min_turns <= spec.default_turns <= MAX_TURNS:
             raise ValueError(f"protocol {spec.name!r}: default_turns must be in [{spec.min_turns}, {MAX_TURNS}]")
@@ -96,8 +96,7 @@ def add_protocol(spec: ProtocolSpec) -> ProtocolSpec:
         if not sides <= set("AB"[:len(spec.speakers)]):
             raise ValueError(f"protocol {spec.name!r}: its schedule speaks as {sorted(sides)} "
                              f"but it names {len(spec.speakers)} speaker(s)")
-    PROTOCOLS[spec.name] = spec
-    return spec
+    return PROTOCOLS.add(spec.name, spec)
 
 
 def register_protocol(name: str, speakers: tuple[str, ...], **settings) -> Callable:
@@ -112,10 +111,8 @@ def register_protocol(name: str, speakers: tuple[str, ...], **settings) -> Calla
 
 
 def protocol(name: str) -> ProtocolSpec:
-    try:
-        return PROTOCOLS[name]
-    except KeyError:
-        raise ValueError(f"unknown protocol {name!r}; registered: {', '.join(PROTOCOLS)}") from None
+    """The spec registered as `name`; a ValueError naming the registered ones otherwise."""
+    return PROTOCOLS[name]
 
 
 def draw_a_label(seed: int, sample_id: str, k: int) -> int:

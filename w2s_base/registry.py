@@ -1,4 +1,5 @@
-"""A named set of extensions of one kind (losses, ...): the only list of its kind.
+"""A named set of extensions of one kind (losses, protocols, debate backends): the
+only list of its kind.
 
 An extension registers itself where it is defined (`@LOSSES.register("xent")`), and
 everything that needs the list (config validation, cache keys, --help) reads it from
@@ -16,14 +17,17 @@ class Registry(Generic[T]):
         self.kind = kind  # what an entry is, for messages: "loss"
         self._entries: dict[str, T] = {}
 
+    def add(self, name: str, entry: T) -> T:
+        """Register `entry` under `name`; a name is taken once (the same entry again, as
+        when its module is imported twice, is allowed)."""
+        if self._entries.get(name, entry) != entry:
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        self._entries[name] = entry
+        return entry
+
     def register(self, name: str) -> Callable[[T], T]:
         """A decorator that registers its argument under `name` and returns it unchanged."""
-        def add(entry: T) -> T:
-            if name in self._entries:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
-            self._entries[name] = entry
-            return entry
-        return add
+        return lambda entry: self.add(name, entry)
 
     def names(self) -> list[str]:
         return list(self._entries)
@@ -43,5 +47,11 @@ class Registry(Generic[T]):
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
 
+    def get(self, name: str, default: T | None = None) -> T | None:
+        return self._entries.get(name, default)
+
     def items(self):
         return self._entries.items()
+
+    def values(self):
+        return self._entries.values()

@@ -23,7 +23,7 @@ from w2s_base.config import LabellerConfig, RunConfig, Source
 from w2s_base.training.distributed import is_main
 from w2s_base.runfolder.jsonl import JsonlWriter, save_json
 from w2s_base.runfolder.layout import RunLayout, slug
-from w2s_base.training.losses import XentLoss
+from w2s_base.losses import XentLoss
 from w2s_base.training.models import load_tokenizer, resolve_model
 from w2s_base.runfolder.stage_cache import cached
 from data.schema import Sample

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from w2s_base.training.losses import Loss, register_loss
+from w2s_base.losses import Loss, register_loss
 
 
 @register_loss("smoothed_xent")

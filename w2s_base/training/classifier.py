@@ -8,7 +8,7 @@ Two modes, chosen per model in the config (`train.mode`), one function each:
   final hidden state; encoders: mean pooling), as Burns et al. and EleutherAI/w2s
   also offer. Features are cached on disk per (model, text), so every student
   trained on the same texts pays for the forward passes once.
-Both modes share the loop below and the soft-label losses of w2s_base/training/losses.py.
+Both modes share the loop below and the soft-label losses of w2s_base/losses.py.
 
 Memory (GPU scale; `python run.py plan` estimates it): `train.dtype` is the dtype the
 frozen weights load in, while the trainable parameters (LoRA adapters, the head) stay
