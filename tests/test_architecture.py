@@ -130,12 +130,6 @@ def test_the_vocabulary_imports_no_training_and_no_heavy_library():
     assert not bad, "\n".join(bad)
 
 
-# A known cycle, in the report room: render.py (in a function) imports read_report from
-# the package, whose __init__ imports render at module level. Until it is broken, the
-# cycle test runs without this one edge and the strict xfail below holds the place.
-REPORT_CYCLE_EDGE = ("w2s_run.report.render", "w2s_run.report")
-
-
 def _cycle(ignore: tuple[str, str] | None = None) -> list[str] | None:
     """One import cycle among the project's modules (every import counted, but the edge
     `ignore`), or None."""
@@ -162,14 +156,6 @@ def _cycle(ignore: tuple[str, str] | None = None) -> list[str] | None:
 
 
 def test_no_import_cycle():
-    cycle = _cycle(ignore=REPORT_CYCLE_EDGE)
-    assert cycle is None, "import cycle: " + " -> ".join(cycle)
-
-
-@pytest.mark.xfail(strict=True, reason="w2s_run/report/render.py imports read_report from "
-                   "w2s_run.report, whose __init__ imports render (remove REPORT_CYCLE_EDGE "
-                   "and this mark once it is broken)")
-def test_no_import_cycle_in_the_report_room():
     cycle = _cycle()
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 

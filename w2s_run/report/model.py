@@ -5,11 +5,13 @@ Bump SCHEMA_VERSION whenever a field changes meaning or goes away; readers
 """
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from w2s_base.config import ControlSpec, ControlTag
+from w2s_base.runfolder.layout import RunLayout
 from w2s_run.report.statistics import ErrorBreakdown, GapResult, PairedDifferenceResult, PGRResult, SeedSpread
 
 # 2: PGR with its verdict and dropped share, the weak-ceiling gap, paired student
@@ -120,3 +122,19 @@ class Report(BaseModel):
     def reference_loss_of(self, c: Comparison) -> str:
         """The loss of the reference student a comparison was made against."""
         return reference_loss(c.loss, [r.loss for r in self.student_rows() if r.labeller == self.reference])
+
+
+class ReportError(ValueError):
+    """A report.json that is missing, unreadable or of another schema version."""
+
+
+def read_report(layout: RunLayout) -> Report:
+    """The run's report.json, checked to be of this build's schema version."""
+    f = layout.report_json
+    if not f.exists():
+        raise ReportError(f"no report at {f}: run the pipeline for {layout.root} first")
+    data = json.loads(f.read_text())
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise ReportError(f"{f} has report schema version {data.get('schema_version')}, this build "
+                          f"reads {SCHEMA_VERSION}: rerun the run (finished stages are cached) to rewrite it")
+    return Report.model_validate(data)

@@ -6,7 +6,7 @@ from w2s_base.config import ControlSpec
 from w2s_base.runfolder.environment import one_line
 from w2s_run.report.statistics import Verdict
 
-from w2s_run.report.model import CeilingRow, Report, StudentRow, WeakRow
+from w2s_run.report.model import CeilingRow, Report, StudentRow, WeakRow, read_report
 
 
 def _control(control: ControlSpec | None) -> str:
@@ -194,8 +194,6 @@ def compare_runs(runs: list[str]) -> str:
     """`run.py compare RUN_A RUN_B`: two run folders (or names under runs/)."""
     from w2s_base.config import ConfigError
     from w2s_base.runfolder.layout import RunLayout
-
-    from w2s_run.report import read_report
     if len(runs) != 2:
         raise ConfigError("compare needs two runs: python run.py compare RUN_A RUN_B")
     return compare_reports(*(read_report(RunLayout.find(r)) for r in runs))
