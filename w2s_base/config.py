@@ -6,7 +6,11 @@ are errors: a misspelt option must never be silently ignored.
 """
 from __future__ import annotations
 
+import hashlib
+import importlib
+import importlib.util
 import re
+import sys
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -623,6 +627,10 @@ def _source_folder(run_dir: Path) -> str | None:
 
 
 class RunConfig(Strict):
+    # Python files (relative to the config file that names them) or module names imported
+    # before the rest is validated: a loss, protocol or debate backend of your own,
+    # registered there, is then usable by name (README: Architecture).
+    extensions: list[str] = []
     name: str = "demo"
     output_dir: str = "runs"
     trust_remote_code: bool = False
@@ -767,6 +775,8 @@ def _read_yaml(p: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"config file {p} cannot be read: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p} must hold a mapping at the top level")
+    if isinstance(data.get("extensions"), list):  # a file named here is relative to this file
+        data["extensions"] = [_extension_path(e, p.parent) for e in data["extensions"]]
     parent = data.pop("extends", None)
     if parent is None:
         return data
@@ -775,8 +785,48 @@ def _read_yaml(p: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     return _merge(_read_yaml(p.parent / str(parent), seen + (p.resolve(),)), data)
 
 
+def _extension_path(entry: Any, base: Path) -> Any:
+    """A `.py` file of `extensions`, made absolute against `base`; a module name as it is."""
+    if isinstance(entry, str) and entry.endswith(".py"):
+        return str((base / Path(entry).expanduser()).resolve())
+    return entry
+
+
+def import_extensions(entries: Any) -> None:
+    """Import every entry of `extensions` (a `.py` file or a module name) so that the
+    losses, protocols and debate backends it registers are known when the config is
+    validated. A file is imported once per process, under a name from its path."""
+    if not isinstance(entries, list) or not all(isinstance(e, str) and e for e in entries):
+        raise ConfigError(f"extensions: a list of .py files or module names, got {entries!r}")
+    for entry in entries:
+        try:
+            if entry.endswith(".py"):
+                path = Path(entry)
+                if not path.is_file():
+                    raise ConfigError(f"extensions: {entry} is not a file")
+                name = "w2s_extension_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+                if name in sys.modules:
+                    continue
+                spec = importlib.util.spec_from_file_location(name, path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[name] = module
+                try:
+                    spec.loader.exec_module(module)
+                except BaseException:
+                    del sys.modules[name]
+                    raise
+            else:
+                importlib.import_module(entry)
+        except ConfigError:
+            raise
+        except Exception as e:  # the user's code: one line naming the entry and the cause
+            raise ConfigError(f"extensions: {entry} could not be imported: "
+                              f"{type(e).__name__}: {e}") from None
+
+
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
-    """Load YAML (safe), apply `key.sub=value` overrides (values parsed as YAML), validate."""
+    """Load YAML (safe), apply `key.sub=value` overrides (values parsed as YAML), import
+    the `extensions` it names, validate."""
     data: dict[str, Any] = {}
     source = "(defaults)"
     if path is not None:
@@ -792,7 +842,10 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
             what = getattr(e, "problem", None) or str(e).splitlines()[0]
             raise ConfigError(f"override {ov!r}: the value is not valid YAML ({what}); "
                               "quote it to pass a string, e.g. key='a: b'") from None
+        if k.strip() == "extensions" and isinstance(value, list):  # on the command line: the cwd's
+            value = [_extension_path(e, Path.cwd()) for e in value]
         set_dotted(data, k.strip(), value)
+    import_extensions(data.get("extensions", []))
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:
