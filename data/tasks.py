@@ -8,6 +8,10 @@ and, optionally, where the data lives on the Hugging Face hub (`hub`).
 
 Adding a dataset
 ----------------
+One file of your own (loaded with `extensions:` in a config) that builds a `TaskSpec`
+with its converter and calls `register_task(spec)` is enough
+(tests/extensions/toy_task.py). A built-in one goes here:
+
 1. Write its converter in data/converters.py, `(row, rng) -> Converted`: read
    fields with `_text`/`_binary`/`_index`/`_present` (their errors name the
    field), draw any randomness from `rng` only (it is seeded per sample), and
@@ -32,6 +36,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
+
+from w2s_base.registry import Registry
 
 from data import converters, demo_task
 from data.converters import Converter
@@ -129,7 +135,16 @@ _SPECS = (
     ),
 )
 
-TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in _SPECS}
+TASKS: Registry[TaskSpec] = Registry("task")
+
+
+def register_task(spec: TaskSpec) -> TaskSpec:
+    """Make `spec` usable as `data.task: <spec.name>`."""
+    return TASKS.add(spec.name, spec)
+
+
+for _spec in _SPECS:
+    register_task(_spec)
 
 
 def get_task(name: str) -> TaskSpec:

@@ -168,7 +168,7 @@ def test_samples_for_reads_the_registry(monkeypatch):
                    generate=lambda n, seed: [Sample(id=f"t{i}", task="toy", text=f"{seed}",
                                                     label=i % 2, positions=("no", "yes"))
                                              for i in range(n)])
-    monkeypatch.setitem(TASKS, "toy", toy)
+    monkeypatch.setattr(TASKS, "_entries", {**dict(TASKS.items()), "toy": toy})
     assert [s.id for s in samples_for(DataConfig(task="toy", limit=3))] == ["t0", "t1", "t2"]
     with pytest.raises(DataError, match="known tasks: .*demo"):
         samples_for(DataConfig(task="imdb"))

@@ -1,4 +1,4 @@
-"""`extensions:` in a config: the one-file loss, protocol and backend of tests/extensions/
+"""`extensions:` in a config: the one-file loss, protocol, backend and dataset of tests/extensions/
 become usable by name from `run.py`, with no code outside their files. Each check runs
 in a fresh process, where nothing has registered them yet."""
 from __future__ import annotations
@@ -57,6 +57,17 @@ def test_an_extension_given_on_the_command_line_is_relative_to_the_working_direc
     r = _load(cfg, "extensions=[extensions/toy_loss.py]", cwd=ROOT / "tests")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("['smoothed_xent']")
+
+
+def test_a_dataset_in_one_file_is_read_by_name(tmp_path):
+    cfg = _write(tmp_path / "run.yaml", {"extensions": [str(EXT / "toy_task.py")],
+                                         "data": {"task": "toy_parity", "limit": 4}})
+    code = ("import sys; from w2s_base.config import load_config; from data.source import samples_for; "
+            "c = load_config(sys.argv[1]); print([(s.text, s.label) for s in samples_for(c.data)])")
+    r = subprocess.run([sys.executable, "-c", code, str(cfg)], cwd=ROOT, env=ENV,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[('Number: 0.', 1), ('Number: 1.', 0), ('Number: 2.', 1), ('Number: 3.', 0)]"
 
 
 def test_a_missing_or_broken_extension_is_one_line_from_run_py(tmp_path):
