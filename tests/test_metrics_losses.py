@@ -143,16 +143,22 @@ def test_report_rows_pgr_and_small_test_warning():
     assert "| W2S on weak labels (xent) | 70.0 (" in render_table(rep2) and "| undefined |" in render_table(rep2)
 
 
-def test_report_prints_pgr_only_over_a_significant_gap_and_flags_above_100():
+def _scripted_test_set(n_weak_train: int, n_transfer: int, n_test: int):
+    """Demo splits, `right(k)`: predictions right on the first k test samples and wrong on
+    the rest, and uninformative (0.5) transfer labels."""
     from data.demo_task import make_demo_samples
     from data.splits import make_splits
+    splits = make_splits(make_demo_samples(n_weak_train + n_transfer + n_test), n_weak_train,
+                         n_transfer, n_test, seed=0)
+    y = {x.id: x.label for x in splits.test}
+    right = lambda k: {i: (float(y[i]) if j < k else 1.0 - y[i]) for j, i in enumerate(y)}
+    return splits, right, {x.id: 0.5 for x in splits.transfer}
+
+
+def test_report_prints_pgr_only_over_a_significant_gap_and_flags_above_100():
     from w2s_run.report.render import render_table
     from w2s_run.report.scoring import build_report
-    splits = make_splits(make_demo_samples(240), 20, 20, 200, seed=0)
-    y = {x.id: x.label for x in splits.test}
-    ids = list(y)
-    right = lambda k: {i: (float(y[i]) if j < k else 1.0 - y[i]) for j, i in enumerate(ids)}
-    tr = {x.id: 0.5 for x in splits.transfer}
+    splits, right, tr = _scripted_test_set(20, 20, 200)
     labs = {"weak": _labeller("weak", right(100), tr), "deb": _labeller("deb", right(100), tr)}
     rep = build_report("r", splits, labs, {_ceiling(): right(180), _key("weak"): right(140),
                                            _key("deb"): right(190)})
@@ -241,15 +247,9 @@ def test_report_controls_and_verdicts_serialise_as_their_text():
 def test_comparison_names_the_reference_loss_it_used():
     """A student whose loss the reference has no student with is compared with the
     reference's first loss, and the table says so."""
-    from data.demo_task import make_demo_samples
-    from data.splits import make_splits
     from w2s_run.report.render import render_table
     from w2s_run.report.scoring import build_report
-    splits = make_splits(make_demo_samples(40), 10, 10, 20, seed=0)
-    y = {x.id: x.label for x in splits.test}
-    ids = list(y)
-    right = lambda k: {i: (float(y[i]) if j < k else 1.0 - y[i]) for j, i in enumerate(ids)}
-    tr = {x.id: 0.5 for x in splits.transfer}
+    splits, right, tr = _scripted_test_set(10, 10, 20)
     labs = {"weak": _labeller("weak", right(10), tr), "deb": _labeller("deb", right(11), tr)}
     rep = build_report("r", splits, labs, {_ceiling(): right(18), _key("weak", loss="xent"): right(12),
                                            _key("deb", loss="xent"): right(13), _key("deb", loss="product"): right(15)})
