@@ -483,7 +483,7 @@ class LabellerConfig(Strict):
 
     @property
     def reads_transcript(self) -> bool:
-        return protocol_spec(self.protocol).reads_transcript
+        return self.source.reads_transcripts  # one rule: the Source's
 
     @model_validator(mode="after")
     def _check(self) -> "LabellerConfig":
