@@ -35,7 +35,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="run the pipeline (default); plan: counts and GPU memory per job, before the "
                         "spend; list or show stored debate transcripts; view: write the run's debate "
                         "viewer; export: inspect_ai eval logs; compare two runs' reports")
-    p.add_argument("runs", nargs="*", help="compare: two run folders (or names under runs/)")
+    p.add_argument("runs", nargs="*", help="compare: two or more run folders (or names under runs/); each "
+                   "later run against the first, paired on their common test ids")
     p.add_argument("--config", "-c", default="configs/demo.yaml", help="run config (YAML)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set debate.num_turns=4 (repeatable)")
@@ -77,8 +78,8 @@ def load(args: argparse.Namespace):
 
 def dispatch(args: argparse.Namespace) -> None:
     if args.command == "compare":
-        from w2s_run.report.render import compare_runs
-        return print(compare_runs(args.runs))
+        from w2s_run.report.compare import compare_runs
+        return print(compare_runs(args.runs), end="")
     cfg = load(args)
     if args.command == "run":
         from w2s_run.pipeline import run_pipeline

@@ -105,8 +105,10 @@ def _ceiling(seed=0):
 
 
 def _rows(report):
-    from w2s_run.report.render import row_key
-    return {row_key(r): r for r in report.rows}
+    """The report's rows by the names these tests use (factories.report_rows: a labeller's
+    name, w2s[labeller|loss], ceiling)."""
+    from factories import report_rows
+    return dict(zip(report_rows(report.model_dump(mode="json")), report.rows, strict=True))
 
 
 def test_report_rows_pgr_and_small_test_warning():

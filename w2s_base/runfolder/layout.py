@@ -31,9 +31,11 @@ class RunLayout:
 
     @classmethod
     def find(cls, name_or_path: str, output_dir: str = "runs") -> "RunLayout":
-        """A run given as its folder or as its name under output_dir."""
+        """A run given as its folder or as its name under output_dir. A path (it holds a
+        separator) is taken as given, also when it does not exist: `runs/x` is never
+        looked up as `runs/runs/x`."""
         p = Path(name_or_path)
-        return cls(p if p.is_dir() else Path(output_dir) / name_or_path)
+        return cls(p if p.is_dir() or len(p.parts) > 1 else Path(output_dir) / name_or_path)
 
     # -- the run as a whole
     @property

@@ -80,6 +80,26 @@ class Comparison(BaseModel):
 Row = Annotated[Union[WeakRow, StudentRow, CeilingRow], Field(discriminator="kind")]
 
 
+def row_id(r: WeakRow | StudentRow | CeilingRow) -> str:
+    """A row's stable identity across runs: `weak:<labeller>`, `w2s:<labeller>:<loss>`,
+    `ceiling` (the keys of PerSample.correct; what `run.py compare` pairs rows on). A labeller
+    name holds no ':' or '|' (its config pattern), so the id is unambiguous and, with the
+    registered losses, safe in a markdown cell."""
+    if isinstance(r, StudentRow):
+        return f"w2s:{r.labeller}:{r.loss}"
+    return "ceiling" if isinstance(r, CeilingRow) else f"weak:{r.name}"
+
+
+class PerSample(BaseModel):
+    """Every row's correctness on every test sample, in test order: what `run.py compare`
+    pairs two runs on (by test id), and what a reader needs to recompute any interval."""
+    model_config = ConfigDict(extra="forbid")
+    ids: list[str]                      # test sample ids
+    gold: list[int]                     # their gold labels
+    correct: dict[str, list[float]]     # row_id -> per-sample correctness: 0/1 for a weak labeller;
+                                        # students and ceiling: the fraction of seeds right (4 decimals)
+
+
 class RunMeta(BaseModel):
     task: str
     weak_model: str
@@ -105,6 +125,7 @@ class Report(BaseModel):
     comparisons: list[Comparison] = []
     warnings: list[str] = []
     meta: RunMeta | None = None
+    per_sample: PerSample | None = None  # None in reports written before it existed
 
     def weak_rows(self) -> list[WeakRow]:
         return [r for r in self.rows if isinstance(r, WeakRow)]

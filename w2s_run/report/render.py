@@ -1,12 +1,12 @@
 """The report as text: the markdown table (report.md, printed at the end of a
-run) and two runs side by side (`run.py compare`)."""
+run). Runs side by side (`run.py compare`): compare.py."""
 from __future__ import annotations
 
 from w2s_base.config import ControlSpec
 from w2s_base.runfolder.environment import one_line
 from w2s_run.report.statistics import Verdict
 
-from w2s_run.report.model import CeilingRow, Report, StudentRow, WeakRow, read_report
+from w2s_run.report.model import CeilingRow, Report, StudentRow, WeakRow
 
 
 def _control(control: ControlSpec | None) -> str:
@@ -20,13 +20,6 @@ def row_title(r) -> str:
         return "strong ceiling (gold labels)"
     n = len(r.members)
     return f"weak: {r.name}" + (f" ({n} members, {r.aggregate})" if n > 1 else "") + _control(r.control)
-
-
-def row_key(r) -> str:
-    """A row's identity across runs (what `compare` matches on)."""
-    if isinstance(r, StudentRow):
-        return f"w2s[{r.labeller}|{r.loss}]"
-    return "ceiling" if isinstance(r, CeilingRow) else r.name
 
 
 def fmt(v: float | None, pct: bool = True) -> str:
@@ -170,30 +163,3 @@ def _notes(report: Report) -> list[str]:
 def render_table(report: Report) -> str:
     sections = (_main_table, _vs_reference_table, _comparisons_table, _errors_table, _members_table, _notes)
     return "\n".join(line for section in sections for line in section(report)) + "\n"
-
-
-def compare_reports(a: Report, b: Report) -> str:
-    """Two runs side by side (e.g. two prompt sets): accuracy and PGR per shared row."""
-    ra = {row_key(r): r for r in a.rows}
-    rb = {row_key(r): r for r in b.rows}
-    lines = [f"| model | {a.run} acc % | {b.run} acc % | {a.run} PGR % | {b.run} PGR % |",
-             "|---|---:|---:|---:|---:|"]
-
-    def cells(r) -> tuple[str, str]:
-        if r is None:
-            return "n/a", ""
-        return fmt(r.accuracy), _pgr_cell(r)
-
-    for name in list(ra) + [n for n in rb if n not in ra]:
-        (acc_a, pgr_a), (acc_b, pgr_b) = cells(ra.get(name)), cells(rb.get(name))
-        lines.append(f"| {name} | {acc_a} | {acc_b} | {pgr_a} | {pgr_b} |")
-    return "\n".join(lines) + "\n"
-
-
-def compare_runs(runs: list[str]) -> str:
-    """`run.py compare RUN_A RUN_B`: two run folders (or names under runs/)."""
-    from w2s_base.config import ConfigError
-    from w2s_base.runfolder.layout import RunLayout
-    if len(runs) != 2:
-        raise ConfigError("compare needs two runs: python run.py compare RUN_A RUN_B")
-    return compare_reports(*(read_report(RunLayout.find(r)) for r in runs))

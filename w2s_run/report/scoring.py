@@ -19,8 +19,8 @@ from data.splits import Splits
 from strong.stage import Preds, StudentKey
 from weak.labels import LabellerResult
 
-from w2s_run.report.model import (CeilingRow, Comparison, MemberScore, Report, RunMeta, StudentRow, WeakRow,
-                                  reference_loss)
+from w2s_run.report.model import (CeilingRow, Comparison, MemberScore, PerSample, Report, RunMeta, StudentRow,
+                                  WeakRow, reference_loss, row_id)
 
 Run = tuple[str, str]            # a student over its seeds: (labeller, loss)
 BySeed = dict[int, Preds]        # {seed: test predictions}
@@ -138,9 +138,20 @@ def build_report(name: str, splits: Splits, labellers: dict[str, LabellerResult]
 
     report = Report(run=name, n_test=len(t.ids), reference=reference, weak_accuracy=weak_acc,
                     ceiling_accuracy=ceil_acc, pgr_defined=ceil_acc > weak_acc, gap=st.gap(weak_c, ceil_c),
-                    rows=rows, comparisons=_comparisons(runs, student_c, reference, weak_c, ceil_c), meta=meta)
+                    rows=rows, comparisons=_comparisons(runs, student_c, reference, weak_c, ceil_c), meta=meta,
+                    per_sample=_per_sample(t, rows, [labellers[n] for n in order], [student_c[r] for r in runs],
+                                           ceil_c))
     report.warnings = _warnings(report)
     return report
+
+
+def _per_sample(t: _Test, rows: list, labellers: list[LabellerResult], students: list[np.ndarray],
+                ceil_c: np.ndarray) -> PerSample:
+    """Every row's per-sample correctness (rows in report order: labellers, students,
+    ceiling), as scored above: the seed mean for students and the ceiling."""
+    arrays = [t.correct(lab.test_p1) for lab in labellers] + students + [ceil_c]
+    return PerSample(ids=list(t.ids), gold=[int(y) for y in t.y],
+                     correct={row_id(r): [round(float(v), 4) for v in c] for r, c in zip(rows, arrays, strict=True)})
 
 
 def _warnings(report: Report) -> list[str]:

@@ -91,6 +91,34 @@ create a difference that the accuracies do not show.
 No correction for multiple comparisons is applied: each call is one comparison at the
 stated level; a report that compares several labellers makes several such claims.
 
+Accuracy difference (:func:`accuracy_difference`)
+-------------------------------------------------
+The accuracy half of :func:`paired_difference` alone, for two models with no common weak
+model and ceiling (the same row of two runs, `run.py compare`, paired on their common test
+ids): ``acc_diff``, its interval over the same resamples, ``significant`` and
+``direction`` exactly as above; no PGR.
+
+Minimum detectable difference (:func:`minimum_detectable_difference`)
+---------------------------------------------------------------------
+The smallest true paired accuracy difference ``delta`` that a two-sided test at
+``1 - level`` detects with probability ``power`` (normal approximation; the paired bootstrap
+interval above is that test):
+
+    MDE = (z_{(1 + level) / 2} + z_{power}) * sqrt(var_D / n_test + tau^2 / R)
+
+``var_D`` is the variance of one test sample's correctness difference. Under independence
+of the two models' correctness it is ``p_a (1 - p_a) + p_b (1 - p_b)``. That is
+conservative: two students of one strong model are positively correlated (they find the
+same samples hard), which shrinks the variance by ``2 cov``; and a seed-averaged
+correctness in [0, 1] with mean ``p`` has variance at most ``p (1 - p)``. ``tau`` is the
+between-replicate standard deviation of the difference itself (what re-drawing debates and
+seeds moves it by, on a fixed test set); with ``R`` replicates its mean has variance
+``tau^2 / R``. The test-sample term does NOT shrink with ``R``: every replicate is scored on
+the same test set, so its noise is shared (the model counts it once, as if fully shared:
+conservative again). With ``R = 1`` and ``tau > 0`` one draw's difference carries the whole
+``tau^2``. ``tests/test_power.py`` checks by simulation that :func:`paired_difference`
+detects a true difference of this size in about ``power`` of the runs.
+
 Seed spread (:func:`seed_spread`)
 ---------------------------------
 Mean, sample standard deviation (``ddof=1``; ``None`` for a single seed), min and max of a
@@ -138,6 +166,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from enum import StrEnum
+from statistics import NormalDist  # the standard library's
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -238,6 +267,19 @@ class PairedDifferenceResult(_Result):
         else:
             s += f"; PGR difference {self.pgr_verdict}"
         return s
+
+
+@dataclass(frozen=True)
+class AccuracyDifferenceResult(_Result):
+    acc: float                      # the model's accuracy (mean correctness)
+    reference_acc: float
+    acc_diff: float                 # acc - reference_acc
+    acc_diff_ci: list[float]
+    significant: bool               # acc_diff_ci excludes 0 (two-sided)
+    direction: Direction
+    n_test: int
+    n_resamples: int
+    level: float
 
 
 @dataclass(frozen=True)
@@ -355,6 +397,10 @@ def _verdict(g: GapResult) -> str:
     return Verdict.OK if g.significant else Verdict.NOT_SIGNIFICANT
 
 
+def _direction(ci: list[float]) -> Direction:
+    return Direction.BETTER if ci[0] > 0 else Direction.WORSE if ci[1] < 0 else Direction.NO_DIFFERENCE
+
+
 def _paired_from_means(pts: Sequence[float], boots: np.ndarray, n_test: int, level: float) -> PairedDifferenceResult:
     """The paired-difference decision from point accuracies (student, reference, weak,
     ceiling) and their resampled means, boots of shape (4, n)."""
@@ -363,7 +409,7 @@ def _paired_from_means(pts: Sequence[float], boots: np.ndarray, n_test: int, lev
     g = _gap_result(w, c, c_b - w_b, n_test, level)
     d_b = s_b - r_b
     ci = _ci(d_b, level)
-    direction = Direction.BETTER if ci[0] > 0 else Direction.WORSE if ci[1] < 0 else Direction.NO_DIFFERENCE
+    direction = _direction(ci)
     pgr_ci, dropped = _ratio(d_b, c_b - w_b, level)
     verdict = _verdict(g)
     ok = verdict == Verdict.OK
@@ -416,6 +462,40 @@ def paired_difference(student_c, reference_student_c, weak_c, ceil_c, n: int = N
     arrs = _aligned(student_c=student_c, reference_student_c=reference_student_c, weak_c=weak_c, ceil_c=ceil_c)
     X = np.stack(arrs)
     return _paired_from_means(X.mean(axis=1), _resample_means(X, n, seed), X.shape[1], level)
+
+
+def accuracy_difference(c, reference_c, n: int = N_RESAMPLES, seed: int = SEED,
+                        level: float = LEVEL) -> AccuracyDifferenceResult:
+    """c − reference_c in accuracy, paired over test samples (the accuracy part of
+    :func:`paired_difference`, for two models with no common weak model and ceiling)."""
+    _check(n, level)
+    X = np.stack(_aligned(c=c, reference_c=reference_c))
+    a, r = (float(v) for v in X.mean(axis=1))
+    a_b, r_b = _resample_means(X, n, seed)
+    ci = _ci(a_b - r_b, level)
+    direction = _direction(ci)
+    return AccuracyDifferenceResult(acc=a, reference_acc=r, acc_diff=a - r, acc_diff_ci=ci,
+                                    significant=direction != Direction.NO_DIFFERENCE, direction=direction,
+                                    n_test=X.shape[1], n_resamples=n, level=float(level))
+
+
+def minimum_detectable_difference(n_test: int, replicates: int = 1, p_a: float = 0.5, p_b: float = 0.5,
+                                  tau: float = 0.0, level: float = LEVEL, power: float = 0.8) -> float:
+    """The smallest true paired accuracy difference (a fraction: 0.05 = 5 points) that a
+    two-sided test at ``1 - level`` detects with probability ``power``, on ``n_test`` test
+    samples shared by ``replicates`` draws whose difference varies with standard deviation
+    ``tau`` between draws; ``p_a``, ``p_b``: the two models' expected accuracies. The
+    variance model (conservative; module docstring): per-sample difference variance
+    ``p_a (1 - p_a) + p_b (1 - p_b)`` (independence) over ``n_test``, plus ``tau^2 / R``."""
+    if n_test < 1 or replicates < 1:
+        raise ValueError("n_test and replicates must be >= 1")
+    if not (0 <= p_a <= 1 and 0 <= p_b <= 1) or tau < 0:
+        raise ValueError("p_a and p_b must lie in [0, 1] and tau must be >= 0")
+    if not 0 < level < 1 or not 0 < power < 1:
+        raise ValueError("level and power must lie in (0, 1)")
+    z = NormalDist().inv_cdf((1 + level) / 2) + NormalDist().inv_cdf(power)
+    var_d = p_a * (1 - p_a) + p_b * (1 - p_b)
+    return float(z * np.sqrt(var_d / n_test + tau ** 2 / replicates))
 
 
 def seed_spread(per_seed_accuracies: Iterable[float]) -> SeedSpread:

@@ -1,0 +1,142 @@
+"""`run.py compare`: runs paired on their common test ids, with intervals, paired
+differences and a config diff; refused (one line, rc 2) when nothing can be paired or a
+run is missing. Reports are scored by the real build_report on scripted predictions
+(the pipeline's own scoring), then written where a run keeps them."""
+import json
+import re
+
+import numpy as np
+import pytest
+import yaml
+
+import run
+from w2s_base.config import load_config
+from w2s_run.report import statistics as st
+from w2s_run.report.model import Report, row_id
+
+
+def _labeller(name, p, transfer):
+    from weak.labels import LabellerResult
+    return LabellerResult(name=name, protocol="none", aggregate="mean", members=["m"],
+                          transfer_p1=transfer, test_p1=p, member_test_p1={"m": p})
+
+
+def _report(name, n_test=60, data_seed=0, shift=0, deb_right=None):
+    """A report on the demo task's splits: weak right on 30 of the test samples, its
+    student on 36 (+shift), the debate labeller's student on `deb_right` (default 36 +
+    shift), the ceiling on 50."""
+    from data.demo_task import make_demo_samples
+    from data.splits import make_splits
+    from strong.stage import StudentKey
+    from w2s_run.report.scoring import build_report
+    splits = make_splits(make_demo_samples(20 + 20 + n_test), 20, 20, n_test, seed=data_seed)
+    y = {x.id: x.label for x in splits.test}
+    right = lambda k: {i: (float(y[i]) if j < k else 1.0 - y[i]) for j, i in enumerate(y)}
+    tr = {x.id: 0.5 for x in splits.transfer}
+    labs = {"weak": _labeller("weak", right(30), tr), "deb": _labeller("deb", right(33 + shift), tr)}
+    students = {StudentKey.ceiling(0): right(50), StudentKey("weak", "xent", 0): right(36 + shift),
+                StudentKey("deb", "xent", 0): right(deb_right if deb_right is not None else 36 + shift)}
+    return build_report(name, splits, labs, students)
+
+
+def _write(root, report: Report, **config):
+    """A run folder as the pipeline leaves it: report.json and the config of record."""
+    from w2s_run.report import write_report
+    from w2s_base.runfolder.layout import RunLayout
+    root.mkdir(parents=True)
+    write_report(report, RunLayout(root))
+    cfg = load_config("configs/demo.yaml", [f"name={report.run}"] + [f"{k}={v}" for k, v in config.items()])
+    (root / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    return root
+
+
+def _cells(line: str) -> list[str]:
+    """A markdown row's cells, split on unescaped `|`."""
+    return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+
+
+def _table_lines(text: str) -> list[str]:
+    return [l for l in text.splitlines() if l.startswith("|")]
+
+
+def test_report_carries_per_sample_correctness_keyed_by_stable_row_ids():
+    rep = _report("a")
+    ps = rep.per_sample
+    assert len(ps.ids) == len(ps.gold) == rep.n_test == 60
+    assert list(ps.correct) == [row_id(r) for r in rep.rows] == \
+        ["weak:weak", "weak:deb", "w2s:weak:xent", "w2s:deb:xent", "ceiling"]
+    assert all("|" not in k for k in ps.correct)
+    for r in rep.rows:  # the per-sample lists give back every row's accuracy
+        assert np.mean(ps.correct[row_id(r)]) == pytest.approx(r.accuracy, abs=1e-4)
+    assert Report.model_validate(rep.model_dump(mode="json")) == rep
+
+
+def test_compare_pairs_runs_on_the_same_test_set(tmp_path, capsys):
+    a = _write(tmp_path / "a", _report("a"))
+    b = _write(tmp_path / "b", _report("b", shift=6), **{"strong.train.epochs": 5})
+    assert run.main(["compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "the same 60 test ids in both runs" in out and "Data configs identical" in out
+    rows = {_cells(l)[0]: _cells(l) for l in _table_lines(out)}
+    # the plain-label student: 36 -> 42 of 60 right, the extra 6 on the same samples
+    student = rows["W2S on weak labels (xent)"]
+    d = st.accuracy_difference(np.r_[np.ones(42), np.zeros(18)], np.r_[np.ones(36), np.zeros(24)])
+    assert student[1].startswith("60.0 (") and student[2].startswith("70.0 (")
+    assert student[3] == f"+10.0 ({100 * d.acc_diff_ci[0]:+.1f} to {100 * d.acc_diff_ci[1]:+.1f})"
+    assert student[4] == "better" and d.acc_diff_ci[0] > 0  # paired: 6 discordant samples, all one way
+    assert rows["strong ceiling (gold labels)"][3].startswith("+0.0 (+0.0 to +0.0)")
+    # the config diff names the dotted key that differs, and the run's name
+    assert rows["strong.train.epochs"][1:] == ["20.0", "5.0"] and rows["name"][1:] == ["a", "b"]
+    # no cell holds an unescaped `|`: every row has the header's column count
+    for table in out.split("\n\n"):
+        lines = _table_lines(table)
+        if lines:
+            assert len({len(_cells(l)) for l in lines}) == 1, table
+
+
+def test_compare_flags_a_partial_overlap_and_refuses_none(tmp_path, capsys):
+    a = _write(tmp_path / "a", _report("a"))
+    other = _report("c", data_seed=1)
+    c = _write(tmp_path / "c", other, **{"data.seed": 1})
+    common = len(set(_report("a").per_sample.ids) & set(other.per_sample.ids))
+    assert 0 < common < 60
+    assert run.main(["compare", str(a), str(c)]) == 0
+    out = capsys.readouterr().out
+    assert f"the test sets differ.** {common} common test ids (A has 60, B has 60)" in out
+    assert f"on the {common} common ids only" in out and "the data configs differ** (data.seed)" in out
+    # no common id: refused, one line, rc 2
+    ps = other.per_sample
+    far = other.model_copy(update={"per_sample": ps.model_copy(update={"ids": [f"x{i}" for i in ps.ids]})})
+    x = _write(tmp_path / "x", far)
+    assert run.main(["compare", str(a), str(x)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "share no test id" in err and str(x) in err
+    # a common id with another gold label names another sample: refused
+    flipped = ps.model_copy(update={"ids": list(_report("a").per_sample.ids), "gold": [1 - g for g in ps.gold]})
+    f = _write(tmp_path / "f", other.model_copy(update={"per_sample": flipped}))
+    assert run.main(["compare", str(a), str(f)]) == 2
+    assert "different gold labels" in capsys.readouterr().err
+
+
+def test_compare_names_the_missing_run_in_one_line(tmp_path, capsys, monkeypatch):
+    a = _write(tmp_path / "runs" / "a", _report("a"))
+    monkeypatch.chdir(tmp_path)
+    for missing in ("runs/nope", "nope"):
+        assert run.main(["compare", "runs/a", missing]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "no run folder at runs/nope " in err and "runs/runs" not in err
+    (tmp_path / "runs" / "empty").mkdir()
+    assert run.main(["compare", "a", "empty"]) == 2  # names resolve under runs/
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "runs/empty/report.json" in err
+    assert run.main(["compare", str(a)]) == 2
+    assert "at least two runs" in capsys.readouterr().err
+
+
+def test_compare_says_it_uses_one_draw_of_a_run_with_replicates(tmp_path, capsys, monkeypatch):
+    from w2s_run.report import compare
+    a = compare.load_run(str(_write(tmp_path / "a", _report("a"))))
+    b = compare.load_run(str(_write(tmp_path / "b", _report("b"))))
+    monkeypatch.setattr(compare.Run, "draws", property(lambda self: 3 if self is b else 1))
+    out = compare.render_comparison(a, b)
+    assert "run B has 3 replicates: compared on draw 0 of 3 only" in out and "run A has" not in out
