@@ -34,3 +34,28 @@ def report_rows(report: dict) -> dict[str, dict]:
             return f"w2s[{r['labeller']}|{r['loss']}]"
         return "ceiling" if r["kind"] == "ceiling" else r["name"]
     return {key(r): r for r in report["rows"]}
+
+
+def _scripted_labeller(name, p, transfer):
+    from weak.labels import LabellerResult
+    return LabellerResult(name=name, protocol="none", aggregate="mean", members=["m"],
+                          transfer_p1=transfer, test_p1=p, member_test_p1={"m": p})
+
+
+def scripted_report(name, n_test=60, data_seed=0, shift=0, deb_right=None):
+    """A report scored by the real build_report on scripted predictions on the demo task's
+    splits: weak right on 30 of the test samples and "deb" on 33 (+shift), the weak-label
+    student on 36 (+shift), deb's student on `deb_right` (default 36 + shift), the ceiling
+    on 50 (each right on the first k test samples, wrong on the rest)."""
+    from data.demo_task import make_demo_samples
+    from data.splits import make_splits
+    from strong.stage import StudentKey
+    from w2s_run.report.scoring import build_report
+    splits = make_splits(make_demo_samples(20 + 20 + n_test), 20, 20, n_test, seed=data_seed)
+    y = {x.id: x.label for x in splits.test}
+    right = lambda k: {i: (float(y[i]) if j < k else 1.0 - y[i]) for j, i in enumerate(y)}
+    tr = {x.id: 0.5 for x in splits.transfer}
+    labs = {"weak": _scripted_labeller("weak", right(30), tr), "deb": _scripted_labeller("deb", right(33 + shift), tr)}
+    students = {StudentKey.ceiling(0): right(50), StudentKey("weak", "xent", 0): right(36 + shift),
+                StudentKey("deb", "xent", 0): right(deb_right if deb_right is not None else 36 + shift)}
+    return build_report(name, splits, labs, students)

@@ -2,7 +2,6 @@
 differences and a config diff; refused (one line, rc 2) when nothing can be paired or a
 run is missing. Reports are scored by the real build_report on scripted predictions
 (the pipeline's own scoring), then written where a run keeps them."""
-import json
 import re
 
 import numpy as np
@@ -13,30 +12,7 @@ import run
 from w2s_base.config import load_config
 from w2s_run.report import statistics as st
 from w2s_run.report.model import Report, row_id
-
-
-def _labeller(name, p, transfer):
-    from weak.labels import LabellerResult
-    return LabellerResult(name=name, protocol="none", aggregate="mean", members=["m"],
-                          transfer_p1=transfer, test_p1=p, member_test_p1={"m": p})
-
-
-def _report(name, n_test=60, data_seed=0, shift=0, deb_right=None):
-    """A report on the demo task's splits: weak right on 30 of the test samples, its
-    student on 36 (+shift), the debate labeller's student on `deb_right` (default 36 +
-    shift), the ceiling on 50."""
-    from data.demo_task import make_demo_samples
-    from data.splits import make_splits
-    from strong.stage import StudentKey
-    from w2s_run.report.scoring import build_report
-    splits = make_splits(make_demo_samples(20 + 20 + n_test), 20, 20, n_test, seed=data_seed)
-    y = {x.id: x.label for x in splits.test}
-    right = lambda k: {i: (float(y[i]) if j < k else 1.0 - y[i]) for j, i in enumerate(y)}
-    tr = {x.id: 0.5 for x in splits.transfer}
-    labs = {"weak": _labeller("weak", right(30), tr), "deb": _labeller("deb", right(33 + shift), tr)}
-    students = {StudentKey.ceiling(0): right(50), StudentKey("weak", "xent", 0): right(36 + shift),
-                StudentKey("deb", "xent", 0): right(deb_right if deb_right is not None else 36 + shift)}
-    return build_report(name, splits, labs, students)
+from factories import scripted_report as _report
 
 
 def _write(root, report: Report, **config):

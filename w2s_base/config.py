@@ -47,6 +47,14 @@ class TrackingConfig(Strict):
     run_name: str | None = None  # the tracker's group for this pipeline run; None: the run's name
 
 
+class ReportConfig(Strict):
+    """`report:`: what the run's claims must be able to resolve."""
+    # The smallest paired accuracy difference worth detecting, as a fraction (0.05 = 5
+    # accuracy points). `run.py plan` warns when the run's minimum detectable difference
+    # (80 % power, two-sided 5 %; w2s_run/report/statistics.py) is larger.
+    min_effect: float = Field(0.05, gt=0, lt=1)
+
+
 class DataConfig(Strict):
     task: str = "demo"                 # demo | sciq | boolq | cosmosqa | anthropic_hh | generic
     path: str | None = None            # local file in the dataset's original format; None = hub / built-in
@@ -639,6 +647,7 @@ class RunConfig(Strict):
     weak: WeakConfig = WeakConfig()
     strong: StrongConfig = StrongConfig()
     tracking: TrackingConfig = TrackingConfig()  # experiment tracker (off by default; w2s_run/services/tracking.py)
+    report: ReportConfig = ReportConfig()
 
     @field_validator("name")
     @classmethod

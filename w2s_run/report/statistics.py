@@ -479,6 +479,11 @@ def accuracy_difference(c, reference_c, n: int = N_RESAMPLES, seed: int = SEED,
                                     n_test=X.shape[1], n_resamples=n, level=float(level))
 
 
+def _z(level: float, power: float) -> float:
+    """z_{(1 + level) / 2} + z_{power}: the MDE in standard errors."""
+    return NormalDist().inv_cdf((1 + level) / 2) + NormalDist().inv_cdf(power)
+
+
 def minimum_detectable_difference(n_test: int, replicates: int = 1, p_a: float = 0.5, p_b: float = 0.5,
                                   tau: float = 0.0, level: float = LEVEL, power: float = 0.8) -> float:
     """The smallest true paired accuracy difference (a fraction: 0.05 = 5 points) that a
@@ -493,9 +498,22 @@ def minimum_detectable_difference(n_test: int, replicates: int = 1, p_a: float =
         raise ValueError("p_a and p_b must lie in [0, 1] and tau must be >= 0")
     if not 0 < level < 1 or not 0 < power < 1:
         raise ValueError("level and power must lie in (0, 1)")
-    z = NormalDist().inv_cdf((1 + level) / 2) + NormalDist().inv_cdf(power)
     var_d = p_a * (1 - p_a) + p_b * (1 - p_b)
-    return float(z * np.sqrt(var_d / n_test + tau ** 2 / replicates))
+    return float(_z(level, power) * np.sqrt(var_d / n_test + tau ** 2 / replicates))
+
+
+def test_samples_needed(effect: float, replicates: int = 1, p_a: float = 0.5, p_b: float = 0.5, tau: float = 0.0,
+                        level: float = LEVEL, power: float = 0.8) -> int | None:
+    """The smallest n_test whose :func:`minimum_detectable_difference` is at most
+    ``effect``; None when no n_test suffices (``tau^2 / R`` alone is too large: more
+    replicates are needed)."""
+    room = (effect / _z(level, power)) ** 2 - tau ** 2 / replicates
+    if room <= 0:
+        return None
+    n = max(1, int(np.ceil((p_a * (1 - p_a) + p_b * (1 - p_b)) / room)))
+    while minimum_detectable_difference(n, replicates, p_a, p_b, tau, level, power) > effect:  # float rounding
+        n += 1
+    return n
 
 
 def seed_spread(per_seed_accuracies: Iterable[float]) -> SeedSpread:

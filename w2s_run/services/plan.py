@@ -7,7 +7,9 @@ job an estimate of the GPU memory one process needs. No weights are read and the
 network is never touched: a model's shape comes from its config (a local folder,
 an embedded model's folder, the hub cache), or, for the paper's models when they
 are not cached, from their published config values (`PUBLISHED` below); its
-parameters are counted on the meta device.
+parameters are counted on the meta device. Last, the power of its paired comparisons:
+the minimum detectable difference for its n_test and replicates (`power_plan`), with
+a warning when it exceeds `report.min_effect`.
 
 The memory model of one LoRA training process (GPU, bf16 autocast, SDPA/flash
 attention, so no sequence-squared term):
@@ -44,6 +46,8 @@ from pydantic import BaseModel
 
 from w2s_base.config import ConfigError, RunConfig, TrainConfig, TrainMode
 from w2s_base.protocols import protocol as protocol_spec
+from w2s_run.report import statistics as st
+from w2s_run.report.model import Report, ReportError, read_report
 
 GIB = 2 ** 30
 ACT_H = 15.0          # bf16 activation values per token per layer, per hidden unit
@@ -263,6 +267,23 @@ class TrainingJob(BaseModel):
     fixes: list[str] = []     # knobs that would make it fit, with their estimates
 
 
+class PowerPlan(BaseModel):
+    """What the run's paired comparisons can resolve (statistics.minimum_detectable_difference:
+    80 % power, two-sided 5 %)."""
+    n_test: int
+    replicates: int
+    p: float                  # expected accuracy of each compared model (the variance's worst case in range)
+    tau: float                # between-replicate sd of a difference (0: unknown or none)
+    source: str               # where p and tau came from
+    mde: float
+    min_effect: float
+    n_test_needed: int | None  # for min_effect at these replicates; None: n_test alone cannot reach it
+
+    @property
+    def resolvable(self) -> bool:
+        return self.mde <= self.min_effect
+
+
 class Plan(BaseModel):
     name: str
     samples: dict[str, int]
@@ -277,6 +298,7 @@ class Plan(BaseModel):
     jobs: list[TrainingJob]
     problems: list[str] = []       # one line per job that cannot fit
     notes: list[str] = []
+    power: PowerPlan | None = None
 
     @property
     def fits(self) -> bool:
@@ -360,6 +382,65 @@ def _job(stage: Literal["weak", "strong"], model: str, tcfg: TrainConfig, traini
                        fixes=_fixes(stage, shape, tcfg, processes, members, budget) if fits is False else [])
 
 
+def _between_replicate_sd(report: Report) -> float | None:
+    """The largest standard deviation, over the report's replicates, of one paired
+    difference (a weak labeller vs the plain one, a student vs its reference student),
+    each replicate scored on the same test set; None without two replicates."""
+    reps = getattr(report, "replicates", None) or []  # Report.replicates: R draws of the whole run
+    if len(reps) < 2:
+        return None
+    diffs: dict[tuple, list[float]] = {}
+    for r in reps:
+        for w in r.weak_rows():
+            if w.vs_reference:
+                diffs.setdefault(("weak", w.name), []).append(w.vs_reference.acc_diff)
+        for c in r.comparisons:
+            diffs.setdefault(("w2s", c.labeller, c.loss), []).append(c.result.acc_diff)
+    sds = [float(st.seed_spread(v).std) for v in diffs.values() if len(v) > 1]
+    return max(sds, default=None)
+
+
+def power_plan(cfg: RunConfig) -> PowerPlan:
+    """The minimum detectable paired difference for the config's n_test and replicates,
+    from a previous run's report in the run folder (its weak and ceiling accuracies, and
+    the spread of its differences over replicates), else the worst case p = 0.5, tau = 0."""
+    n, reps = cfg.data.n_test, getattr(cfg, "replicates", 1)  # config.replicates: issue 20's replicate axis
+    p, tau, f = 0.5, 0.0, cfg.layout.report_json
+    if not f.is_file():
+        source = f"worst case p = 0.5 (no previous report at {f})"
+    else:
+        try:
+            report = read_report(cfg.layout)
+        except (ReportError, ValueError) as e:
+            report, source = None, f"worst case p = 0.5 (the previous report is unreadable: {e})"
+        if report is not None:
+            lo, hi = sorted((report.weak_accuracy, report.ceiling_accuracy))
+            p = min(max(0.5, lo), hi)  # the compared models lie between weak and ceiling: the largest variance there
+            sd = _between_replicate_sd(report)
+            tau = sd or 0.0
+            source = (f"the previous report {f}: weak {100 * report.weak_accuracy:.1f} %, ceiling "
+                      f"{100 * report.ceiling_accuracy:.1f} %, so p = {100 * p:.1f} % (the largest variance in that "
+                      "range); " + (f"between-replicate sd of a difference {100 * tau:.1f} points" if sd is not None
+                                    else "no replicates in it: the draw-to-draw spread (tau) is unknown and "
+                                    "taken as 0, so with one draw this is a lower bound"))
+    kw = dict(replicates=reps, p_a=p, p_b=p, tau=tau)
+    return PowerPlan(n_test=n, replicates=reps, p=p, tau=tau, source=source,
+                     mde=st.minimum_detectable_difference(n, **kw), min_effect=cfg.report.min_effect,
+                     n_test_needed=st.test_samples_needed(cfg.report.min_effect, **kw))
+
+
+def render_power(w: PowerPlan) -> list[str]:
+    lines = [f"power: minimum detectable paired difference {100 * w.mde:.1f} points (80 % power, two-sided 5 %) "
+             f"with n_test {_n(w.n_test)} and {w.replicates} replicate(s); expected accuracy from {w.source}"]
+    if not w.resolvable:
+        need = (f"n_test >= {_n(w.n_test_needed)} at {w.replicates} replicate(s)" if w.n_test_needed
+                else f"more replicates (tau {100 * w.tau:.1f} points over {w.replicates} replicate(s) alone exceeds it)")
+        lines.append(f"WARNING: the minimum detectable difference {100 * w.mde:.1f} points exceeds report.min_effect "
+                     f"{100 * w.min_effect:.1f} points: a true difference of that size would mostly read \"no "
+                     f"detectable difference\"; to resolve it: {need}")
+    return lines
+
+
 def student_count(cfg: RunConfig) -> int:
     """Students the strong stage trains: the ceiling and one per labeller x loss, each
     per seed (strong/stage.student_keys; core may not import it)."""
@@ -430,7 +511,8 @@ def plan(cfg: RunConfig, gpu_memory_gib: float | None = None, processes: int | N
     p = Plan(name=cfg.name, samples=samples, gpu_memory_gib=budget, gpu_source=gpu_source, processes=processes,
              debate=debate, labellers=[lab.name for lab in cfg.labellers],
              weak_members={m: len(v) for m, v in members.items()}, students=students,
-             student_seeds=len(cfg.strong.seeds), jobs=jobs, problems=problems, notes=notes)
+             student_seeds=len(cfg.strong.seeds), jobs=jobs, problems=problems, notes=notes,
+             power=power_plan(cfg))
     if strict and problems:
         raise PlanError(f"config {cfg.name!r} cannot fit in {budget:.1f} GiB per process:\n  "
                         + "\n  ".join(problems), p)
@@ -482,6 +564,8 @@ def render_plan(p: Plan) -> str:
         lines.append(f"{len(p.problems)} training job(s) DO NOT FIT: turn one of the knobs on its fix: lines")
     elif estimated:
         lines.append(f"every estimated training job fits in {p.gpu_memory_gib:.1f} GiB per process")
+    if p.power:
+        lines += render_power(p.power)
     return "\n".join(lines)
 
 
