@@ -116,3 +116,25 @@ def test_compare_says_it_uses_one_draw_of_a_run_with_replicates(tmp_path, capsys
     monkeypatch.setattr(compare.Run, "draws", property(lambda self: 3 if self is b else 1))
     out = compare.render_comparison(a, b)
     assert "run B has 3 replicates: compared on draw 0 of 3 only" in out and "run A has" not in out
+
+
+@pytest.mark.slow
+def test_compare_two_real_runs(tmp_path, capsys):
+    """Two tiny no-debate runs with the real embedded models, the second with another
+    strong training length: the same test ids, every row paired, the key named."""
+    def args(name, epochs):
+        a = ["--config", "configs/demo.yaml", "--name", name, "--set", f"output_dir={tmp_path}", "--no-debate"]
+        for o in ["data.n_weak_train=16", "data.n_transfer=16", "data.n_test=16", "weak.train.epochs=1",
+                  "weak.train.max_length=64", f"strong.train.epochs={epochs}"]:
+            a += ["--set", o]
+        return a
+    assert run.main(args("a", 3)) == 0 and run.main(args("b", 5)) == 0
+    capsys.readouterr()
+    assert run.main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "the same 16 test ids in both runs" in out and "Data configs identical" in out
+    rows = {_cells(l)[0]: _cells(l) for l in _table_lines(out)}
+    assert {"weak: weak", "W2S on weak labels (xent)", "strong ceiling (gold labels)"} <= set(rows)
+    # the weak stage has the same config in both runs: no difference to claim
+    assert rows["weak: weak"][4] == "no detectable difference"
+    assert rows["strong.train.epochs"][1:] == ["3.0", "5.0"]
