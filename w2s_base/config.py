@@ -14,7 +14,7 @@ import sys
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, TypeAdapter,
@@ -338,16 +338,16 @@ class TrainConfig(Strict):
     # Adam updates do not round away; on CUDA the compute runs under bf16 autocast.
     dtype: Literal["float32", "bfloat16", "auto"] = "float32"
 
+    # Fields that cannot change a trained model, left out of its cache fingerprint:
+    # gradient checkpointing recomputes the same activations (non-reentrant, with the
+    # dropout RNG state replayed) and only trades memory for compute.
+    NOT_IN_RESULT: ClassVar[frozenset[str]] = frozenset({"gradient_checkpointing"})
+
     def result_spec(self) -> dict:
-        """The settings that shape a trained model's result, for cache fingerprints:
-        gradient checkpointing only trades memory for compute and is left out, and the
-        default dtype is left out, so results stored before these settings existed
-        stay valid."""
-        spec = self.model_dump()
-        spec.pop("gradient_checkpointing")
-        if spec["dtype"] == "float32":
-            spec.pop("dtype")
-        return spec
+        """Every setting that shapes a trained model's result, for cache fingerprints:
+        all fields (nested ones, and any added later, included, each with its value even
+        when it is the default, so that a changed default retrains) but NOT_IN_RESULT."""
+        return {k: v for k, v in self.model_dump(mode="json").items() if k not in self.NOT_IN_RESULT}
 
 
 def fmt_reliability(reliability: float) -> str:
