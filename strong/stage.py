@@ -44,7 +44,7 @@ def student_keys(cfg: RunConfig, labellers: list[str]) -> list[StudentKey]:
     `losses` override strong.losses (the paper compares losses on the plain weak
     labels only)."""
     specs = {lab.name: lab for lab in cfg.weak.labellers}
-    runs = [(lab, loss) for lab in labellers for loss in specs[lab].losses or cfg.strong.losses]
+    runs = [(lab, loss) for lab in labellers for loss in cfg.student_losses(specs[lab])]
     return ([StudentKey.ceiling(seed) for seed in cfg.strong.seeds]
             + [StudentKey(lab, loss, seed) for lab, loss in runs for seed in cfg.strong.seeds])
 

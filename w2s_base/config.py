@@ -677,7 +677,21 @@ class RunConfig(Strict):
         if ref.reads_transcript:
             raise ValueError(f"weak.reference {ref.name!r} must be a labeller with protocol none "
                              "(PGR is measured against the plain weak model)")
+        # each student is compared with the reference's student of the same loss
+        ref_losses = self.student_losses(ref)
+        for lab in self.weak.labellers:
+            lacking = [loss for loss in self.student_losses(lab) if loss not in ref_losses]
+            if lacking:
+                raise ValueError(
+                    f"labeller {lab.name!r} trains students with {', '.join(lacking)}, which the reference "
+                    f"labeller {ref.name!r} does not ({', '.join(ref_losses)}): each student is compared with "
+                    f"the reference's student of the same loss; add {', '.join(lacking)} to the losses of "
+                    f"{ref.name!r} (or to strong.losses)")
         return self
+
+    def student_losses(self, lab: LabellerConfig) -> list[str]:
+        """The losses of the students trained on `lab`'s labels: its own, else strong.losses."""
+        return lab.losses or self.strong.losses
 
     @property
     def labellers(self) -> list[LabellerConfig]:
