@@ -45,7 +45,8 @@ class MemberTrainer:
     def __init__(self, cfg: RunConfig, splits: Splits, layout: RunLayout):
         self.cfg, self.splits, self.layout = cfg, splits, layout
         self._tok: dict = {}
-        self._inputs: dict[tuple, dict[str, list[str]]] = {}
+        # the last member's inputs: (source, model, k, transcripts) -> {split: texts}
+        self._inputs: tuple[tuple, dict[str, list[str]]] | None = None
         # Each base is loaded lazily, on its first member that is not cached, then shared.
         self._trainers: dict[str, ModelTrainer] = {}
         self.histories: dict[str, list[float]] = {}  # {member: loss per step}, cached ones too
@@ -67,20 +68,21 @@ class MemberTrainer:
                transcripts: Transcripts | None) -> dict[str, list[str]]:
         """{split: the texts member (source, model, ·, k) reads}: each sample's view
         with its k-th transcript fitted to the context, as it goes into the tokenizer.
-        Computed once per (source, model, k) and shared by its seeds: the cache check
-        hashes them, and training reads the same lists."""
+        The cache check hashes them and training reads the same lists; the last ones
+        are kept, so the seeds of one (source, model, k), asked for one after another
+        (run_labeller), fit them once."""
         # the transcripts' keys are part of the memo's key: a caller may pass another draw
         debates = fingerprint([t.key for (_, j), t in transcripts.items() if j == k]) if transcripts else None
         key = (source.key, model, k, debates)
-        if key not in self._inputs:
+        if self._inputs is None or self._inputs[0] != key:
             w, tok = self.cfg.weak, self.tokenizer(model)
-            self._inputs[key] = {
+            self._inputs = key, {
                 name: [weak_input(weak_view(s, w.sees), transcripts[(s.id, k)] if transcripts else None, tok,
                                   w.train.max_length, w.transcript_budget,
                                   passage=s.meta.get("passage") if w.verify_quotes else None)
                        for s in getattr(self.splits, name)]
                 for name in SPLITS}
-        return self._inputs[key]
+        return self._inputs[1]
 
     def __call__(self, source: Source, model: str, seed: int, k: int,
                  transcripts: Transcripts | None) -> dict[str, dict[str, float]]:
