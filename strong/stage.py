@@ -11,7 +11,7 @@ from w2s_base import console
 from w2s_base.training.classifier import ModelTrainer
 from w2s_base.config import RunConfig
 from w2s_base.runfolder.layout import RunLayout
-from w2s_base.runfolder.stage_cache import cached
+from w2s_base.runfolder.stage_cache import cached, texts_hash
 from data.splits import Splits
 from weak.labels import LabellerResult
 
@@ -44,7 +44,7 @@ def student_keys(cfg: RunConfig, labellers: list[str]) -> list[StudentKey]:
     `losses` override strong.losses (the paper compares losses on the plain weak
     labels only)."""
     specs = {lab.name: lab for lab in cfg.weak.labellers}
-    runs = [(lab, loss) for lab in labellers for loss in specs[lab].losses or cfg.strong.losses]
+    runs = [(lab, loss) for lab in labellers for loss in cfg.student_losses(specs[lab])]
     return ([StudentKey.ceiling(seed) for seed in cfg.strong.seeds]
             + [StudentKey(lab, loss, seed) for lab, loss in runs for seed in cfg.strong.seeds])
 
@@ -77,20 +77,21 @@ def _student(cfg: RunConfig, splits: Splits, layout: RunLayout, trainer: ModelTr
     s = cfg.strong
     loss = s.loss(key.loss)
     test_ids = [x.id for x in splits.test]
-    # v 2: the result holds the loss curve beside the predictions. The loss: its name
-    # and every hyperparameter it declares.
-    spec = {"v": 2, "model": s.model, "train": s.train.result_spec(), "loss": loss.spec(),
-            "seed": key.seed, "labels": [round(float(v), 6) for v in p1], "test": test_ids}
+    transfer_texts, test_texts = [x.text for x in splits.transfer], [x.text for x in splits.test]
+    # v 3: the texts it reads are keyed, not only their ids. The loss: its name and
+    # every hyperparameter it declares. The labels: in the transfer split's order.
+    spec = {"v": 3, "model": s.model, "train": s.train.result_spec(), "loss": loss.spec(),
+            "seed": key.seed, "labels": [round(float(v), 6) for v in p1],
+            "transfer": texts_hash(splits.transfer, transfer_texts), "test": texts_hash(splits.test, test_texts)}
     out = layout.student(key.folder, key.seed)
     trained = []
 
     def compute() -> dict:
         trained.append(True)
         name = "ceiling" if key.is_ceiling else f"{key.labeller}|{key.loss}"
-        clf = trainer.train([x.text for x in splits.transfer], p1, loss, key.seed,
-                            desc=f"strong {name} seed {key.seed}")
+        clf = trainer.train(transfer_texts, p1, loss, key.seed, desc=f"strong {name} seed {key.seed}")
         clf.save(out)
-        return {"test": dict(zip(test_ids, map(float, clf.predict([x.text for x in splits.test])))),
+        return {"test": dict(zip(test_ids, map(float, clf.predict(test_texts)))),
                 "history": clf.history}
 
     result = cached(out / "result.json", spec, compute)

@@ -92,3 +92,19 @@ def test_extends_merges_mappings_and_replaces_lists(tmp_path):
     (tmp_path / "orphan.yaml").write_text("extends: missing.yaml\n")
     with pytest.raises(ConfigError, match="missing.yaml"):
         load_config(tmp_path / "orphan.yaml")
+
+
+def test_a_labeller_loss_the_reference_does_not_train_is_refused(capsys):
+    """Each student is compared with the reference's student of the same loss: a loss
+    only another labeller trains is a one-line config error before the spend."""
+    import run
+    deb = "{name: deb, protocol: debate, losses: [xent, product]}"
+    with pytest.raises(ConfigError, match="labeller 'deb' trains students with product, which the reference "
+                                          r"labeller 'weak' does not \(xent\)"):
+        load_config(None, [f"weak.labellers=[{{name: weak}}, {deb}]"])
+    assert run.main(["plan", "--set", f"weak.labellers=[{{name: weak}}, {deb}]"]) == 2
+    err = capsys.readouterr().err
+    assert "labeller 'deb' trains students with product" in err and "Traceback" not in err
+    # the reference trains it too, or through strong.losses: accepted
+    load_config(None, [f"weak.labellers=[{{name: weak, losses: [xent, product]}}, {deb}]"])
+    load_config(None, ["strong.losses=[xent, product]", f"weak.labellers=[{{name: weak}}, {deb}]"])

@@ -246,17 +246,23 @@ def test_report_controls_and_verdicts_serialise_as_their_text():
     assert "| shuf [CONTROL shuffled:positive:0.9] (xent) |" in render_table(rep)
 
 
-def test_comparison_names_the_reference_loss_it_used():
-    """A student whose loss the reference has no student with is compared with the
-    reference's first loss, and the table says so."""
+def test_each_comparison_records_the_reference_students_loss():
+    """A student is compared with the reference's student of its own loss, recorded
+    in the comparison; a loss the reference has no student with is never silently
+    swapped for another (the config refuses it: test_config)."""
     from w2s_run.report.render import render_table
     from w2s_run.report.scoring import build_report
     splits, right, tr = _scripted_test_set(10, 10, 20)
     labs = {"weak": _labeller("weak", right(10), tr), "deb": _labeller("deb", right(11), tr)}
-    rep = build_report("r", splits, labs, {_ceiling(): right(18), _key("weak", loss="xent"): right(12),
-                                           _key("deb", loss="xent"): right(13), _key("deb", loss="product"): right(15)})
+    students = {_ceiling(): right(18), _key("weak", loss="xent"): right(12), _key("weak", loss="product"): right(14),
+                _key("deb", loss="xent"): right(13), _key("deb", loss="product"): right(15)}
+    rep = build_report("r", splits, labs, students)
     by_loss = {c.loss: c for c in rep.comparisons}
-    assert by_loss["product"].result.acc_diff == pytest.approx((15 - 12) / 20)
-    assert [rep.reference_loss_of(c) for c in rep.comparisons] == ["xent", "xent"]
+    assert {loss: c.reference_loss for loss, c in by_loss.items()} == {"xent": "xent", "product": "product"}
+    assert by_loss["product"].result.acc_diff == pytest.approx((15 - 14) / 20)
+    assert by_loss["xent"].result.acc_diff == pytest.approx((13 - 12) / 20)
     table = render_table(rep)
-    assert "| deb (product vs xent) |" in table and "| deb (xent) |" in table
+    assert "| deb (product) |" in table and "| deb (xent) |" in table
+    del students[_key("weak", loss="product")]
+    with pytest.raises(ValueError, match="no student on weak's labels with loss product"):
+        build_report("r", splits, labs, students)

@@ -31,7 +31,7 @@ def test_demo_pipeline_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
         w = rows["w2s[weak|xent]"]
         expect = (w["accuracy"] - report["weak_accuracy"]) / (report["ceiling_accuracy"] - report["weak_accuracy"])
         assert w["pgr"]["pgr"] == pytest.approx(expect)
-    assert report["schema_version"] == 2 and "gap" in report and report["comparisons"]
+    assert report["schema_version"] == 3 and "gap" in report and report["comparisons"]
     assert (rd / "report.md").read_text().count("| W2S on ") == 4
     assert (rd / "curves" / "weak.png").exists() and (rd / "curves" / "strong.png").exists()
     assert json.loads((rd / "environment.json").read_text())["packages"]["torch"]

@@ -14,7 +14,7 @@ import sys
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, TypeAdapter,
@@ -346,16 +346,16 @@ class TrainConfig(Strict):
     # Adam updates do not round away; on CUDA the compute runs under bf16 autocast.
     dtype: Literal["float32", "bfloat16", "auto"] = "float32"
 
+    # Fields that cannot change a trained model, left out of its cache fingerprint:
+    # gradient checkpointing recomputes the same activations (non-reentrant, with the
+    # dropout RNG state replayed) and only trades memory for compute.
+    NOT_IN_RESULT: ClassVar[frozenset[str]] = frozenset({"gradient_checkpointing"})
+
     def result_spec(self) -> dict:
-        """The settings that shape a trained model's result, for cache fingerprints:
-        gradient checkpointing only trades memory for compute and is left out, and the
-        default dtype is left out, so results stored before these settings existed
-        stay valid."""
-        spec = self.model_dump()
-        spec.pop("gradient_checkpointing")
-        if spec["dtype"] == "float32":
-            spec.pop("dtype")
-        return spec
+        """Every setting that shapes a trained model's result, for cache fingerprints:
+        all fields (nested ones, and any added later, included, each with its value even
+        when it is the default, so that a changed default retrains) but NOT_IN_RESULT."""
+        return {k: v for k, v in self.model_dump(mode="json").items() if k not in self.NOT_IN_RESULT}
 
 
 def fmt_reliability(reliability: float) -> str:
@@ -686,7 +686,21 @@ class RunConfig(Strict):
         if ref.reads_transcript:
             raise ValueError(f"weak.reference {ref.name!r} must be a labeller with protocol none "
                              "(PGR is measured against the plain weak model)")
+        # each student is compared with the reference's student of the same loss
+        ref_losses = self.student_losses(ref)
+        for lab in self.weak.labellers:
+            lacking = [loss for loss in self.student_losses(lab) if loss not in ref_losses]
+            if lacking:
+                raise ValueError(
+                    f"labeller {lab.name!r} trains students with {', '.join(lacking)}, which the reference "
+                    f"labeller {ref.name!r} does not ({', '.join(ref_losses)}): each student is compared with "
+                    f"the reference's student of the same loss; add {', '.join(lacking)} to the losses of "
+                    f"{ref.name!r} (or to strong.losses)")
         return self
+
+    def student_losses(self, lab: LabellerConfig) -> list[str]:
+        """The losses of the students trained on `lab`'s labels: its own, else strong.losses."""
+        return lab.losses or self.strong.losses
 
     @property
     def labellers(self) -> list[LabellerConfig]:

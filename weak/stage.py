@@ -25,7 +25,7 @@ from w2s_base.runfolder.jsonl import JsonlWriter, save_json
 from w2s_base.runfolder.layout import RunLayout, slug
 from w2s_base.losses import XentLoss
 from w2s_base.training.models import load_tokenizer, resolve_model
-from w2s_base.runfolder.stage_cache import cached
+from w2s_base.runfolder.stage_cache import cached, fingerprint, texts_hash
 from data.schema import Sample
 from data.splits import Splits
 from debate.transcript import Transcript
@@ -39,16 +39,14 @@ SPLITS = ("weak_train", "transfer", "test")
 PREDICTED = ("transfer", "test")  # a member's labels for the student, and its test score
 
 
-def _ids_hash(samples: list[Sample]) -> str:
-    return hashlib.sha256("|".join(s.id for s in samples).encode()).hexdigest()[:16]
-
-
 class MemberTrainer:
     """Trains (or loads from cache) one weak member; keeps one loaded base per model."""
 
     def __init__(self, cfg: RunConfig, splits: Splits, layout: RunLayout):
         self.cfg, self.splits, self.layout = cfg, splits, layout
         self._tok: dict = {}
+        # the last member's inputs: (source, model, k, transcripts) -> {split: texts}
+        self._inputs: tuple[tuple, dict[str, list[str]]] | None = None
         # Each base is loaded lazily, on its first member that is not cached, then shared.
         self._trainers: dict[str, ModelTrainer] = {}
         self.histories: dict[str, list[float]] = {}  # {member: loss per step}, cached ones too
@@ -66,33 +64,45 @@ class MemberTrainer:
     def folder(self, source: Source, model: str, seed: int, k: int) -> Path:
         return self.layout.member(source.key, model, seed, k if source.reads_transcripts else None)
 
+    def inputs(self, source: Source, model: str, k: int,
+               transcripts: Transcripts | None) -> dict[str, list[str]]:
+        """{split: the texts member (source, model, ·, k) reads}: each sample's view
+        with its k-th transcript fitted to the context, as it goes into the tokenizer.
+        The cache check hashes them and training reads the same lists; the last ones
+        are kept, so the seeds of one (source, model, k), asked for one after another
+        (run_labeller), fit them once."""
+        # the transcripts' keys are part of the memo's key: a caller may pass another draw
+        debates = fingerprint([t.key for (_, j), t in transcripts.items() if j == k]) if transcripts else None
+        key = (source.key, model, k, debates)
+        if self._inputs is None or self._inputs[0] != key:
+            w, tok = self.cfg.weak, self.tokenizer(model)
+            self._inputs = key, {
+                name: [weak_input(weak_view(s, w.sees), transcripts[(s.id, k)] if transcripts else None, tok,
+                                  w.train.max_length, w.transcript_budget,
+                                  passage=s.meta.get("passage") if w.verify_quotes else None)
+                       for s in getattr(self.splits, name)]
+                for name in SPLITS}
+        return self._inputs[1]
+
     def __call__(self, source: Source, model: str, seed: int, k: int,
                  transcripts: Transcripts | None) -> dict[str, dict[str, float]]:
         """{split: {sample id: P(label = 1)}} of member (source, model, seed, k) on
         transfer and test (weak_train, which it trains on, is not predicted)."""
         w, sp = self.cfg.weak, self.splits
         out = self.folder(source, model, seed, k)
-        tok = self.tokenizer(model)
         parts = {name: getattr(sp, name) for name in SPLITS}
-
-        def texts(samples: list[Sample]) -> list[str]:
-            return [weak_input(weak_view(s, w.sees), transcripts[(s.id, k)] if transcripts else None, tok,
-                               w.train.max_length, w.transcript_budget,
-                               passage=s.meta.get("passage") if w.verify_quotes else None) for s in samples]
-
-        keys = [transcripts[(s.id, k)].key for s in sp.weak_train + sp.transfer + sp.test] if transcripts else []
-        spec = {"v": 3, "model": model, "train": w.train.result_spec(), "seed": seed, "k": k,
-                "protocol": source.key, "budget": w.transcript_budget,
-                **({"sees": w.sees} if w.sees != "all" else {}),
-                **({"verify_quotes": True} if w.verify_quotes else {}),
-                "splits": [_ids_hash(x) for x in parts.values()],
-                "debates": hashlib.sha256("|".join(keys).encode()).hexdigest()[:16]}
+        inputs = self.inputs(source, model, k, transcripts)
+        # v 4: what the member reads is keyed by its texts (view, transcript, fitting,
+        # quote marks all end up in them), not by sample ids and transcript keys.
+        spec = {"v": 4, "model": model, "train": w.train.result_spec(), "loss": XentLoss().spec(),
+                "seed": seed, "k": k, "protocol": source.key,
+                "reads": {name: texts_hash(parts[name], inputs[name]) for name in SPLITS},
+                "labels": texts_hash(sp.weak_train, [s.label for s in sp.weak_train])}
 
         trained = []
 
         def compute() -> dict:
             trained.append(True)
-            inputs = {name: texts(v) for name, v in parts.items()}  # fitted to the context once per split
             y = np.array([s.label for s in sp.weak_train], dtype=np.float32)
             trainer = self._trainers.setdefault(model, ModelTrainer(model, w.train, self.cfg.trust_remote_code))
             clf = trainer.train(inputs["weak_train"], y, XentLoss(), seed,
@@ -120,22 +130,23 @@ class MemberTrainer:
         w, train = self.cfg.weak, self.splits.weak_train
         fold_of = {s.id: i % folds for i, s in enumerate(sorted(
             train, key=lambda s: hashlib.sha256(f"{seed}|{s.id}".encode()).hexdigest()))}
-        tok = self.tokenizer(model)
         out: dict[str, float] = {}
         for f in range(folds):
             fit_on = [s for s in train if fold_of[s.id] != f]
             held = [s for s in train if fold_of[s.id] == f]
+            fit_text, held_text = ([weak_view(s, w.sees) for s in ss] for ss in (fit_on, held))
             folder = self.layout.member("none-oof", model, seed, None) / f"fold{f}-of-{folds}"
-            spec = {"v": 1, "model": model, "train": w.train.result_spec(), "seed": seed, "sees": w.sees,
-                    "fit_on": _ids_hash(fit_on), "held": _ids_hash(held)}
+            spec = {"v": 2, "model": model, "train": w.train.result_spec(), "loss": XentLoss().spec(),
+                    "seed": seed, "fit_on": texts_hash(fit_on, fit_text),
+                    "labels": texts_hash(fit_on, [s.label for s in fit_on]),
+                    "held": texts_hash(held, held_text)}
 
             def compute() -> dict[str, float]:
-                text = lambda ss: [weak_view(s, w.sees) for s in ss]
                 y = np.array([s.label for s in fit_on], dtype=np.float32)
                 trainer = self._trainers.setdefault(model, ModelTrainer(model, w.train, self.cfg.trust_remote_code))
-                clf = trainer.train(text(fit_on), y, XentLoss(), seed, desc=f"weak out-of-fold {f + 1}/{folds}",
+                clf = trainer.train(fit_text, y, XentLoss(), seed, desc=f"weak out-of-fold {f + 1}/{folds}",
                                     adapter=f"oof-{hashlib.sha1(model.encode()).hexdigest()[:8]}-{seed}-{f}-{folds}")
-                return dict(zip([s.id for s in held], map(float, clf.predict(text(held)))))
+                return dict(zip([s.id for s in held], map(float, clf.predict(held_text))))
 
             out.update(cached(folder / "result.json", spec, compute))
         return out

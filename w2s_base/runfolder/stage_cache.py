@@ -3,16 +3,20 @@
 
 The fingerprint covers that spec and nothing else (a hash of its JSON, keys sorted,
 values JSON cannot write by their str()). So a result is as fresh as its spec is
-complete: each caller puts in it what made the result (weak/stage.py and
-strong/stage.py: the model, its training settings, seed, loss, sample ids or hashes
-of them, the debates' content keys, the labels). Anything left out of a spec, such as
-a sample's text under an unchanged id, is not checked."""
+complete, and each caller puts in it everything that made the result: the model,
+every training setting (TrainConfig.result_spec), the loss with every hyperparameter
+(Loss.spec), the seed, and a hash of the exact texts the model reads, per split, with
+their ids and the labels it learns from (`texts_hash`), not merely the samples' ids:
+a changed text under an unchanged id (another data file, over-long policy, context
+length, transcript reserve, transcript fitting) retrains what reads it, and nothing
+else. Debates are keyed the same way by their content (debate/transcript.debate_key).
+What a spec cannot see is the model's weights behind an unchanged name or path."""
 from __future__ import annotations
 
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from w2s_base.training.distributed import is_main
 from w2s_base.runfolder.jsonl import save_json
@@ -20,6 +24,13 @@ from w2s_base.runfolder.jsonl import save_json
 
 def fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def texts_hash(samples: Iterable[Any], values: Iterable[Any]) -> str:
+    """A hash of what a model reads or learns: each sample's id (anything with `.id`)
+    beside its value (the exact text, as it goes into the tokenizer, or its label), in
+    order."""
+    return fingerprint([[s.id, v] for s, v in zip(samples, values, strict=True)])
 
 
 def cached(path: Path, spec: Any, compute: Callable[[], Any]) -> Any:

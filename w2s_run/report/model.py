@@ -16,7 +16,8 @@ from w2s_run.report.statistics import ErrorBreakdown, GapResult, PairedDifferenc
 
 # 2: PGR with its verdict and dropped share, the weak-ceiling gap, paired student
 #    comparisons, seed spread and error breakdowns (w2s_run/report/statistics.py).
-SCHEMA_VERSION = 2
+# 3: each comparison records the reference student's loss (reference_loss).
+SCHEMA_VERSION = 3
 
 
 class _Row(BaseModel):
@@ -61,19 +62,16 @@ class CeilingRow(_Row):
     seed_spread: SeedSpread
 
 
-def reference_loss(loss: str, reference_losses: list[str]) -> str:
-    """The loss of the student on the plain weak labels that a student trained with
-    `loss` is compared with: the same loss if the reference has a student with it,
-    otherwise the reference's first loss."""
-    return loss if loss in reference_losses else reference_losses[0]
-
-
 class Comparison(BaseModel):
     """The paper's question for one student: W2S on these labels vs W2S on the plain
-    weak labels (trained with the loss `reference_loss` picks), paired over test samples."""
+    weak labels, paired over test samples. The config only admits a labeller's loss
+    that the reference labeller also trains (RunConfig._check), so `reference_loss`,
+    the loss of the reference's student compared with, is `loss`; it is recorded, and
+    the table names it where it differs."""
     labeller: str
     loss: str
     reference_labeller: str
+    reference_loss: str
     result: PairedDifferenceResult
 
 
@@ -139,10 +137,6 @@ class Report(BaseModel):
     def control_of(self, labeller: str) -> ControlSpec | None:
         """The control a labeller is, or None for a method (or a name not in the rows)."""
         return next((r.control for r in self.weak_rows() if r.name == labeller), None)
-
-    def reference_loss_of(self, c: Comparison) -> str:
-        """The loss of the reference student a comparison was made against."""
-        return reference_loss(c.loss, [r.loss for r in self.student_rows() if r.labeller == self.reference])
 
 
 class ReportError(ValueError):

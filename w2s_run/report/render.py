@@ -95,15 +95,13 @@ def _comparisons_table(report: Report) -> list[str]:
     if not report.comparisons:
         return []
     lines = ["", f"Each student against the student on plain weak labels (`{report.reference}`, same "
-                 "loss, or its first loss where it has no student with that loss: named as \"vs\"), paired "
-                 "over test samples (the paper's question):", "",
+                 "loss), paired over test samples (the paper's question):", "",
              "| student on … labels (loss) | acc difference, points (95% CI) | verdict | PGR difference, points (95% CI) |",
              "|---|---:|---|---:|"]
     for c in report.comparisons:
         d = c.result
         pgr_d = f"{100 * d.pgr_diff:+.1f}{_ci(d.pgr_diff_ci, True)}" if d.pgr_verdict == Verdict.OK else d.pgr_verdict
-        ref_loss = report.reference_loss_of(c)
-        loss = c.loss if ref_loss == c.loss else f"{c.loss} vs {ref_loss}"
+        loss = c.loss if c.reference_loss == c.loss else f"{c.loss} vs {c.reference_loss}"
         lines.append(f"| {c.labeller}{_control(report.control_of(c.labeller))} ({loss}) | {_acc_diff(d)} | "
                      f"{d.direction} | {pgr_d} |")
     return lines

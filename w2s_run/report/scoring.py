@@ -20,7 +20,7 @@ from strong.stage import Preds, StudentKey
 from weak.labels import LabellerResult
 
 from w2s_run.report.model import (CeilingRow, Comparison, MemberScore, PerSample, Report, RunMeta, StudentRow,
-                                  WeakRow, reference_loss, row_id)
+                                  WeakRow, row_id)
 
 Run = tuple[str, str]            # a student over its seeds: (labeller, loss)
 BySeed = dict[int, Preds]        # {seed: test predictions}
@@ -102,16 +102,19 @@ def _ceiling_row(t: _Test, ceiling: BySeed, ceil_c: np.ndarray) -> CeilingRow:
 def _comparisons(runs: list[Run], student_c: dict[Run, np.ndarray], reference: str,
                  weak_c: np.ndarray, ceil_c: np.ndarray) -> list[Comparison]:
     """The paper's question: each student against the student on the plain weak labels
-    (see model.reference_loss for which of the reference's students)."""
-    ref_losses = [loss for lab, loss in runs if lab == reference]
+    trained with the same loss (the config refuses a loss the reference lacks)."""
+    if not any(lab == reference for lab, _ in runs):
+        return []  # no student on the reference's labels (e.g. a report of weak labellers only)
     out = []
     for lab, loss in runs:
-        if lab == reference or not ref_losses:
+        if lab == reference:
             continue
-        ref_run = (reference, reference_loss(loss, ref_losses))
+        if (reference, loss) not in student_c:
+            raise ValueError(f"no student on {reference}'s labels with loss {loss} to compare "
+                             f"{lab}'s with (the config must train one: RunConfig._check)")
         out.append(Comparison(
-            labeller=lab, loss=loss, reference_labeller=reference,
-            result=st.paired_difference(student_c[(lab, loss)], student_c[ref_run], weak_c, ceil_c)))
+            labeller=lab, loss=loss, reference_labeller=reference, reference_loss=loss,
+            result=st.paired_difference(student_c[(lab, loss)], student_c[(reference, loss)], weak_c, ceil_c)))
     return out
 
 
