@@ -108,6 +108,13 @@ def test_paper_table_orchestration_with_market_making(tmp_path, monkeypatch):
     p1 = {**oof, **ref["transfer_p1"], **ref["test_p1"]}
     assert all(t.a_label == int(p1[t.sample_id] <= 0.5) for t in by["market_making"])
     report = json.loads((rd / "report.json").read_text())
+    # the placement measured per split: how often the consultant argues the gold label
+    split_ids = json.loads((rd / "splits.json").read_text())
+    gold = report["meta"]["consultant_gold_side"]["market_making"]
+    for name, ids in split_ids.items():
+        argued = [t.a_label == t.gold_label for t in by["market_making"] if t.sample_id in set(ids)]
+        assert gold[name] == pytest.approx(sum(argued) / len(argued))
+    assert "market_making: the consultant argues the gold label in weak_train" in (rd / "report.md").read_text()
     rows = list(report_rows(report))
     assert rows == ["weak", "deb-ens", "consultancy", "mm",
                     "w2s[weak|xent]", "w2s[weak|logconf]", "w2s[weak|product]",

@@ -37,13 +37,13 @@ def _cfg(tmp_path: Path, **tracking) -> RunConfig:
 
 
 # ---------------------------------------------------------------- learning rate
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "constant"])
 @pytest.mark.parametrize("steps,warmup", [(1, 0.05), (7, 0.0), (20, 0.05), (56, 0.1), (80, 0.5)])
-def test_lr_schedule_is_fits_scheduler(steps, warmup):
+def test_lr_schedule_is_fits_scheduler(steps, warmup, schedule):
     import torch
-    from transformers import get_linear_schedule_with_warmup
-    tcfg = TrainConfig(lr=3e-4, warmup_frac=warmup)
-    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=tcfg.lr)
-    sched = get_linear_schedule_with_warmup(opt, int(tcfg.warmup_frac * steps), steps)
+    from w2s_base.training.classifier import build_optimiser
+    tcfg = TrainConfig(lr=3e-4, warmup_frac=warmup, schedule=schedule)
+    opt, sched = build_optimiser([torch.nn.Parameter(torch.zeros(1))], tcfg, steps)
     seen = []
     for _ in range(steps):  # fit: the optimiser steps with the current rate, then the scheduler
         seen.append(opt.param_groups[0]["lr"])

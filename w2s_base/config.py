@@ -316,6 +316,7 @@ class DebateConfig(Strict):
 class LoraConfig(Strict):
     r: int = Field(8, gt=0)
     alpha: int = Field(16, gt=0)
+    # The adapter's dropout; applies only with `train.dropout: true` (off otherwise).
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
 
@@ -332,9 +333,25 @@ class TrainConfig(Strict):
     batch_size: int = Field(16, gt=0)
     grad_accum: int = Field(1, gt=0)
     lr: float = Field(5e-4, gt=0)
+    # The optimiser, schedule and clipping of w2s_base/training/classifier.py's fit. The
+    # defaults are the reference's (openai/weak-to-strong train.py): torch Adam (betas
+    # 0.9/0.999, eps 1e-8), the rate annealed by a cosine from lr to 0 over the steps
+    # without warm-up, no clipping, no dropout. This project's earlier setting:
+    # optimizer adamw, schedule linear, warmup_frac 0.05, max_grad_norm 1.0, dropout true.
+    optimizer: Literal["adam", "adamw"] = "adam"
+    # adam: torch's L2 term added to the gradient; adamw: decoupled decay. 0: the two agree.
     weight_decay: float = Field(0.0, ge=0)
+    # cosine: lr * (1 + cos(pi * progress)) / 2 after warm-up (warmup_frac 0: torch's
+    # CosineAnnealingLR); linear: lr * (1 - progress); constant: lr. Warm-up rises
+    # linearly from 0 over the first int(warmup_frac * steps) steps.
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_frac: float = Field(0.0, ge=0, lt=1)
+    max_grad_norm: float | None = Field(None, gt=0)  # None: no gradient clipping
+    # False: every dropout off while training (the model's own dropout probabilities and
+    # the LoRA adapter's), as the reference, which trains "without dropout, for
+    # determinism"; True: the model's own probabilities and `lora.dropout`.
+    dropout: bool = False
     max_length: int = Field(512, gt=8)
-    warmup_frac: float = Field(0.05, ge=0, lt=1)
     # Burns et al. read a zero-initialised linear head on the last non-pad token.
     zero_init_head: bool = True
     # GPU memory (`python run.py plan` estimates it per job). Gradient checkpointing

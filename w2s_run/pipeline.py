@@ -34,7 +34,7 @@ from data.splits import Splits, make_splits
 from debate.transcript import Transcript
 from w2s_run.report import write_report
 from w2s_run.report.model import Report, RunMeta
-from w2s_run.report.render import render_table
+from w2s_run.report.render import gold_side_line, render_table
 from w2s_run.report.scoring import build_report
 from strong.stage import run_strong
 from weak.stage import MemberTrainer, run_weak
@@ -110,6 +110,28 @@ def place_against_reference(cfg: RunConfig, splits: Splits, weak: MemberTrainer)
     return {s.id: 1 - predicted_label(p1[s.id]) for s in splits.all()}  # a tie: the reference picked 0
 
 
+SPLITS = ("weak_train", "transfer", "test")
+
+
+def consultant_gold_side(cfg: RunConfig, splits: Splits, transcripts: Transcripts) -> dict[str, dict[str, float]]:
+    """Per protocol placed against the reference (market-making), per split: the share of
+    its transcripts whose consultant argues the gold label. The placements differ by
+    split (place_against_reference: out-of-fold models on weak_train, the reference
+    trained on all of weak_train on transfer and test), so the consultant may argue the
+    gold side at another rate in the labels the weak model learns from than in those it
+    is scored on; the report shows both."""
+    out = {}
+    for protocol in cfg.debates_needed():
+        if protocol not in transcripts or not protocol_spec(protocol).needs_reference:
+            continue
+        split_of = {s.id: name for name in SPLITS for s in getattr(splits, name)}
+        argued: dict[str, list[bool]] = {name: [] for name in SPLITS}
+        for t in transcripts[protocol].values():
+            argued[split_of[t.sample_id]].append(t.a_label == t.gold_label)
+        out[protocol] = {name: sum(v) / len(v) for name, v in argued.items() if v}
+    return out
+
+
 def generate_transcripts(cfg: RunConfig, splits: Splits, layout: RunLayout,
                          weak: MemberTrainer) -> Transcripts:
     """Every transcript the labellers read: per protocol, K per sample (the largest
@@ -138,6 +160,8 @@ def generate_transcripts(cfg: RunConfig, splits: Splits, layout: RunLayout,
         if missing:
             raise StageFailed(f"{missing} {protocol} transcripts failed; rerun to retry them "
                               "(finished ones are kept)")
+        for rates in consultant_gold_side(cfg, splits, {protocol: out[protocol]}).values():
+            log(f"[debate] {gold_side_line(protocol, rates)}")
     for tag, (spec, k) in cfg.controls_needed().items():  # calibration, never a method's result
         if spec.kind == ControlKind.POSITIVE:
             out[tag] = positive_control(samples, k, spec.reliability, cfg.debate.seed,
@@ -197,6 +221,7 @@ def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None, env: dict)
         return None
     meta = RunMeta(task=cfg.data.task, weak_model=cfg.weak.model, strong_model=cfg.strong.model,
                    debate=cfg.debate.model_dump(mode="json") if transcripts else None, fit=fit.summary(),
+                   consultant_gold_side=consultant_gold_side(cfg, splits, transcripts),
                    seconds=clock.seconds, peak_rss_mb_after=clock.peak_rss_mb,
                    environment=env)
     report = build_report(cfg.name, splits, labellers, students, cfg.weak.reference, meta)

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from w2s_base import console
 from w2s_base.training import distributed as dist
+from w2s_base.training import schedule
 from w2s_base.config import TrainConfig, TrainMode
 from w2s_base.training.distributed import device
 from w2s_base.training.models import cache_root, load_tokenizer, resolve_model
@@ -192,12 +193,11 @@ def _full_batch_stats(stats_fn, module, forward, targets: torch.Tensor, batches:
     batch in single-process row order. Every micro-batch's loss then uses the statistic.
 
     That costs one forward pass per optimiser step (no backward) and a gather of [rows, 2]
-    logits. Deliberate difference: the module stays in train mode, so with dropout (LoRA
-    dropout, and the base model's own dropout layers, which train mode enables too) this
-    pass draws other dropout masks than the gradient pass (and advances the RNG): the
-    threshold comes from one stochastic forward, the hardened labels and the gradient from
-    another, where the unsplit loss uses one forward for both. Without dropout the split
-    run equals the unsplit one (up to float rounding)."""
+    logits. Without dropout (the default, train.dropout false) this pass computes the
+    logits the gradient pass computes, and the split run equals the unsplit one (up to
+    float rounding). With `train.dropout: true` it draws other dropout masks than the
+    gradient pass (and advances the RNG): the threshold then comes from one stochastic
+    forward, the hardened labels and the gradient from another."""
     local = []
     with torch.no_grad():
         for batch in batches:
@@ -236,8 +236,21 @@ def _accumulate_gradients(wrapped, forward, targets: torch.Tensor, loss_fn: Loss
     return total
 
 
-def _optimiser_step(params: list[torch.nn.Parameter], opt, sched) -> None:
-    torch.nn.utils.clip_grad_norm_(params, 1.0)
+def build_optimiser(params: list[torch.nn.Parameter], tcfg: TrainConfig, steps: int):
+    """The optimiser and learning-rate scheduler `tcfg` names, for `steps` optimiser
+    steps (w2s_base/training/schedule.py defines the rates; the scheduler steps after
+    each optimiser step). torch's defaults otherwise: betas (0.9, 0.999), eps 1e-8."""
+    optimiser = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[tcfg.optimizer]
+    opt = optimiser(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    warm = schedule.warmup_steps(tcfg, steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: schedule.lr_factor(tcfg.schedule, s, steps, warm))
+    return opt, sched
+
+
+def _optimiser_step(params: list[torch.nn.Parameter], opt, sched, max_grad_norm: float | None) -> None:
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
     opt.step()
     sched.step()
 
@@ -260,8 +273,6 @@ def fit(module: torch.nn.Module, forward: Callable[[torch.nn.Module, list[int]],
     batch (one with `batch_stats`, i.e. logconf) gets them for the whole optimiser
     batch when it is split (_full_batch_stats); xent and product (batch_stats None),
     and unsplit batches, skip that pass."""
-    from transformers import get_linear_schedule_with_warmup
-
     acc = dist.accelerator()
     procs = _Procs(acc, acc.num_processes, acc.process_index) if ddp else _Procs(acc, 1, 0)
     if tcfg.batch_size < procs.n:
@@ -270,8 +281,7 @@ def fit(module: torch.nn.Module, forward: Callable[[torch.nn.Module, list[int]],
     wrapped = acc.prepare_model(module) if procs.n > 1 else module
     try:
         steps = max(1, math.ceil(tcfg.epochs * len(targets) / (tcfg.batch_size * tcfg.grad_accum)))
-        opt = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-        sched = get_linear_schedule_with_warmup(opt, int(tcfg.warmup_frac * steps), steps)
+        opt, sched = build_optimiser(params, tcfg, steps)
         draws = _optimiser_batches(len(targets), tcfg.batch_size, tcfg.grad_accum, seed)
         stats_fn = getattr(loss_fn, "batch_stats", None)
         whole_batch_stats = stats_fn is not None and (tcfg.grad_accum > 1 or procs.n > 1)
@@ -286,7 +296,7 @@ def fit(module: torch.nn.Module, forward: Callable[[torch.nn.Module, list[int]],
                      if whole_batch_stats else {})
             loss = _accumulate_gradients(wrapped, forward, targets, loss_fn, batches, step / steps,
                                          stats, procs, use_amp)
-            _optimiser_step(params, opt, sched)
+            _optimiser_step(params, opt, sched, tcfg.max_grad_norm)
             history.append(loss.item())
             bar.set_postfix(loss=f"{history[-1]:.3f}")
         return history
@@ -374,8 +384,43 @@ def _head_module(model) -> torch.nn.Module | None:
 
 def _lora_config(tcfg: TrainConfig):
     from peft import LoraConfig, TaskType
+    # lora_dropout 0: peft puts an identity where the dropout would be
     return LoraConfig(task_type=TaskType.SEQ_CLS, r=tcfg.lora.r, lora_alpha=tcfg.lora.alpha,
-                      lora_dropout=tcfg.lora.dropout, target_modules=tcfg.lora.target_modules)
+                      lora_dropout=tcfg.lora.dropout if tcfg.dropout else 0.0,
+                      target_modules=tcfg.lora.target_modules)
+
+
+_DROPOUT_LAYERS = (torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d,
+                   torch.nn.AlphaDropout, torch.nn.FeatureAlphaDropout)
+
+
+def _is_dropout_key(key: str) -> bool:
+    """A config field holding a dropout probability: hidden_dropout_prob,
+    attention_probs_dropout_prob, classifier_dropout (BERT), attention_dropout (Llama,
+    Qwen2), resid_pdrop/embd_pdrop/attn_pdrop (GPT-2), ..."""
+    return "dropout" in key or key.endswith("pdrop")
+
+
+def _dropout_off(path: str, trust_remote_code: bool) -> dict:
+    """from_pretrained overrides that set every dropout probability of the model's
+    config to 0: some modules read the rate from their config at forward time, which
+    _zero_dropout's pass over the built modules does not reach."""
+    from transformers import AutoConfig
+    cfg = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    return {k: 0.0 for k, v in cfg.to_dict().items()
+            if _is_dropout_key(k) and isinstance(v, float) and v > 0}
+
+
+def _zero_dropout(model: torch.nn.Module) -> None:
+    """Every dropout rate the loaded modules hold set to 0: each dropout layer's p
+    (some are built with a fixed rate, not the config's) and each float dropout
+    attribute (the rate functional attention dropout reads)."""
+    for m in model.modules():
+        if isinstance(m, _DROPOUT_LAYERS):
+            m.p = 0.0
+        for k, v in list(vars(m).items()):
+            if _is_dropout_key(k) and isinstance(v, float):
+                setattr(m, k, 0.0)
 
 
 def load_base_model(model: str, tcfg: TrainConfig, trust_remote_code: bool = False):
@@ -386,10 +431,17 @@ def load_base_model(model: str, tcfg: TrainConfig, trust_remote_code: bool = Fal
 
     path = resolve_model(model)
     tok = load_tokenizer(path, trust_remote_code)
+    overrides = {} if tcfg.dropout else _dropout_off(path, trust_remote_code)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         base = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=2, trust_remote_code=trust_remote_code, dtype=torch_dtype(tcfg.dtype))
+            path, num_labels=2, trust_remote_code=trust_remote_code, dtype=torch_dtype(tcfg.dtype),
+            **overrides)
+    if not tcfg.dropout:
+        # The model still trains in train mode (the reference calls model.eval() instead):
+        # transformers checkpoints gradients only in train mode, so eval mode would turn
+        # train.gradient_checkpointing off.
+        _zero_dropout(base)
     base.config.pad_token_id = tok.pad_token_id  # decoders find the last non-pad token with it
     head = _head_module(base)
     if tcfg.zero_init_head and head is not None:

@@ -104,6 +104,9 @@ class RunMeta(BaseModel):
     strong_model: str
     debate: dict | None = None         # the debate config, when transcripts were used
     fit: dict | None = None            # over-long texts: policy, counts per model (data/fit.py)
+    # market-making: per protocol and split, the share of samples whose consultant argues
+    # the gold label (w2s_run/pipeline.py consultant_gold_side)
+    consultant_gold_side: dict[str, dict[str, float]] = {}
     environment: dict | None = None    # packages, code commit, device (w2s_base/runfolder/environment.py)
     seconds: dict[str, float] = {}     # this invocation's stage times
     peak_rss_mb_after: dict[str, float] = {}

@@ -133,6 +133,14 @@ def _members_table(report: Report) -> list[str]:
     return lines
 
 
+def gold_side_line(protocol: str, rates: dict[str, float]) -> str:
+    """Market-making's placement per split, as the report and the [debate] log say it."""
+    return (f"{protocol}: the consultant argues the gold label in "
+            + ", ".join(f"{name} {100 * r:.0f} %" for name, r in rates.items())
+            + " of samples (placed against out-of-fold weak models on weak_train, against the "
+            "plain weak model on transfer and test).")
+
+
 def _notes(report: Report) -> list[str]:
     """Definitions, then what the run's record says (fitting, wall time, environment, seeds)."""
     lines = ["", f"PGR = (W2S − weak) / (ceiling − weak), against the plain weak model "
@@ -145,6 +153,8 @@ def _notes(report: Report) -> list[str]:
         per = ", ".join(f"{n} ≤ {r['budget']} tokens: {r['n_overlong']}" for n, r in f["readers"].items())
         lines.append(f"Over-long texts: {f['n_overlong']} of {f['n_in']} ({per}); policy `{f['policy']}`: "
                      f"{f['n_dropped']} dropped before splitting, {f['n_cut']} cut in the middle.")
+    for protocol, rates in (meta.consultant_gold_side if meta else {}).items():
+        lines.append(gold_side_line(protocol, rates))
     if meta and meta.seconds:
         secs = ", ".join(f"{k} {v:.0f} s" for k, v in meta.seconds.items())
         mem = meta.peak_rss_mb_after

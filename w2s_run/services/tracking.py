@@ -28,9 +28,9 @@ The pipeline calls `record_stage(tracker, run_dir, kind, {name: history}, tcfg)`
 after each stage (both of the above) and `tracker.log_table(report_rows(report))`
 at the end; the histories come from each member's / student's cached result.
 
-The learning rate per step is computed here from the TrainConfig (fit's linear
-warmup then linear decay, transformers' get_linear_schedule_with_warmup), so the
-training loop only has to return its losses.
+The learning rate per step is computed from the TrainConfig by the definition fit
+trains with (w2s_base/training/schedule.py), so the training loop only has to return
+its losses.
 """
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
 from w2s_base.config import TrackingConfig
+from w2s_base.training.schedule import lr_schedule
 from w2s_run.report.statistics import Verdict
 
 # the pyproject extra that installs each backend
@@ -71,20 +72,6 @@ def import_backend(backend: str):
             f"tracking.backend={backend} needs the {backend} package: "
             f"pip install 'w2s-debate[{extra}]' (or pip install {backend})") from None
     raise ValueError(f"unknown tracking backend {backend!r}")
-
-
-# ---------------------------------------------------------------- learning rate
-def lr_schedule(tcfg, steps: int) -> list[float]:
-    """The learning rate of each optimiser step of `fit` (TrainConfig `tcfg`, `steps`
-    steps = len(history)): linear warmup over int(warmup_frac * steps) steps from 0,
-    then linear decay to 0, exactly get_linear_schedule_with_warmup's lambda times lr
-    (the rate step i trains with: the scheduler steps after the optimiser)."""
-    warm = int(tcfg.warmup_frac * steps)
-    out = []
-    for s in range(steps):
-        f = s / max(1, warm) if s < warm else max(0.0, (steps - s) / max(1, steps - warm))
-        out.append(tcfg.lr * f)
-    return out
 
 
 # ---------------------------------------------------------------- report table
