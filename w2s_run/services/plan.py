@@ -675,7 +675,8 @@ def render_plan(p: Plan) -> str:
         lines.append(f"note: {n}")
     estimated = [j for j in p.jobs if j.fits is not None]
     if p.problems:
-        lines.append(f"{len(p.problems)} training job(s) DO NOT FIT: turn one of the knobs on its fix: lines")
+        lines.append(f"{len(p.problems)} problem(s) (a training job that DOES NOT FIT, or a vLLM engine that "
+                     "cannot start): turn one of the knobs named")
     elif estimated:
         lines.append(f"every estimated training job fits in {p.gpu_memory_gib:.1f} GiB per process")
     return "\n".join(lines)
