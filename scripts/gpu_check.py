@@ -110,7 +110,8 @@ def word_tokenizer(words: int):
     vocab = {f"w{i}": i for i in range(words)} | {"<pad>": words, "<unk>": words + 1}
     tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", unk_token="<unk>")
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", unk_token="<unk>",
+                                  model_input_names=["input_ids", "attention_mask"])  # what Qwen2 reads
     tok.padding_side = "right"
     return tok
 

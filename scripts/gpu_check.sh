@@ -22,13 +22,20 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTH
 # no tqdm bars in the log (the script prints its own progress lines)
 export TQDM_DISABLE=1
 py="${PYTHON:-python3}"
-# limits per part (seconds); the whole stays under ~8 minutes on one GPU
-t_env="${GPU_CHECK_T_ENV:-90}" t_job="${GPU_CHECK_T_JOB:-210}" t_sum="${GPU_CHECK_T_SUM:-90}"
+# limits per part (seconds): at most 8 minutes in all; a job takes ~1-2 minutes on an H100/H200
+# (--dry: generous ones, a loaded CI machine is slow to import torch)
+if [ -n "$dry" ]; then d_env=300 d_job=600 d_sum=300; else d_env=60 d_job=180 d_sum=60; fi
+t_env="${GPU_CHECK_T_ENV:-$d_env}" t_job="${GPU_CHECK_T_JOB:-$d_job}" t_sum="${GPU_CHECK_T_SUM:-$d_sum}"
+# e.g. GPU_CHECK_ARGS="--steps 5 --warmup 2" (scripts/gpu_check.py -h)
+args="${GPU_CHECK_ARGS:-}"
 status=0
 part() {  # part NAME LIMIT: one process, its output to the terminal and the log
     local name="$1" limit="$2"
     echo "[gpu_check.sh $(date +%T)] part $name (limit ${limit}s)" | tee -a "$log"
-    timeout --kill-after=10 "$limit" "$py" scripts/gpu_check.py "$name" --out "$OUT" $dry 2>&1 | tee -a "$log"
+    local extra=""
+    case "$name" in env|summary) ;; *) extra="$args";; esac
+    # shellcheck disable=SC2086  # $dry and $extra are word lists
+    timeout --kill-after=10 "$limit" "$py" scripts/gpu_check.py "$name" --out "$OUT" $dry $extra 2>&1 | tee -a "$log"
     local rc="${PIPESTATUS[0]}"
     [ "$rc" = 0 ] || { echo "[gpu_check.sh] part $name ended with rc $rc" | tee -a "$log"; status=1; }
 }
