@@ -154,3 +154,59 @@ def test_gpu_memory_comes_from_cuda_when_present(offline, monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: Props)
     p = plan(load_config(PAPER))
     assert p.gpu_memory_gib == 79 and "Fake H100" in p.gpu_source
+
+
+def test_forward_flops_are_twice_the_matmul_weights(offline):
+    """A forward's FLOPs per token: 2 x every weight but the embeddings (and the tiny
+    head), plus attention, which grows with the sequence length."""
+    from w2s_run.services.plan import train_flops_per_token
+    shape = load_shape("Qwen/Qwen2.5-14B")
+    matmul = shape.params - shape.vocab * shape.hidden - shape.head_params
+    assert abs(shape.forward_flops(1) / (2 * matmul) - 1) < 1e-3  # biases and norms: the rest
+    assert shape.forward_flops(2048) > shape.forward_flops(1024) > shape.forward_flops(1)
+    tcfg = TrainConfig(lora=LORA16, max_length=1024, gradient_checkpointing=True)
+    # backward (input gradients only) + recomputation: three forwards; two without checkpointing
+    assert train_flops_per_token(shape, tcfg) == 3 * shape.forward_flops(1024)
+    off = tcfg.model_copy(update={"gradient_checkpointing": False})
+    assert train_flops_per_token(shape, off) == 2 * shape.forward_flops(1024)
+
+
+def test_paper_plan_has_gpu_hours_per_stage(offline):
+    p = plan(load_config(PAPER), gpu_memory_gib=80)
+    t = {x.stage: x for x in p.times}
+    assert set(t) == {"debate", "weak", "strong"} and all(x.gpu_hours > 0 for x in p.times)
+    assert t["debate"].gpus == 4  # data_parallel_size 4 x tensor_parallel_size 1
+    assert t["debate"].wall_hours == t["debate"].gpu_hours / 4
+    one_seed = plan(load_config(PAPER, ["strong.seeds=[0]"]), gpu_memory_gib=80)
+    strong1 = next(x for x in one_seed.times if x.stage == "strong")
+    assert abs(t["strong"].gpu_hours / strong1.gpu_hours - 3) < 1e-9  # three seeds: three times the students
+    text = render_plan(p)
+    assert "GPU-hours" in text and "TFLOP/s" in text and "generated tokens/s" in text
+
+
+def test_kv_cache_check_of_the_paper_debates(offline):
+    """14B bf16 at 0.9 of 80 GB: ~0.2 M tokens at 192 KiB each, fewer than 256 debates
+    of ~1.5 k tokens: vLLM runs fewer at once (a note naming max_num_seqs); on a
+    141 GB card they fit; where one max_model_len sequence does not fit, vLLM cannot
+    start and the plan refuses, naming the knob."""
+    p = plan(load_config(PAPER), gpu_memory_gib=80)
+    kv = p.kv
+    assert kv.kv_bytes_per_token == 2 * 48 * 8 * 128 * 2 and 0.15e6 < kv.kv_tokens < 0.3e6
+    assert kv.verdict == "limited" and kv.concurrent < kv.max_num_seqs == 256
+    assert any("debate.vllm.max_num_seqs" in n for n in p.notes) and p.fits
+    assert plan(load_config(PAPER), gpu_memory_gib=141).kv.verdict == "fits"
+    tp2 = plan(load_config(PAPER, ["debate.vllm.tensor_parallel_size=2"]), gpu_memory_gib=80).kv
+    assert tp2.kv_bytes_per_token == kv.kv_bytes_per_token // 2 and tp2.kv_tokens > 2 * kv.kv_tokens
+    tight = ["debate.vllm.gpu_memory_utilization=0.4", "debate.vllm.max_model_len=32768"]
+    p = plan(load_config(PAPER, tight), gpu_memory_gib=80, strict=False)
+    assert p.kv.verdict == "cannot start" and p.kv.kv_tokens < 32768
+    assert any("vLLM cannot start" in x and f"debate.vllm.max_model_len <= {p.kv.kv_tokens}" in x
+               for x in p.problems)
+    with pytest.raises(PlanError, match="vLLM cannot start"):
+        plan(load_config(PAPER, tight), gpu_memory_gib=80)
+
+
+def test_no_kv_check_without_a_vllm_backend(offline):
+    cfg = load_config(ROOT / "configs" / "demo.yaml")
+    p = plan(cfg)
+    assert p.kv is None and "debate" not in {x.stage for x in p.times}

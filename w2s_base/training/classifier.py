@@ -437,6 +437,13 @@ def load_base_model(model: str, tcfg: TrainConfig, trust_remote_code: bool = Fal
         base = AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=2, trust_remote_code=trust_remote_code, dtype=torch_dtype(tcfg.dtype),
             **overrides)
+    return prepare_base(base, tok, tcfg), tok
+
+
+def prepare_base(base, tok, tcfg: TrainConfig):
+    """What LoRA training needs of a classification model, however it was built: dropout
+    off (unless train.dropout), the pad token, the head zero-initialised (if configured)
+    and gradient checkpointing."""
     if not tcfg.dropout:
         # The model still trains in train mode (the reference calls model.eval() instead):
         # transformers checkpoints gradients only in train mode, so eval mode would turn
@@ -456,7 +463,7 @@ def load_base_model(model: str, tcfg: TrainConfig, trust_remote_code: bool = Fal
         if getattr(base, "_require_grads_hook", None) is None:
             base.enable_input_require_grads()
         base.config.use_cache = False  # no KV cache while checkpointing (it warns otherwise)
-    return base, tok
+    return base
 
 
 def _trainable_float32(model: torch.nn.Module) -> None:
@@ -495,6 +502,16 @@ class LoraBase:
         self.model_name, self.tcfg, self.trust = model, tcfg, trust_remote_code
         self.peft = None
         self.tok = None
+        self._built = None  # (base, tokenizer) of `around`, until the first adapter takes it
+
+    @classmethod
+    def around(cls, base, tok, tcfg: TrainConfig, name: str = "in-memory") -> "LoraBase":
+        """A LoraBase on a classification model already built in memory (prepared here as a
+        loaded one is), e.g. the random-initialised paper-size models scripts/gpu_check.py
+        trains without writing tens of GB of weights to disk first."""
+        self = cls(name, tcfg)
+        self._built = (prepare_base(base, tok, tcfg), tok)
+        return self
 
     def new_adapter(self, name: str, seed: int):
         """A fresh adapter whose initialisation (and, from here, training) depends on
@@ -504,7 +521,8 @@ class LoraBase:
         uninterrupted one)."""
         from peft import get_peft_model
         if self.peft is None:
-            base, self.tok = load_base_model(self.model_name, self.tcfg, self.trust)
+            base, self.tok = self._built or load_base_model(self.model_name, self.tcfg, self.trust)
+            self._built = None  # peft holds the base from here
         torch.manual_seed(seed)
         if self.peft is None:
             self.peft = get_peft_model(base, _lora_config(self.tcfg), adapter_name=name)

@@ -34,6 +34,32 @@ LoRA, bf16, non-reentrant checkpointing, 1 process): Qwen2.5-14B at 8 x 1024 tok
 23.8 (-4 %), and 136 GiB for the 14B without checkpointing (reported: ~134, out of
 memory), 143 GiB for the 7B.
 tests/test_plan.py holds them to 15 %.
+
+Time (GPU-hours per stage, and wall hours on the GPUs the config names) comes from
+stated throughput assumptions, each a constant below with its source:
+
+  training      FLOPs / TRAIN_FLOPS (achieved bf16 FLOP/s per GPU). FLOPs per token of
+                a LoRA step on a frozen base: one forward F = 2 x (weights of every
+                linear layer) + 2 x layers x max_length x hidden (causal attention, T/2
+                keys on average); the backward costs another F (input gradients only:
+                frozen weights get none, the adapters' are negligible) and gradient
+                checkpointing a recomputation F: 2F, or 3F with checkpointing.
+                logconf's whole-batch statistics pass (+F when a batch is split) is
+                not counted. Tokens: every row padded to max_length, an upper bound
+                (a batch pads to its longest text).
+  prediction    F per token (weak members: transfer and test; students: test), at the
+                same FLOP/s.
+  debates       generated tokens (the upper bound above) / GEN_TOKENS_PER_S per GPU
+                for a ~14B model, scaled by 14.8e9 / parameters; prefill not counted.
+                Only for the vLLM backends (those reading debate.vllm).
+
+The vLLM KV-cache check (the same backends): one replica's GPUs hold
+gpu_memory_utilization x GPU memory; less the weights (parameters x dtype bytes) and
+VLLM_RESERVE_GIB (activations, CUDA graphs), the rest is KV cache at
+2 x layers x KV heads x head_dim x dtype bytes per token (split over tensor_parallel_size).
+vLLM refuses to start when one max_model_len sequence does not fit (a problem here);
+when max_num_seqs sequences of the expected length (PROMPT_TOKENS + turns x
+max_new_tokens) do not fit, it runs fewer at once (a note: the throughput drops).
 """
 from __future__ import annotations
 
@@ -56,6 +82,17 @@ EDGE_H = 4.0          # outside the layers: embeddings' output, final norm, head
 OVERHEAD_GIB = 2.0    # CUDA context, workspaces, fragmentation
 PROBE_BATCH = 16      # FeatureExtractor's batch (frozen features, no gradient)
 DEFAULT_GPU_GIB = 80.0
+# Achieved bf16 training FLOP/s per GPU (formula in the docstring): an H100/H200's dense
+# bf16 peak (989 TFLOP/s) x 0.40 MFU, an assumption until scripts/gpu_check.sh measures
+# it (it prints the achieved value under this same formula).
+TRAIN_FLOPS = 989e12 * 0.40
+# vLLM generation throughput per GPU of a ~14B bf16 model at 100+ concurrent sequences:
+# an assumption of this order (vLLM's published offline-throughput figures for 8-14B
+# dense models on one H100 are a few thousand tokens/s); not measured here.
+GEN_TOKENS_PER_S = 2000.0
+GEN_REF_PARAMS = 14.8e9
+PROMPT_TOKENS = 768    # a debate's prompt: instructions + SciQ-length passage + question (assumed)
+VLLM_RESERVE_GIB = 2.0  # vLLM's activation peak and CUDA graphs beside weights and KV cache
 
 # Published config values (the models' config.json on the hub), used when the config
 # is not cached locally: the planner never downloads. The -Instruct models share
@@ -101,6 +138,20 @@ class ModelShape(BaseModel):
     checkpoint_dtype: str | None     # the dtype the checkpoint declares ("auto")
     linear: list[tuple[str, int, int]]  # (name, in, out) of every nn.Linear but the head
     head_params: int
+    vocab: int
+    tied: bool                       # the LM head shares the embeddings' weights
+    kv_heads: int
+    head_dim: int
+    context: int                     # max_position_embeddings (0: not stated)
+
+    @property
+    def lm_params(self) -> int:
+        """Parameters of the causal LM (what vLLM loads): the classifier's, head swapped."""
+        return self.params - self.head_params + (0 if self.tied else self.vocab * self.hidden)
+
+    def forward_flops(self, length: int) -> float:
+        """FLOPs of one forward pass per token at sequence length `length` (docstring)."""
+        return 2.0 * sum(i * o for _, i, o in self.linear) + 2.0 * self.layers * length * self.hidden
 
     def lora_params(self, lora) -> int:
         """Trainable LoRA parameters: r x (in + out) per targeted linear layer (peft's
@@ -174,7 +225,11 @@ def load_shape(name: str, trust_remote_code: bool = False) -> ModelShape | None:
         model=name, source=source, model_type=config.model_type,
         hidden=config.hidden_size, intermediate=getattr(config, "intermediate_size", 4 * config.hidden_size),
         layers=config.num_hidden_layers, params=sum(p.numel() for p in model.parameters()),
-        layer_params=layer_params, checkpoint_dtype=dtype, linear=linear, head_params=head_params)
+        layer_params=layer_params, checkpoint_dtype=dtype, linear=linear, head_params=head_params,
+        vocab=config.vocab_size, tied=bool(getattr(config, "tie_word_embeddings", False)),
+        kv_heads=getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
+        head_dim=getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads,
+        context=getattr(config, "max_position_embeddings", None) or 0)
 
 
 # ---------------------------------------------------------------- the memory model
@@ -226,6 +281,84 @@ def estimate_memory(shape: ModelShape, tcfg: TrainConfig, processes: int = 1, me
                           activations=act / GIB, overhead=OVERHEAD_GIB, trainable_params=n_train, tokens=tokens)
 
 
+def train_flops_per_token(shape: ModelShape, tcfg: TrainConfig) -> float:
+    """FLOPs per trained token of a LoRA step (module docstring): 2F, 3F with checkpointing."""
+    return shape.forward_flops(tcfg.max_length) * (3 if tcfg.gradient_checkpointing else 2)
+
+
+def job_flops(shape: ModelShape, tcfg: TrainConfig, steps: int, predicted: int) -> float:
+    """One training's FLOPs: its steps' rows and its predictions, at max_length tokens each."""
+    f = shape.forward_flops(tcfg.max_length)
+    if tcfg.mode == TrainMode.LINEAR_PROBE:  # frozen features, one forward per text (cached)
+        return f * tcfg.max_length * predicted
+    rows = steps * tcfg.batch_size * tcfg.grad_accum
+    return (train_flops_per_token(shape, tcfg) * rows + f * predicted) * tcfg.max_length
+
+
+class KVCheck(BaseModel):
+    """vLLM's KV cache on one replica (module docstring)."""
+    model: str
+    gpu_memory_gib: float
+    utilization: float
+    tensor_parallel: int
+    weights_gib: float           # per GPU
+    kv_bytes_per_token: int      # per GPU
+    kv_tokens: int               # the cache's capacity
+    max_model_len: int
+    max_num_seqs: int
+    seq_tokens: int              # expected tokens of one sequence
+    concurrent: int              # such sequences that fit at once
+    verdict: Literal["fits", "limited", "cannot start"]
+    knobs: str = ""
+
+
+def _vllm_bytes(name: str, shape: ModelShape) -> int:
+    if name == "auto":
+        name = shape.checkpoint_dtype or "bfloat16"
+    return 4 if name in ("float", "float32") else 2
+
+
+def kv_check(shape: ModelShape, gpu_memory_gib: float, vcfg, seq_tokens: int) -> KVCheck:
+    """Whether a vLLM replica of `shape` under the engine settings `vcfg`
+    (VLLMEngineConfig) starts and holds max_num_seqs sequences of `seq_tokens`."""
+    tp = vcfg.tensor_parallel_size
+    wbytes = _vllm_bytes(vcfg.dtype, shape)
+    kvb = 1 if str(vcfg.extra.get("kv_cache_dtype", "auto")).startswith("fp8") else wbytes
+    per_token = 2 * shape.layers * shape.kv_heads * shape.head_dim * kvb // tp
+    weights = shape.lm_params * wbytes / tp / GIB
+    free = gpu_memory_gib * vcfg.gpu_memory_utilization - weights - VLLM_RESERVE_GIB
+    tokens = max(0, int(free * GIB // per_token))
+    max_len = vcfg.max_model_len or shape.context or seq_tokens
+    seqs = vcfg.max_num_seqs or 256  # vLLM's default for its offline engine
+    concurrent = tokens // max(1, seq_tokens)
+    if tokens < max_len:
+        verdict = "cannot start"
+        knobs = (f"debate.vllm.max_model_len <= {tokens}" if tokens >= seq_tokens else "") + \
+            "; debate.vllm.gpu_memory_utilization, debate.vllm.tensor_parallel_size or a larger GPU"
+        knobs = knobs.lstrip("; ")
+    elif concurrent < seqs:
+        verdict = "limited"
+        knobs = (f"debate.vllm.max_num_seqs: {concurrent} states what runs; more at once needs "
+                 "debate.vllm.tensor_parallel_size > 1, debate.vllm.gpu_memory_utilization or a larger GPU")
+    else:
+        verdict, knobs = "fits", ""
+    return KVCheck(model=shape.model, gpu_memory_gib=gpu_memory_gib, utilization=vcfg.gpu_memory_utilization,
+                   tensor_parallel=tp, weights_gib=weights, kv_bytes_per_token=per_token, kv_tokens=tokens,
+                   max_model_len=max_len, max_num_seqs=seqs, seq_tokens=seq_tokens, concurrent=concurrent,
+                   verdict=verdict, knobs=knobs)
+
+
+class StageTime(BaseModel):
+    stage: str
+    gpu_hours: float
+    gpus: int                 # GPUs the config spreads the stage over
+    basis: str                # the assumption it rests on
+
+    @property
+    def wall_hours(self) -> float:
+        return self.gpu_hours / self.gpus
+
+
 # ---------------------------------------------------------------- the plan
 class ProtocolPlan(BaseModel):
     protocol: str
@@ -265,6 +398,7 @@ class TrainingJob(BaseModel):
     memory: MemoryEstimate | None
     fits: bool | None         # None: not estimated (no config at hand)
     fixes: list[str] = []     # knobs that would make it fit, with their estimates
+    gpu_hours: float | None = None  # every training of the job, with its predictions
 
 
 class PowerPlan(BaseModel):
@@ -298,7 +432,7 @@ class Plan(BaseModel):
     jobs: list[TrainingJob]
     problems: list[str] = []       # one line per job that cannot fit
     notes: list[str] = []
-    power: PowerPlan | None = None
+             times=times, kv=kv, power=power_plan(cfg))
 
     @property
     def fits(self) -> bool:
@@ -369,7 +503,8 @@ def _fixes(stage: str, shape: ModelShape, tcfg: TrainConfig, processes: int, mem
 
 
 def _job(stage: Literal["weak", "strong"], model: str, tcfg: TrainConfig, trainings: int, rows: int,
-         processes: int, members: int, budget: float, trust: bool, shapes: dict) -> TrainingJob:
+         processes: int, members: int, budget: float, trust: bool, shapes: dict,
+         predicted: int = 0) -> TrainingJob:
     if model not in shapes:
         shapes[model] = load_shape(model, trust)
     shape = shapes[model]
@@ -379,7 +514,9 @@ def _job(stage: Literal["weak", "strong"], model: str, tcfg: TrainConfig, traini
                        steps=_steps(rows, tcfg), settings=_settings(tcfg),
                        shape_source=shape.source if shape else None, params=shape.params if shape else None,
                        memory=mem, fits=fits,
-                       fixes=_fixes(stage, shape, tcfg, processes, members, budget) if fits is False else [])
+                       fixes=_fixes(stage, shape, tcfg, processes, members, budget) if fits is False else [],
+                       gpu_hours=(trainings * job_flops(shape, tcfg, _steps(rows, tcfg), predicted)
+                                  / TRAIN_FLOPS / 3600) if shape else None)
 
 
 def _between_replicate_sd(report: Report) -> float | None:
@@ -491,10 +628,11 @@ def plan(cfg: RunConfig, gpu_memory_gib: float | None = None, processes: int | N
             members.setdefault((ref.models or [cfg.weak.model])[0], set()).add(("none-oof", ref.seeds[0], f))
     shapes: dict[str, ModelShape | None] = {}
     jobs = [_job("weak", model, cfg.weak.train, len(m), d.n_weak_train, processes, len(m), budget,
-                 cfg.trust_remote_code, shapes) for model, m in members.items()]
+                 cfg.trust_remote_code, shapes, predicted=d.n_transfer + d.n_test)
+            for model, m in members.items()]
     students = student_count(cfg)
     jobs.append(_job("strong", cfg.strong.model, cfg.strong.train, students, d.n_transfer, processes, 1,
-                     budget, cfg.trust_remote_code, shapes))
+                     budget, cfg.trust_remote_code, shapes, predicted=d.n_test))
 
     problems, notes = [], []
     for j in jobs:
@@ -508,15 +646,62 @@ def plan(cfg: RunConfig, gpu_memory_gib: float | None = None, processes: int | N
                 f"(weights {m.weights:.1f}, activations {m.activations:.1f}) > {budget:.1f} GiB. Turn a knob: "
                 + ("; ".join(j.fixes) if j.fixes else "none of the train settings suffices alone: a larger "
                    "GPU or a smaller model"))
+    times, kv = _times_and_kv(cfg, debate, jobs, budget, processes, shapes, notes, problems)
     p = Plan(name=cfg.name, samples=samples, gpu_memory_gib=budget, gpu_source=gpu_source, processes=processes,
              debate=debate, labellers=[lab.name for lab in cfg.labellers],
              weak_members={m: len(v) for m, v in members.items()}, students=students,
              student_seeds=len(cfg.strong.seeds), jobs=jobs, problems=problems, notes=notes,
+<<<<<<< HEAD
              power=power_plan(cfg))
+=======
+             times=times, kv=kv)
+>>>>>>> i20-gpu
     if strict and problems:
         raise PlanError(f"config {cfg.name!r} cannot fit in {budget:.1f} GiB per process:\n  "
                         + "\n  ".join(problems), p)
     return p
+
+
+def _times_and_kv(cfg: RunConfig, debate: DebatePlan | None, jobs: list[TrainingJob], budget: float,
+                  processes: int, shapes: dict, notes: list[str], problems: list[str]):
+    """GPU-hours per stage and the vLLM KV-cache check (module docstring); appends
+    the check's problem or note."""
+    from w2s_base.backend_specs import backend_spec
+    times, kv = [], None
+    vllm = debate is not None and "vllm" in backend_spec(cfg.debate.backend).reads
+    if vllm:
+        if cfg.debate.model not in shapes:
+            shapes[cfg.debate.model] = load_shape(cfg.debate.model, cfg.trust_remote_code)
+        shape, v = shapes[cfg.debate.model], cfg.debate.vllm
+        if shape is None:
+            notes.append(f"debate {cfg.debate.model}: no config at hand: time and KV cache not estimated")
+        else:
+            rate = GEN_TOKENS_PER_S * GEN_REF_PARAMS / shape.lm_params
+            times.append(StageTime(
+                stage="debate", gpu_hours=debate.max_new_tokens_total / rate / 3600,
+                gpus=v.tensor_parallel_size * v.data_parallel_size,
+                basis=f"{rate:,.0f} generated tokens/s per GPU (assumed), at most max_new_tokens a turn"))
+            if v.quantization:
+                notes.append(f"debate: quantization {v.quantization}: the vLLM KV cache is not estimated")
+            else:
+                turns = max(x.turns for x in debate.protocols)
+                kv = kv_check(shape, budget, v, PROMPT_TOKENS + turns * cfg.debate.sampling.max_new_tokens)
+                line = (f"vLLM KV cache of {shape.model}: {kv.kv_tokens:,} tokens on {kv.gpu_memory_gib:.0f} GiB "
+                        f"x {kv.utilization} ({kv.kv_bytes_per_token // 1024} KiB a token per GPU)")
+                if kv.verdict == "cannot start":
+                    problems.append(f"{line} < max_model_len {kv.max_model_len}: vLLM cannot start. Turn a "
+                                    f"knob: {kv.knobs}")
+                elif kv.verdict == "limited":
+                    notes.append(f"{line} hold {kv.concurrent} of the {kv.max_num_seqs} sequences "
+                                 f"(debate.vllm.max_num_seqs) of ~{kv.seq_tokens:,} tokens at once: "
+                                 f"throughput drops. {kv.knobs}")
+    for stage in ("weak", "strong"):
+        hours = [j.gpu_hours for j in jobs if j.stage == stage]
+        if hours and None not in hours:
+            times.append(StageTime(stage=stage, gpu_hours=sum(hours), gpus=processes,
+                                   basis=f"{TRAIN_FLOPS / 1e12:.0f} TFLOP/s per GPU achieved (assumed), "
+                                         "every row at max_length"))
+    return times, kv
 
 
 def _n(x: int) -> str:
@@ -557,11 +742,24 @@ def render_plan(p: Plan) -> str:
                      + f" -> {verdict} in {p.gpu_memory_gib:.1f} GiB")
         for f in j.fixes:
             lines.append(f"    fix: {f}")
+    if p.times:
+        lines.append("time (upper bounds from stated throughput; w2s_run/services/plan.py):")
+        for t in p.times:
+            lines.append(f"  {t.stage}: {t.gpu_hours:,.1f} GPU-hours, ~{t.wall_hours:,.1f} h on {t.gpus} GPU(s) "
+                         f"({t.basis})")
+        lines.append(f"  total: {sum(t.gpu_hours for t in p.times):,.1f} GPU-hours")
+    if p.kv is not None:
+        k = p.kv
+        lines.append(f"vLLM KV cache ({k.model}, {k.tensor_parallel} GPU(s) a replica): weights "
+                     f"{k.weights_gib:.1f} GiB, {k.kv_tokens:,} tokens of cache; {k.max_num_seqs} sequences x "
+                     f"~{k.seq_tokens:,} tokens -> {k.verdict}" + (f" ({k.concurrent} at once)"
+                                                                  if k.verdict == "limited" else ""))
     for n in p.notes:
         lines.append(f"note: {n}")
     estimated = [j for j in p.jobs if j.fits is not None]
     if p.problems:
-        lines.append(f"{len(p.problems)} training job(s) DO NOT FIT: turn one of the knobs on its fix: lines")
+        lines.append(f"{len(p.problems)} problem(s) (a training job that DOES NOT FIT, or a vLLM engine that "
+                     "cannot start): turn one of the knobs named")
     elif estimated:
         lines.append(f"every estimated training job fits in {p.gpu_memory_gib:.1f} GiB per process")
     if p.power:
