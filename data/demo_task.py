@@ -9,8 +9,10 @@ Two kinds of claim, alternating (even indices: category, odd: comparison):
   everyday usage (a cucumber is a vegetable); no item belongs to two categories,
   and words with a second everyday category (orange, plum, peach and violet are
   colours too, a teal is a duck, a magnolia a flower as well as a tree) are left out.
-The ceiling beats the weak model by a wide margin, so PGR is meaningful at CPU
-scale (tests/test_demo_task.py checks the margin and records what was measured).
+Measured in tests/test_demo_task.py's setting (200 training and 200 test samples,
+seed 7, linear probes): weak (MiniLM) 0.695 (categories 0.79, comparisons 0.60),
+strong (SmolLM2) 0.88 (0.87, 0.89). The ceiling beats the weak model by a wide
+margin, so PGR is meaningful at CPU scale (the test checks the margin).
 
 No text repeats: every claim is drawn WITHOUT replacement, so splits of the demo
 never share a text (a repeated text would let test accuracy measure memorisation).

@@ -85,7 +85,7 @@ class RunMeta(BaseModel):
     weak_model: str
     strong_model: str
     debate: dict | None = None         # the debate config, when transcripts were used
-    fit: dict | None = None            # over-long texts: policy, counts per model (data/fit.py)
+    fit: dict | None = None            # over-long texts: policy, counts per model (data/fit.py); duplicate texts under "dedupe"
     environment: dict | None = None    # packages, code commit, device (w2s_base/runfolder/environment.py)
     seconds: dict[str, float] = {}     # this invocation's stage times
     peak_rss_mb_after: dict[str, float] = {}
