@@ -98,7 +98,8 @@ class FitResult(BaseModel):
     overlong_ids: list[str]
     samples: list[Sample] = Field(repr=False)
     # Set by the pipeline after fitting: duplicate texts removed from the pool
-    # (data/dedupe.py DedupeResult.summary()), so the run's data summary holds both.
+    # (data/dedupe.py DedupeResult.summary()), so the run's data summary holds both;
+    # `samples` is then the deduplicated pool (n_out still counts the fitted texts).
     dedupe: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
