@@ -25,7 +25,10 @@ text (each weak model with `weak.train.max_length`, the strong model with
 `strong.train.max_length`). A text is over-long when, for ANY reader, its token
 count with special tokens exceeds that reader's `max_length - reserve[name]`;
 the reserve holds room for what is appended after the sample text (the debate
-transcript the weak model reads).
+transcript the weak model reads). A reader that reads a view of the sample rather
+than its text (the weak judge with `weak.sees: without_passage`) is measured on
+that view (`fit_samples`' `views`); which readers and reserves a run uses is
+decided in w2s_run/pipeline.py (`fit_to_readers`).
 
 Design choices of `cut_middle`:
 - budget split: of the tokens the text may keep, `HEAD_SHARE` = 1/4 go to the
@@ -51,7 +54,7 @@ from __future__ import annotations
 import contextlib
 import math
 import statistics
-from typing import Any, Iterator, Literal, Sequence, get_args
+from typing import Any, Callable, Iterator, Literal, Sequence, get_args
 
 from pydantic import BaseModel, Field
 
@@ -79,6 +82,7 @@ class ReaderStats(BaseModel):
     max_tokens: int             # longest input text, in this reader's tokens (special tokens included)
     median_tokens: float
     max_tokens_out: int         # longest returned text (cut_end: the tokenizer still truncates it)
+    reads: Literal["text", "view"] = "text"  # the sample text, or a view of it (`fit_samples`' views)
 
 
 class FitResult(BaseModel):
@@ -93,6 +97,10 @@ class FitResult(BaseModel):
     readers: dict[str, ReaderStats]
     overlong_ids: list[str]
     samples: list[Sample] = Field(repr=False)
+    # Set by the pipeline after fitting: duplicate texts removed from the pool
+    # (data/dedupe.py DedupeResult.summary()), so the run's data summary holds both;
+    # `samples` is then the deduplicated pool (n_out still counts the fitted texts).
+    dedupe: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude={"samples"})
@@ -311,25 +319,50 @@ def _cut_samples(samples: list[Sample], over_idx: list[int], readers: Sequence[R
 
 
 def fit_samples(samples: list[Sample], readers: list[Reader], policy: Overlong,
-                reserve: dict[str, int] | int = 0) -> FitResult:
+                reserve: dict[str, int] | int = 0,
+                views: dict[str, Callable[[Sample], str]] | None = None) -> FitResult:
     """Apply `policy` to the samples whose text is over-long for any reader.
 
     `reserve`: tokens kept free after the sample text, one number for all
-    readers or {reader name: tokens} (missing names: 0). Returned samples keep
-    their order; a cut sample keeps its id, label and positions."""
+    readers or {reader name: tokens} (missing names: 0). `views`: {reader name:
+    what that reader reads of a sample} for a reader that does not read the whole
+    text (the weak judge of information-asymmetric debate reads the question
+    without the passage); it is measured on that view. A view is not ours to cut
+    (it is the task's question and candidate), so under `cut_middle` a sample
+    over-long in a view is dropped, and only the readers of the text take part in
+    the cut. Returned samples keep their order; a cut sample keeps its id, label
+    and positions."""
     _check_policy_and_readers(policy, readers)
+    views = views or {}
     names = [r[0] for r in readers]
+    unknown = sorted(set(views) - set(names))
+    if unknown:
+        raise ValueError(f"views name unknown readers {unknown}; readers: {names}")
     res = _reserves(readers, reserve)
     budgets = {name: max_length - res[name] for name, _, max_length in readers}
-    counts = {name: count_tokens(tok, [s.text for s in samples]) for name, tok, _ in readers}
+    counts = {name: count_tokens(tok, [views[name](s) if name in views else s.text for s in samples])
+              for name, tok, _ in readers}
     over_by = {name: [c > budgets[name] for c in counts[name]] for name in names}
     over = [any(over_by[name][i] for name in names) for i in range(len(samples))]
     over_idx = [i for i, o in enumerate(over) if o]
 
     out, out_counts = list(samples), counts
-    if policy == "cut_middle" and over_idx:
-        out, out_counts = _cut_samples(samples, over_idx, readers, budgets, counts)
-    kept = [i for i in range(len(samples)) if not (policy == "drop" and over[i])]
+    drop: set[int] = set(over_idx) if policy == "drop" else set()
+    cut_idx: list[int] = []
+    if policy == "cut_middle":
+        drop = {i for i in over_idx if any(over_by[name][i] for name in views)}
+        cut_idx = [i for i in over_idx if i not in drop]
+    if cut_idx:
+        text_readers = [r for r in readers if r[0] not in views]
+        out, text_counts = _cut_samples(samples, cut_idx, text_readers, budgets, counts)
+        out_counts = {**counts, **text_counts}
+        for name, tok, _ in readers:
+            if name in views:  # a view may be derived from the text: measure it again
+                recount = count_tokens(tok, [views[name](out[i]) for i in cut_idx])
+                out_counts[name] = list(counts[name])
+                for i, c in zip(cut_idx, recount):
+                    out_counts[name][i] = c
+    kept = [i for i in range(len(samples)) if i not in drop]
     out = [out[i] for i in kept]
 
     stats = {name: ReaderStats(
@@ -338,9 +371,10 @@ def fit_samples(samples: list[Sample], readers: list[Reader], policy: Overlong,
         max_tokens=max(counts[name], default=0),
         median_tokens=float(statistics.median(counts[name])) if counts[name] else 0.0,
         max_tokens_out=max((out_counts[name][i] for i in kept), default=0),
+        reads="view" if name in views else "text",
     ) for name, _, max_length in readers}
     return FitResult(
         policy=policy, n_in=len(samples), n_out=len(out), n_overlong=len(over_idx),
-        n_dropped=len(samples) - len(out), n_cut=len(over_idx) if policy == "cut_middle" else 0,
+        n_dropped=len(drop), n_cut=len(cut_idx),
         readers=stats, overlong_ids=[samples[i].id for i in over_idx], samples=out,
     )

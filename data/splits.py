@@ -5,6 +5,12 @@ As in weak-to-strong experiments: the weak supervisor is trained on
 on `test`. The split depends only on the set of samples and the seed: samples
 are sorted by id before the seeded shuffle, so the order they were read in
 does not matter.
+
+`Splits` refuses parts that share a sample id or a text (compared by
+`data.dedupe.text_key`, so texts differing only in case, spacing or surrounding
+punctuation count as one): no code path can build splits that leak. The pool is
+deduplicated before it is split (data/dedupe.py), so `make_splits` never meets
+such texts from the pipeline.
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from typing import Sequence
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from data.dedupe import text_key
 from data.schema import DataError, Sample
 
 _NAMES = ("weak_train", "transfer", "test")
@@ -31,6 +38,15 @@ class Splits(BaseModel):
         ids = [s.id for part in (self.weak_train, self.transfer, self.test) for s in part]
         if len(ids) != len(set(ids)):
             raise ValueError("splits share sample ids")
+        seen: dict[str, tuple[str, str]] = {}
+        for name in _NAMES:
+            for s in getattr(self, name):
+                key = text_key(s.text)
+                if key in seen and seen[key][0] != name:
+                    other, oid = seen[key]
+                    raise ValueError(f"splits share a text: {name} sample {s.id!r} and {other} "
+                                     f"sample {oid!r} read the same (deduplicate the pool first)")
+                seen.setdefault(key, (name, s.id))
         return self
 
     def all(self) -> list[Sample]:

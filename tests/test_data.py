@@ -85,8 +85,9 @@ _BOOLQ_ROW = {"question": "is the sky blue", "title": "Sky", "answer": True,
 # One sample per task, seed 0, exactly as the pipeline produced it before the
 # registry existed: texts, labels, ids and positions must never drift.
 PINNED = {
+    # demo: re-pinned when the generator began drawing without replacement (issue 20)
     "demo": (lambda: make_demo_samples(2, seed=0)[1],
-             "demo-1", 1, "Claim: 368 is larger than 233.",
+             "demo-1", 0, "Claim: 491 is larger than 618.",
              ("The claim is false.", "The claim is true.")),
     "sciq": (lambda: load_samples("sciq", FIX / "sciq.jsonl")[0], "sciq-0", 0,
              "Q: What type of organism is commonly used in preparation of foods such as "
@@ -143,7 +144,8 @@ def test_every_fixture_sample_is_pinned():
         "cosmosqa/0": "d7af38fa78c1306a", "cosmosqa/1": "d00fb9bffd6b14f0",
         "anthropic_hh/0": "b80c7e7107128a68", "anthropic_hh/1": "86d37a2ca710965c",
         "generic/0": "d824c063a6da594f", "generic/1": "d824c063a6da594f",
-        "demo/3": "4534ec5fb6776d91",
+        # demo: drawn without replacement since issue 20 (distinct texts, balanced labels)
+        "demo/3": "dcfb321cc6a63a3f",
     }
 
 

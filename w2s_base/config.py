@@ -538,9 +538,10 @@ class WeakConfig(Strict):
     # How a transcript too long for the weak model is fitted: every turn gets an
     # equal token budget and keeps its beginning, so no debater is cut away.
     transcript_budget: Literal["per_turn", "head"] = "per_turn"
-    # Tokens of each weak model's context kept free for the transcript when a labeller
-    # reads one (at most half of max_length): a sample is over-long for the weak model
-    # beyond max_length - this.
+    # Tokens of each weak model's context kept free for a transcript (at most half of
+    # max_length): a sample is over-long for the weak model beyond max_length - this.
+    # Kept whether or not this run's labellers read transcripts, so a run with and one
+    # without debate get the same samples (w2s_run/pipeline.py fit_to_readers).
     transcript_reserve: int = Field(128, ge=0)
     # What the weak model reads of each sample: `all`, or `without_passage` for
     # information-asymmetric debate (Khan et al. 2024): the debaters and the strong
@@ -733,9 +734,6 @@ class RunConfig(Strict):
             if lab.reads_transcript and (lab.control is None or lab.control.needs_debater):
                 need[lab.protocol] = max(need.get(lab.protocol, 0), lab.debates)
         return need
-
-    def labellers_read_transcripts(self) -> bool:
-        return any(lab.source.reads_transcripts for lab in self.labellers)
 
     def controls_needed(self) -> dict[str, tuple[ControlSpec, int]]:
         """{control tag: (spec, K)} over this run's control labellers, in the order they

@@ -27,6 +27,7 @@ from w2s_run.services.preflight import preflight
 from w2s_base.protocols import protocol as protocol_spec
 from w2s_base.runfolder.runlock import RunLock, describe, write_config_of_record
 from w2s_run.services.tracking import Tracker, record_stage, report_rows
+from data.dedupe import dedupe_samples
 from data.fit import FitResult, fit_samples, make_reader
 from data.schema import Sample
 from data.source import samples_for
@@ -37,6 +38,7 @@ from w2s_run.report.model import Report, RunMeta
 from w2s_run.report.render import gold_side_line, render_table
 from w2s_run.report.scoring import build_report
 from strong.stage import run_strong
+from weak.inputs import weak_view
 from weak.stage import MemberTrainer, run_weak
 
 Transcripts = dict[str, dict[tuple[str, int], Transcript]]  # {source: {(sample id, k): transcript}}; a source is a protocol or a control tag
@@ -69,26 +71,46 @@ def log(*args) -> None:
 
 # ---------------------------------------------------------------- the stages
 def fit_to_readers(cfg: RunConfig, samples: list[Sample]) -> FitResult:
-    """Over-long texts, handled before splitting: every model that reads a sample's
-    text (each weak model, leaving room for a transcript when one is read, and the
-    strong model) at its train.max_length."""
+    """Over-long texts, handled before splitting, by ONE rule that does not depend on
+    which labellers this invocation trains (so `--no-debate`, a debate run and a run
+    with fewer labellers get the same pool and the same test set):
+
+    - readers: `weak.model` and every model any entry of `weak.labellers` names
+      (trained now or not), each at `weak.train.max_length`, and `strong.model` at
+      `strong.train.max_length`;
+    - every weak reader always keeps `weak.transcript_reserve` tokens free (at most
+      half its context: the sample must fit too), whether or not a labeller of this
+      run reads a transcript;
+    - a weak reader is measured on what it reads: with `weak.sees: without_passage`,
+      the question and candidate without the passage (weak/inputs.py weak_view)."""
     w, s = cfg.weak, cfg.strong
-    weak_models = list(dict.fromkeys(m for lab in cfg.labellers for m in (lab.models or [w.model])))
-    readers = [make_reader(f"weak {m}", w.train.max_length, m, cfg.trust_remote_code) for m in weak_models]
+    weak_models = list(dict.fromkeys([w.model] + [m for lab in w.labellers for m in lab.models or []]))
+    names = [f"weak {m}" for m in weak_models]
+    readers = [make_reader(n, w.train.max_length, m, cfg.trust_remote_code) for n, m in zip(names, weak_models)]
     readers.append(make_reader(f"strong {s.model}", s.train.max_length, s.model, cfg.trust_remote_code))
-    # at most half the context goes to the transcript: the sample must fit too
-    reserve = min(w.transcript_reserve, w.train.max_length // 2) if cfg.labellers_read_transcripts() else 0
-    return fit_samples(samples, readers, cfg.data.overlong,
-                       {f"weak {m}": reserve for m in weak_models})
+    reserve = min(w.transcript_reserve, w.train.max_length // 2)
+    views = {} if w.sees == "all" else dict.fromkeys(names, lambda x: weak_view(x, w.sees))
+    return fit_samples(samples, readers, cfg.data.overlong, dict.fromkeys(names, reserve), views)
 
 
 def prepare_data(cfg: RunConfig, layout: RunLayout) -> tuple[Splits, FitResult]:
+    """The pool (over-long texts fitted, then duplicate texts removed: data/dedupe.py)
+    split into weak_train / transfer / test; the returned FitResult carries the
+    dedupe counts (`dedupe`), so the report's data summary holds both."""
     d = cfg.data
     fit = fit_to_readers(cfg, samples_for(d))
     if fit.n_overlong:
         log(f"[data] {fit.n_overlong} of {fit.n_in} texts are longer than a model reads "
             f"({', '.join(f'{n}: {r.n_overlong}' for n, r in fit.readers.items())}): "
             f"{d.overlong} ({fit.n_dropped} dropped, {fit.n_cut} cut)")
+    # After fitting: the texts the models read are the ones that must not repeat
+    # (a middle cut can make two long texts alike).
+    dd = dedupe_samples(fit.samples)
+    if dd.n_duplicates or dd.n_conflicting:
+        log(f"[data] duplicate texts (same after normalising case, spacing and surrounding "
+            f"punctuation): {dd.n_duplicates} copies dropped, {dd.n_conflicting} samples of "
+            f"{dd.n_conflicting_texts} texts with conflicting labels dropped; {dd.n_out} of {dd.n_in} kept")
+    fit = fit.model_copy(update={"samples": dd.samples, "dedupe": dd.summary()})
     splits = make_splits(fit.samples, d.n_weak_train, d.n_transfer, d.n_test, d.seed, d.balance)
     if dist.is_main():
         write_text_atomic(layout.splits, json.dumps({k: [s.id for s in getattr(splits, k)]

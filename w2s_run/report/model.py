@@ -103,7 +103,7 @@ class RunMeta(BaseModel):
     weak_model: str
     strong_model: str
     debate: dict | None = None         # the debate config, when transcripts were used
-    fit: dict | None = None            # over-long texts: policy, counts per model (data/fit.py)
+    fit: dict | None = None            # over-long texts: policy, counts per model (data/fit.py); duplicate texts under "dedupe"
     # market-making: per protocol and split, the share of samples whose consultant argues
     # the gold label (w2s_run/pipeline.py consultant_gold_side)
     consultant_gold_side: dict[str, dict[str, float]] = {}

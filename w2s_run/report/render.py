@@ -155,6 +155,11 @@ def _notes(report: Report) -> list[str]:
                      f"{f['n_dropped']} dropped before splitting, {f['n_cut']} cut in the middle.")
     for protocol, rates in (meta.consultant_gold_side if meta else {}).items():
         lines.append(gold_side_line(protocol, rates))
+    dd = (meta.fit or {}).get("dedupe") if meta else None
+    if dd and (dd["n_duplicates"] or dd["n_conflicting"]):
+        lines.append(f"Duplicate texts (data/dedupe.py): {dd['n_duplicates']} copies dropped before "
+                     f"splitting, and {dd['n_conflicting']} samples of {dd['n_conflicting_texts']} texts "
+                     "whose copies disagree on the label.")
     if meta and meta.seconds:
         secs = ", ".join(f"{k} {v:.0f} s" for k, v in meta.seconds.items())
         mem = meta.peak_rss_mb_after

@@ -432,7 +432,9 @@ class Plan(BaseModel):
     jobs: list[TrainingJob]
     problems: list[str] = []       # one line per job that cannot fit
     notes: list[str] = []
-             times=times, kv=kv, power=power_plan(cfg))
+    times: list[StageTime] = []    # per stage, from the stated throughput assumptions
+    kv: KVCheck | None = None      # the debate stage's vLLM KV cache
+    power: PowerPlan | None = None
 
     @property
     def fits(self) -> bool:
@@ -651,11 +653,7 @@ def plan(cfg: RunConfig, gpu_memory_gib: float | None = None, processes: int | N
              debate=debate, labellers=[lab.name for lab in cfg.labellers],
              weak_members={m: len(v) for m, v in members.items()}, students=students,
              student_seeds=len(cfg.strong.seeds), jobs=jobs, problems=problems, notes=notes,
-<<<<<<< HEAD
-             power=power_plan(cfg))
-=======
-             times=times, kv=kv)
->>>>>>> i20-gpu
+             times=times, kv=kv, power=power_plan(cfg))
     if strict and problems:
         raise PlanError(f"config {cfg.name!r} cannot fit in {budget:.1f} GiB per process:\n  "
                         + "\n  ".join(problems), p)
