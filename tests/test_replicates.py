@@ -36,6 +36,7 @@ def test_seeds_that_two_replicates_would_share_are_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "strong.seeds" in err and "Traceback" not in err
     assert run.main(["plan"] + args[:-2] + ["--set", "strong.seeds=[0, 999]"]) == 0
+    assert "replicates: 2: the debates, members and students above are one replicate's" in capsys.readouterr().out
 
 
 def test_layout_keeps_one_draw_paths_and_puts_each_replicates_own_files_under_replicates():

@@ -231,9 +231,8 @@ def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None, env: dict)
             d.weak = MemberTrainer(d.cfg, d.splits, d.layout)
     if cfg.debates_needed() or cfg.controls_needed():
         with clock.stage("debate"):
-            placed = []
-            for d in draws:
-                placed.append(placements(d.cfg, d.splits, d.weak))
+            # every replicate's placements before the debater loads, then its debates
+            placed = [placements(d.cfg, d.splits, d.weak) for d in draws]
             backend = shared_backend(cfg)
             for d, p in zip(draws, placed):
                 d.say("debates")

@@ -206,9 +206,9 @@ print(s(0.0, TAU, M, 1000, R, True, seed=1))"``, 1000 runs each, shared test set
     m=300 tau=10: R=2 4.4 (59.8; 151) | R=3 4.8 (58.6; 45) | R=4 5.7 (60.0; 30) | R=5 3.8 (57.3; 24)
 
 Separate test sets (``False``), 500 runs each: pooled 3.4-6.8 % over the same grid;
-one draw's as above.
-claims grow with tau (a third to three fifths of all runs at tau = 10); the pooled
-interval's stay near 5 % for every R from 2. Its price at tau = 0, R = 3, m = 300: 12
+one draw's as above. The one-draw interval's false claims grow with tau (a third to
+three fifths of all runs at tau = 10); the pooled interval's stay near 5 % for every R
+from 2. Its price at tau = 0, R = 3, m = 300: 12
 points wide against about 10 for one draw's own interval (t_2 where a known variance
 would allow z; the draws' spread cannot be told from zero with 3 of them).
 """

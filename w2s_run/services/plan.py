@@ -277,6 +277,7 @@ class Plan(BaseModel):
     jobs: list[TrainingJob]
     problems: list[str] = []       # one line per job that cannot fit
     notes: list[str] = []
+    replicates: int = 1            # every count above is one replicate's (config `replicates`)
 
     @property
     def fits(self) -> bool:
@@ -430,7 +431,8 @@ def plan(cfg: RunConfig, gpu_memory_gib: float | None = None, processes: int | N
     p = Plan(name=cfg.name, samples=samples, gpu_memory_gib=budget, gpu_source=gpu_source, processes=processes,
              debate=debate, labellers=[lab.name for lab in cfg.labellers],
              weak_members={m: len(v) for m, v in members.items()}, students=students,
-             student_seeds=len(cfg.strong.seeds), jobs=jobs, problems=problems, notes=notes)
+             student_seeds=len(cfg.strong.seeds), jobs=jobs, problems=problems, notes=notes,
+             replicates=cfg.replicates)
     if strict and problems:
         raise PlanError(f"config {cfg.name!r} cannot fit in {budget:.1f} GiB per process:\n  "
                         + "\n  ".join(problems), p)
@@ -458,6 +460,9 @@ def render_plan(p: Plan) -> str:
     lines.append(f"weak: {len(p.labellers)} labellers ({', '.join(p.labellers)}); members: "
                  + ", ".join(f"{m} {n}" for m, n in p.weak_members.items()))
     lines.append(f"strong: {p.students} students (ceiling and labeller x loss, x {p.student_seeds} seeds)")
+    if p.replicates > 1:
+        lines.append(f"replicates: {p.replicates}: the debates, members and students above are one replicate's; "
+                     f"the run makes {p.replicates} times as many (each replicate re-seeds them)")
     lines.append("training jobs (GPU memory per process):")
     for j in p.jobs:
         what = "members" if j.stage == "weak" else "students"
