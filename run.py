@@ -89,10 +89,10 @@ def dispatch(args: argparse.Namespace) -> None:
         print_plan(cfg, args.gpu_memory_gib, args.processes)
     elif args.command == "view":
         from w2s_run.report.viewer import write_viewer
-        print(write_viewer(cfg.layout))
+        print(write_viewer(cfg.replicate_layout(0)))  # replicate 0's labels beside every transcript
     elif args.command == "export":
         from w2s_run.report.inspect_export import export_inspect
-        files = export_inspect(cfg.layout, args.out, max(1, args.max_samples_per_log))
+        files = export_inspect(cfg.replicate_layout(0), args.out, max(1, args.max_samples_per_log))
         print("\n".join(map(str, files)) or f"no finished transcripts in {cfg.layout.transcripts}")
     else:
         from w2s_run.report.listing import print_transcripts

@@ -652,6 +652,9 @@ def _source_folder(run_dir: Path) -> str | None:
     return None
 
 
+REPLICATE_STRIDE = 1000  # replicate r's seeds: each seed + REPLICATE_STRIDE * r
+
+
 class RunConfig(Strict):
     # Python files (relative to the config file that names them) or module names imported
     # before the rest is validated: a loss, protocol or debate backend of your own,
@@ -666,6 +669,11 @@ class RunConfig(Strict):
     strong: StrongConfig = StrongConfig()
     tracking: TrackingConfig = TrackingConfig()  # experiment tracker (off by default; w2s_run/services/tracking.py)
     report: ReportConfig = ReportConfig()
+    # Independent draws of the method (for_replicate): every replicate re-seeds the debates,
+    # the weak members and the students (and, with replicate_splits, the split), and the
+    # report pools every comparison over them (w2s_run/report/statistics.py).
+    replicates: int = Field(1, ge=1)
+    replicate_splits: bool = False
 
     @field_validator("name")
     @classmethod
@@ -714,7 +722,35 @@ class RunConfig(Strict):
                     f"labeller {ref.name!r} does not ({', '.join(ref_losses)}): each student is compared with "
                     f"the reference's student of the same loss; add {', '.join(lacking)} to the losses of "
                     f"{ref.name!r} (or to strong.losses)")
+        if self.replicates > 1:  # replicate r adds r * REPLICATE_STRIDE: no two draws may share a seed
+            for what, seeds in (("weak.labellers[].seeds", [x for lab in self.weak.labellers for x in lab.seeds]),
+                                ("strong.seeds", self.strong.seeds)):
+                if max(seeds) - min(seeds) >= REPLICATE_STRIDE:
+                    raise ValueError(f"{what} span {min(seeds)}..{max(seeds)}: with replicates > 1 they must "
+                                     f"lie within {REPLICATE_STRIDE} of each other (replicate r adds "
+                                     f"{REPLICATE_STRIDE} * r to every seed)")
         return self
+
+    def for_replicate(self, r: int) -> "RunConfig":
+        """Replicate r (0-based) of this run: every random draw of the method re-seeded,
+        debate.seed, each weak labeller's seeds and strong.seeds (and data.seed with
+        replicate_splits) plus REPLICATE_STRIDE * r. Replicate 0 is the run itself, so a
+        one-draw run's transcripts, members and students are its replicate 0."""
+        if not 0 <= r < self.replicates:
+            raise ValueError(f"replicate {r} of a run with {self.replicates}")
+        if r == 0:
+            return self
+        add = REPLICATE_STRIDE * r
+        labellers = [lab.model_copy(update={"seeds": [x + add for x in lab.seeds]}) for lab in self.weak.labellers]
+        return self.model_copy(update={
+            "debate": self.debate.model_copy(update={"seed": self.debate.seed + add}),
+            "weak": self.weak.model_copy(update={"labellers": labellers}),
+            "strong": self.strong.model_copy(update={"seeds": [x + add for x in self.strong.seeds]}),
+            "data": self.data.model_copy(update={"seed": self.data.seed + add}) if self.replicate_splits else self.data})
+
+    def replicate_layout(self, r: int) -> RunLayout:
+        """Where replicate r's own files lie: the run folder itself for a one-draw run."""
+        return self.layout.for_replicate(r) if self.replicates > 1 else self.layout
 
     def student_losses(self, lab: LabellerConfig) -> list[str]:
         """The losses of the students trained on `lab`'s labels: its own, else strong.losses."""

@@ -36,7 +36,7 @@ from debate.transcript import Transcript
 from w2s_run.report import write_report
 from w2s_run.report.model import Report, RunMeta
 from w2s_run.report.render import gold_side_line, render_table
-from w2s_run.report.scoring import build_report
+from w2s_run.report.scoring import build_report, pool_reports
 from strong.stage import run_strong
 from weak.inputs import weak_view
 from weak.stage import MemberTrainer, run_weak
@@ -112,12 +112,16 @@ def prepare_data(cfg: RunConfig, layout: RunLayout) -> tuple[Splits, FitResult]:
             f"{dd.n_conflicting_texts} texts with conflicting labels dropped; {dd.n_out} of {dd.n_in} kept")
     fit = fit.model_copy(update={"samples": dd.samples, "dedupe": dd.summary()})
     splits = make_splits(fit.samples, d.n_weak_train, d.n_transfer, d.n_test, d.seed, d.balance)
-    if dist.is_main():
-        write_text_atomic(layout.splits, json.dumps({k: [s.id for s in getattr(splits, k)]
-                                                     for k in ("weak_train", "transfer", "test")}))
+    write_splits(splits, layout)
     log(f"[data] {d.task}: weak_train {len(splits.weak_train)}, transfer {len(splits.transfer)}, "
         f"test {len(splits.test)}")
     return splits, fit
+
+
+def write_splits(splits: Splits, layout: RunLayout) -> None:
+    if dist.is_main():
+        write_text_atomic(layout.splits, json.dumps({k: [s.id for s in getattr(splits, k)]
+                                                     for k in ("weak_train", "transfer", "test")}))
 
 
 def place_against_reference(cfg: RunConfig, splits: Splits, weak: MemberTrainer) -> dict[str, int]:
@@ -154,24 +158,42 @@ def consultant_gold_side(cfg: RunConfig, splits: Splits, transcripts: Transcript
     return out
 
 
-def generate_transcripts(cfg: RunConfig, splits: Splits, layout: RunLayout,
-                         weak: MemberTrainer) -> Transcripts:
-    """Every transcript the labellers read: per protocol, K per sample (the largest
-    `debates` a labeller of that protocol asks for)."""
+def placements(cfg: RunConfig, splits: Splits, weak: MemberTrainer) -> dict[str, dict[str, int]]:
+    """{protocol: side A's label per sample} of the protocols placed against the reference
+    (trained first, so that no weak base is loaded beside the debater)."""
+    out = {p: place_against_reference(cfg, splits, weak)
+           for p in cfg.debates_needed() if protocol_spec(p).needs_reference}
+    weak.release()  # the reference's weak base is done: free it before the debater loads
+    return out
+
+
+def shared_backend(cfg: RunConfig):
+    """The debater, loaded on first use and shared by every replicate's debates (each
+    replicate's sampling seeds travel with its requests)."""
     from debate.backends import make_backend
+    loaded = []
+
+    def backend():
+        if not loaded:
+            loaded.append(make_backend(cfg.debate))
+        return loaded[0]
+    return backend
+
+
+def generate_transcripts(cfg: RunConfig, splits: Splits, layout: RunLayout, placed: dict[str, dict[str, int]],
+                         backend_factory) -> Transcripts:
+    """Every transcript the labellers read: per protocol, K per sample (the largest
+    `debates` a labeller of that protocol asks for); `placed` from `placements`."""
     from debate.controls import positive_control, shuffled_control
     from debate.engine import DebateRunner, store_missing
 
     need = cfg.debates_needed()
     samples: list[Sample] = splits.all()
-    runner = DebateRunner(cfg.debate, layout.transcripts, lambda: make_backend(cfg.debate), tuple(need))
+    runner = DebateRunner(cfg.debate, layout.transcripts, backend_factory, tuple(need))
     backend = backend_spec(cfg.debate.backend)
     out: Transcripts = {}
     for protocol, k in need.items():
-        fixed = (place_against_reference(cfg, splits, weak)
-                 if protocol_spec(protocol).needs_reference else None)
-        if fixed is not None:
-            weak.release()  # the reference's weak base is done: free it before the debater loads
+        fixed = placed.get(protocol)
         if dist.world() > 1 and backend.in_process_engine and runner.missing(samples, protocol, k, fixed):
             raise StageFailed("an in-process vLLM engine cannot start inside a multi-process launch: "
                               "generate the debates first with `python run.py --until debate ...`, "
@@ -215,38 +237,92 @@ def run_pipeline(cfg: RunConfig, until: str | None = None) -> Report | None:
         return _run_stages(cfg, layout, until, env)
 
 
+class Draw:
+    """One replicate of the run: its config (seeds), its own files, and what its stages made."""
+
+    def __init__(self, cfg: RunConfig, r: int):
+        self.r, self.cfg, self.layout = r, cfg.for_replicate(r), cfg.replicate_layout(r)
+        self.name = f"replicate {r + 1} of {cfg.replicates}" if cfg.replicates > 1 else ""
+        self.splits: Splits
+        self.fit: FitResult
+        self.weak: MemberTrainer
+        self.transcripts: Transcripts = {}
+        self.labellers: dict = {}
+        self.students: dict = {}
+
+    def say(self, what: str) -> None:
+        """Names the replicate and its seeds before its share of a stage (silent for one draw)."""
+        if self.name:
+            c = self.cfg
+            log(f"[{self.name}] {what}: debate.seed {c.debate.seed}, weak seeds "
+                f"{sorted({x for lab in c.weak.labellers for x in lab.seeds})}, strong seeds {c.strong.seeds}"
+                + (f", data.seed {c.data.seed}" if c.replicate_splits else ""))
+
+
 def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None, env: dict) -> Report | None:
+    """Stage-major over the replicates: every replicate's data, then every replicate's
+    debates (one debater), weak labellers, students; each replicate reuses what the
+    content-addressed stores hold for its own seeds."""
     clock = StageClock()
     tracker = Tracker().start(cfg)  # tracking.backend none: does nothing
+    draws = [Draw(cfg, r) for r in range(cfg.replicates)]
     with clock.stage("data"):
-        splits, fit = prepare_data(cfg, layout)
-    weak = MemberTrainer(cfg, splits, layout)
-    transcripts: Transcripts = {}
+        for d in draws:
+            if d.r == 0 or cfg.replicate_splits:
+                d.say("data")
+                d.splits, d.fit = prepare_data(d.cfg, d.layout)
+            else:  # the same split: one fit and one draw of the split serve every replicate
+                d.splits, d.fit = draws[0].splits, draws[0].fit
+                write_splits(d.splits, d.layout)
+            d.weak = MemberTrainer(d.cfg, d.splits, d.layout)
     if cfg.debates_needed() or cfg.controls_needed():
         with clock.stage("debate"):
-            transcripts = generate_transcripts(cfg, splits, layout, weak)
+            # every replicate's placements before the debater loads, then its debates
+            placed = [placements(d.cfg, d.splits, d.weak) for d in draws]
+            backend = shared_backend(cfg)
+            for d, p in zip(draws, placed):
+                d.say("debates")
+                d.transcripts = generate_transcripts(d.cfg, d.splits, d.layout, p, backend)
     if until == "debate":
         return None
     with clock.stage("weak"):
-        labellers = run_weak(cfg, weak, transcripts)
-        weak.release()  # free the weak base before the strong model loads
+        for d in draws:
+            d.say("weak labellers")
+            d.labellers = run_weak(d.cfg, d.weak, d.transcripts)
+            d.weak.release()  # free the weak base before the next one (and the strong model) loads
     if dist.is_main():
-        record_stage(tracker, layout.root, "weak", weak.histories, cfg.weak.train)
+        record_stage(tracker, layout.root, "weak", {f"{_prefix(d)}{k}": v for d in draws
+                                                     for k, v in d.weak.histories.items()}, cfg.weak.train)
     if until == "weak":
         return None
     with clock.stage("strong"):
         strong_curves: dict[str, list[float]] = {}
-        students = run_strong(cfg, splits, labellers, layout, histories=strong_curves)
+        for d in draws:
+            d.say("students")
+            curves: dict[str, list[float]] = {}
+            d.students = run_strong(d.cfg, d.splits, d.labellers, d.layout, histories=curves)
+            strong_curves.update({f"{_prefix(d)}{k}": v for k, v in curves.items()})
     if dist.is_main():
         record_stage(tracker, layout.root, "strong", strong_curves, cfg.strong.train)
     if not dist.is_main():
         return None
+    transcripts = any(d.transcripts for d in draws)
     meta = RunMeta(task=cfg.data.task, weak_model=cfg.weak.model, strong_model=cfg.strong.model,
-                   debate=cfg.debate.model_dump(mode="json") if transcripts else None, fit=fit.summary(),
-                   consultant_gold_side=consultant_gold_side(cfg, splits, transcripts),
+                   debate=cfg.debate.model_dump(mode="json") if transcripts else None, fit=draws[0].fit.summary(),
                    seconds=clock.seconds, peak_rss_mb_after=clock.peak_rss_mb,
                    environment=env)
-    report = build_report(cfg.name, splits, labellers, students, cfg.weak.reference, meta)
+    reports = [build_report(cfg.name, d.splits, d.labellers, d.students, cfg.weak.reference,
+                            meta.model_copy(update={
+                                "fit": d.fit.summary(),
+                                "consultant_gold_side": consultant_gold_side(d.cfg, d.splits, d.transcripts),
+                                **({"debate": d.cfg.debate.model_dump(mode="json")} if transcripts else {})}))
+               for d in draws]
+    if len(draws) > 1:
+        for d, rep in zip(draws, reports):
+            write_report(rep, d.layout)
+        report = pool_reports(reports, [(d.splits, d.labellers, d.students) for d in draws])
+    else:
+        report = reports[0]
     path = write_report(report, layout)
     tracker.log_table(report_rows(report))
     tracker.finish()
@@ -258,6 +334,11 @@ def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None, env: dict)
     print(render_table(report))
     if transcripts:
         from w2s_run.report.viewer import write_viewer
-        console.info(f"[view] debates: {write_viewer(layout)}")
+        console.info(f"[view] debates: {write_viewer(draws[0].layout)}")
     print(f"[report] {path}")
     return report
+
+
+def _prefix(d: Draw) -> str:
+    """A training curve's name prefix: none for replicate 0 (the run itself), r<r>/ otherwise."""
+    return f"r{d.r}/" if d.r else ""

@@ -9,7 +9,9 @@
       weak/members/<protocol>/<model>/seed<s>[-debate<k>]/   one trained weak member
       weak/<labeller>/labeller.json, labels.jsonl            a labeller's outputs
       strong/<labeller>-<loss>/seed<s>/                      one student (ceiling: strong/ceiling/)
-      report.json, report.md, report.png
+      report.json, report.md, report.png   the run's report (with replicates: every draw's and the pooled one)
+      replicates/r<r>/        with `replicates` > 1, replicate r's own draw: its splits.json,
+                              weak/<labeller>/ and report.json/.md/.png (the stores above stay shared)
       debates.html + debates/   the transcript viewer: a small page, its filter index and paged data files
       inspect/                  `run.py export --format inspect`: inspect_ai eval logs
 """
@@ -28,6 +30,18 @@ def slug(text: str) -> str:
 @dataclass(frozen=True)
 class RunLayout:
     root: Path
+    # The folder of one draw's own files (splits, labellers' outputs, its report), relative
+    # to root: "" for a one-draw run, whose files lie in the run folder itself.
+    draw: str = ""
+
+    def for_replicate(self, r: int) -> "RunLayout":
+        """Replicate r's draw of a run with several replicates; the content-addressed stores
+        (transcripts, weak members, students) stay the run's."""
+        return RunLayout(self.root, f"replicates/r{r}")
+
+    @property
+    def draw_root(self) -> Path:
+        return self.root / self.draw if self.draw else self.root
 
     @classmethod
     def find(cls, name_or_path: str, output_dir: str = "runs") -> "RunLayout":
@@ -44,7 +58,7 @@ class RunLayout:
 
     @property
     def splits(self) -> Path:
-        return self.root / "splits.json"
+        return self.draw_root / "splits.json"
 
     @property
     def environment(self) -> Path:
@@ -56,15 +70,15 @@ class RunLayout:
 
     @property
     def report_json(self) -> Path:
-        return self.root / "report.json"
+        return self.draw_root / "report.json"
 
     @property
     def report_md(self) -> Path:
-        return self.root / "report.md"
+        return self.draw_root / "report.md"
 
     @property
     def report_png(self) -> Path:
-        return self.root / "report.png"
+        return self.draw_root / "report.png"
 
     @property
     def viewer(self) -> Path:
@@ -83,7 +97,7 @@ class RunLayout:
         return self.root / "weak" / "members" / slug(source) / slug(model) / name
 
     def labeller(self, name: str) -> Path:
-        return self.root / "weak" / slug(name)
+        return self.draw_root / "weak" / slug(name)
 
     def labeller_json(self, name: str) -> Path:
         return self.labeller(name) / "labeller.json"
@@ -92,7 +106,7 @@ class RunLayout:
         return self.labeller(name) / "labels.jsonl"
 
     def labeller_jsons(self) -> list[Path]:
-        weak = self.root / "weak"
+        weak = self.draw_root / "weak"
         return sorted(weak.glob("*/labeller.json")) if weak.is_dir() else []
 
     # -- strong

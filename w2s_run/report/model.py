@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from w2s_base.config import ControlSpec, ControlTag
 from w2s_base.runfolder.layout import RunLayout
-from w2s_run.report.statistics import ErrorBreakdown, GapResult, PairedDifferenceResult, PGRResult, SeedSpread
+from w2s_run.report.statistics import (ErrorBreakdown, GapResult, PairedDifferenceResult, PGRResult, PooledDifference,
+                                       SeedSpread)
 
 # 2: PGR with its verdict and dropped share, the weak-ceiling gap, paired student
 #    comparisons, seed spread and error breakdowns (w2s_run/report/statistics.py).
@@ -112,7 +113,22 @@ class RunMeta(BaseModel):
     peak_rss_mb_after: dict[str, float] = {}
 
 
+class PooledComparison(BaseModel):
+    """One comparison of the report pooled over the run's replicates
+    (statistics.pooled_difference): a weak labeller against the reference labeller
+    (kind "weak"), a student against the reference's student (kind "student", name and
+    reference "labeller|loss"), or the ceiling against the reference labeller (kind "gap")."""
+    kind: Literal["weak", "student", "gap"]
+    name: str
+    reference: str
+    result: PooledDifference
+
+
 class Report(BaseModel):
+    """One draw's results. A run with `replicates` > 1 writes a Report whose own fields are
+    replicate 0's draw (what a one-draw reader has always read), `replicates` every
+    draw's Report (replicate 0 included) and `pooled` every comparison pooled over them;
+    a one-draw run leaves both empty."""
     model_config = ConfigDict(extra="forbid")
     schema_version: int = SCHEMA_VERSION
     run: str
@@ -127,6 +143,8 @@ class Report(BaseModel):
     warnings: list[str] = []
     meta: RunMeta | None = None
     per_sample: PerSample | None = None  # None in reports written before it existed
+    replicates: list["Report"] = []
+    pooled: list[PooledComparison] | None = None
 
     def weak_rows(self) -> list[WeakRow]:
         return [r for r in self.rows if isinstance(r, WeakRow)]

@@ -62,11 +62,50 @@ def _acc_diff(d) -> str:
     return f"{100 * d.acc_diff:+.1f}{_ci(d.acc_diff_ci, True)}"
 
 
+# Every verdict of one draw says so: it is conditional on that draw of debates and seeds
+# (and of the split), and another draw can read otherwise; only `pooled` speaks for the method.
+DRAW_ONLY = "this draw only"
+
+
+def _pooled_table(report: Report) -> list[str]:
+    if not report.pooled:
+        return []
+    p0 = report.pooled[0].result
+    n = p0.n_replicates
+    test = ("the same test samples in every replicate" if p0.shared_test
+            else "a different split (and test set) in every replicate")
+
+    def title(c) -> str:
+        if c.kind == "gap":
+            return f"strong ceiling vs weak: {c.reference}"
+        if c.kind == "weak":
+            return f"weak: {c.name}{_control(report.control_of(c.name))} vs {c.reference}"
+        (lab, loss), (ref, ref_loss) = c.name.split("|", 1), c.reference.split("|", 1)
+        losses = loss if loss == ref_loss else f"{loss} vs {ref_loss}"
+        return f"W2S on {lab}{_control(report.control_of(lab))} vs on {ref} labels ({losses})"
+
+    lines = [f"# Run {report.run}: pooled over {n} replicates", "",
+             f"Each replicate re-draws the debates, the weak members' and the students' seeds; {test}. "
+             f"Pooled difference = mean of the {n} replicates' differences; {round(100 * p0.level)} % interval "
+             "from the two-level procedure (test samples × replicates; w2s_run/report/statistics.py). "
+             "Stability: each replicate's own verdict.", "",
+             f"| comparison | pooled difference, points ({round(100 * p0.level)}% CI) | pooled verdict | "
+             "per replicate, points | stability |", "|---|---:|---|---:|---|"]
+    for c in report.pooled:
+        d = c.result
+        per = ", ".join(f"{100 * v:+.1f}" for v in d.per_replicate)
+        lines.append(f"| {title(c)} | {100 * d.estimate:+.1f}{_ci(d.ci, True)} | {d.direction} | {per} | "
+                     f"{d.describe_stability()} |")
+    lines += ["", f"## Replicate 1 of {n} ({DRAW_ONLY}; every replicate: replicates/r<r>/report.md)", ""]
+    return lines
+
+
 def _main_table(report: Report) -> list[str]:
     g = report.gap
-    lines = [f"# Run {report.run}: {report.n_test} test samples", "",
+    lines = [f"# Run {report.run}: {report.n_test} test samples" + ("" if report.pooled else f" ({DRAW_ONLY})"), "",
              f"Ceiling − weak gap: {100 * g.gap:+.1f} points{_ci(g.ci, True)}, "
-             + ("significant" if g.significant else "**not significant**: PGR is not reported as a number"), "",
+             + ("significant" if g.significant else "**not significant**: PGR is not reported as a number")
+             + f" ({DRAW_ONLY})", "",
              "| model | test acc % (95% CI) | PGR % (95% CI; resamples dropped) | seeds: sd, range | "
              "test ECE | transfer labels acc % / ECE |",
              "|---|---:|---:|---:|---:|---:|"]
@@ -87,7 +126,8 @@ def _vs_reference_table(report: Report) -> list[str]:
     lines = ["", f"Each weak labeller against the plain weak model `{report.reference}` (test accuracy, "
                  "paired):", "", "| weak labeller | acc difference, points (95% CI) | verdict |", "|---|---:|---|"]
     for r in vs:
-        lines.append(f"| {r.name}{_control(r.control)} | {_acc_diff(r.vs_reference)} | {r.vs_reference.direction} |")
+        lines.append(f"| {r.name}{_control(r.control)} | {_acc_diff(r.vs_reference)} | "
+                     f"{r.vs_reference.direction} ({DRAW_ONLY}) |")
     return lines
 
 
@@ -103,7 +143,7 @@ def _comparisons_table(report: Report) -> list[str]:
         pgr_d = f"{100 * d.pgr_diff:+.1f}{_ci(d.pgr_diff_ci, True)}" if d.pgr_verdict == Verdict.OK else d.pgr_verdict
         loss = c.loss if c.reference_loss == c.loss else f"{c.loss} vs {c.reference_loss}"
         lines.append(f"| {c.labeller}{_control(report.control_of(c.labeller))} ({loss}) | {_acc_diff(d)} | "
-                     f"{d.direction} | {pgr_d} |")
+                     f"{d.direction} ({DRAW_ONLY}) | {pgr_d} |")
     return lines
 
 
@@ -146,7 +186,11 @@ def _notes(report: Report) -> list[str]:
     lines = ["", f"PGR = (W2S − weak) / (ceiling − weak), against the plain weak model "
                  f"`{report.reference}`; 95 % paired bootstrap intervals over test samples (1000 "
                  "resamples); a PGR interval is taken over the resamples where the ceiling beats the "
-                 "weak model, and the share dropped is shown beside it. Definitions: w2s_run/report/statistics.py."]
+                 "weak model, and the share dropped is shown beside it. Definitions: w2s_run/report/statistics.py.",
+             f"Every interval and verdict of one draw ({DRAW_ONLY}) covers test-sample noise only, for "
+             "this draw of debates, weak and strong seeds: another draw can read otherwise. "
+             + ("Only the pooled table speaks for the method." if report.pooled else
+                "A claim about the method needs replicates (config `replicates`, ≥ 3), pooled.")]
     meta = report.meta
     if meta and meta.fit and meta.fit["n_overlong"]:
         f = meta.fit
@@ -174,5 +218,5 @@ def _notes(report: Report) -> list[str]:
 
 
 def render_table(report: Report) -> str:
-    sections = (_main_table, _vs_reference_table, _comparisons_table, _errors_table, _members_table, _notes)
+    sections = (_pooled_table, _main_table, _vs_reference_table, _comparisons_table, _errors_table, _members_table, _notes)
     return "\n".join(line for section in sections for line in section(report)) + "\n"

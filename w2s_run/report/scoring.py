@@ -19,8 +19,8 @@ from data.splits import Splits
 from strong.stage import Preds, StudentKey
 from weak.labels import LabellerResult
 
-from w2s_run.report.model import (CeilingRow, Comparison, MemberScore, PerSample, Report, RunMeta, StudentRow,
-                                  WeakRow, row_id)
+from w2s_run.report.model import (CeilingRow, Comparison, MemberScore, PerSample, PooledComparison, Report,
+                                  RunMeta, StudentRow, WeakRow, row_id)
 
 Run = tuple[str, str]            # a student over its seeds: (labeller, loss)
 BySeed = dict[int, Preds]        # {seed: test predictions}
@@ -118,6 +118,24 @@ def _comparisons(runs: list[Run], student_c: dict[Run, np.ndarray], reference: s
     return out
 
 
+class _Scores:
+    """One draw's per-test-sample correctness: the reference labeller (weak_c), the ceiling
+    (ceil_c, seed mean), every labeller (lab_c) and every student (student_c, seed mean),
+    with the labellers and students in the paper's order."""
+
+    def __init__(self, splits: Splits, labellers: dict[str, LabellerResult],
+                 students: dict[StudentKey, Preds], reference: str):
+        self.t = t = _Test(splits)
+        self.ceiling, self.by_run = _group_by_run(students)
+        self.order = [reference] + [n for n in labellers if n != reference]
+        self.weak_c = t.correct(labellers[reference].test_p1)
+        self.ceil_c = t.seed_mean(self.ceiling)
+        self.lab_c = {n: t.correct(labellers[n].test_p1) for n in self.order}
+        self.runs = sorted(self.by_run, key=lambda r: self.order.index(r[0]) if r[0] in self.order
+                           else len(self.order))  # stable: config order within
+        self.student_c = {run: t.seed_mean(self.by_run[run]) for run in self.runs}
+
+
 def build_report(name: str, splits: Splits, labellers: dict[str, LabellerResult],
                  students: dict[StudentKey, Preds], reference: str = "weak",
                  meta: RunMeta | None = None) -> Report:
@@ -125,16 +143,12 @@ def build_report(name: str, splits: Splits, labellers: dict[str, LabellerResult]
     (those on the reference's labels first), the ceiling. A student trained with
     several seeds is scored by its per-sample correctness averaged over the seeds,
     so its accuracy is the seed mean and the bootstrap resamples test samples."""
-    t = _Test(splits)
-    ceiling, by_run = _group_by_run(students)
-    order = [reference] + [n for n in labellers if n != reference]
-    weak_c = t.correct(labellers[reference].test_p1)
-    ceil_c = t.seed_mean(ceiling)
+    sc = _Scores(splits, labellers, students, reference)
+    t, ceiling, by_run, order, runs, student_c = sc.t, sc.ceiling, sc.by_run, sc.order, sc.runs, sc.student_c
+    weak_c, ceil_c = sc.weak_c, sc.ceil_c
     weak_acc, ceil_acc = float(weak_c.mean()), float(ceil_c.mean())
 
     rows: list = [_weak_row(t, splits, labellers[n], reference, weak_c, ceil_c) for n in order]
-    runs = sorted(by_run, key=lambda r: order.index(r[0]) if r[0] in order else len(order))  # stable: config order within
-    student_c = {run: t.seed_mean(by_run[run]) for run in runs}
     rows += [_student_row(t, run, by_run[run], student_c[run], labellers[run[0]].test_p1, weak_c, ceil_c)
              for run in runs]
     rows.append(_ceiling_row(t, ceiling, ceil_c))
@@ -142,19 +156,44 @@ def build_report(name: str, splits: Splits, labellers: dict[str, LabellerResult]
     report = Report(run=name, n_test=len(t.ids), reference=reference, weak_accuracy=weak_acc,
                     ceiling_accuracy=ceil_acc, pgr_defined=ceil_acc > weak_acc, gap=st.gap(weak_c, ceil_c),
                     rows=rows, comparisons=_comparisons(runs, student_c, reference, weak_c, ceil_c), meta=meta,
-                    per_sample=_per_sample(t, rows, [labellers[n] for n in order], [student_c[r] for r in runs],
-                                           ceil_c))
+                    per_sample=_per_sample(sc, rows))
     report.warnings = _warnings(report)
     return report
 
 
-def _per_sample(t: _Test, rows: list, labellers: list[LabellerResult], students: list[np.ndarray],
-                ceil_c: np.ndarray) -> PerSample:
+def _per_sample(sc: "_Scores", rows: list) -> PerSample:
     """Every row's per-sample correctness (rows in report order: labellers, students,
     ceiling), as scored above: the seed mean for students and the ceiling."""
-    arrays = [t.correct(lab.test_p1) for lab in labellers] + students + [ceil_c]
+    t = sc.t
+    arrays = [sc.lab_c[n] for n in sc.order] + [sc.student_c[r] for r in sc.runs] + [sc.ceil_c]
     return PerSample(ids=list(t.ids), gold=[int(y) for y in t.y],
                      correct={row_id(r): [round(float(v), 4) for v in c] for r, c in zip(rows, arrays, strict=True)})
+
+
+def pool_reports(reports: list[Report], draws: list[tuple[Splits, dict[str, LabellerResult],
+                                                        dict[StudentKey, Preds]]]) -> Report:
+    """The run's report over its replicates: replicate 0's fields, every replicate's
+    Report, and every comparison the report makes pooled over the replicates
+    (statistics.pooled_difference): each weak labeller against the reference labeller,
+    each student against its reference student, and the ceiling against the reference."""
+    first = reports[0]
+    ref = first.reference
+    scores = [_Scores(splits, labs, students, ref) for splits, labs, students in draws]
+    ids = [sc.t.ids for sc in scores]
+
+    def pooled(kind: str, name: str, reference: str, x, y) -> PooledComparison:
+        return PooledComparison(kind=kind, name=name, reference=reference,
+                                result=st.pooled_difference([x(sc) for sc in scores], [y(sc) for sc in scores], ids))
+
+    out = [pooled("weak", r.name, ref, lambda sc, n=r.name: sc.lab_c[n], lambda sc: sc.weak_c)
+           for r in first.weak_rows() if r.name != ref]
+    for c in first.comparisons:
+        ref_run = (ref, c.reference_loss)
+        out.append(pooled("student", f"{c.labeller}|{c.loss}", "|".join(ref_run),
+                          lambda sc, run=(c.labeller, c.loss): sc.student_c[run],
+                          lambda sc, run=ref_run: sc.student_c[run]))
+    out.append(pooled("gap", "ceiling", ref, lambda sc: sc.ceil_c, lambda sc: sc.weak_c))
+    return first.model_copy(update={"replicates": reports, "pooled": out})
 
 
 def _warnings(report: Report) -> list[str]:

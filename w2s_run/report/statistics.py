@@ -161,9 +161,89 @@ independently. Each run then applies exactly the decision of :func:`paired_diffe
 every run therefore uses the same index stream, as every real report does, while the data
 differ between runs). The result counts the runs whose ``direction`` is ``"better"``
 (one-sided claim), ``"worse"``, and ``significant`` (two-sided claim: any difference).
+
+Replicates (:func:`pooled_difference`)
+--------------------------------------
+Every interval above is conditional on ONE draw of the method: one set of debates, one
+seed per weak member and student (and one split). A run with ``replicates`` R > 1 draws
+the method R times (config ``RunConfig.for_replicate``: new debate, weak and strong
+seeds, and with ``replicate_splits`` a new split) and pools each comparison over them.
+
+Model: replicate r's difference ``d_r = mean(x_r - y_r)`` (its test accuracy difference)
+is ``delta + u_r + e_r``: ``delta`` the method's effect, ``u_r`` (variance ``tau²``) what
+the draw of debates and seeds adds, ``e_r`` test-sample noise. With a shared test set (the
+same test ids in every replicate, in the same order: ``replicate_splits`` false) part of
+``e_r`` is COMMON to every replicate (a sample that favours x favours it in each draw) and
+does not average out over replicates; with separate test sets it is independent.
+
+* ``estimate`` = ``mean_r d_r``; ``per_replicate`` = the ``d_r``.
+* Test-sample level, by bootstrap: ``n`` resamples of each replicate's test samples as
+  in :func:`paired_difference`, with the SAME index stream (``seed``) in every replicate
+  when the test set is shared, so the common part is resampled jointly, and stream
+  ``seed + r`` for replicate r otherwise. From the resampled ``d*_{r,b}``:
+  ``v_test`` = variance over b of ``mean_r d*_{r,b}`` (the test-sample variance of the
+  estimate) and ``v_within`` = ``sum_r var_b(d*_{r,b} - mean_r d*_{r,b}) / (R - 1)`` (the
+  part of the test-sample noise that differs between replicates).
+* Replicate level, analytic: ``s2`` = sample variance of the ``d_r`` (``ddof=1``); it holds
+  ``tau²`` plus the test-sample noise that differs between replicates, so ``s2 / R``
+  estimates the variance of the estimate that replicates average out, with R - 1
+  degrees of freedom. ``v_common`` = ``max(0, v_test - v_within / R)`` is the common
+  test-sample part, which no number of replicates removes, estimated from all the test
+  samples. ``se`` = ``sqrt(s2 / R + v_common)``. The interval scales each part by its own
+  quantile: ``ci`` = ``estimate ∓ sqrt(t_{R-1}(q)² · s2 / R + z(q)² · v_common)``,
+  ``q = (1 + level) / 2`` (:func:`t_quantile`; t_2 = 4.30 for R = 3): with no common part
+  it is the exact t interval over the replicates' differences; with no spread between
+  replicates beyond the common part it is the normal interval of one draw.
+  ``significant`` and ``direction`` follow the rules of :func:`paired_difference`.
+  ``tau`` = ``sqrt(max(0, s2 - v_within))`` is reported, not used in the interval.
+* ``per_replicate_direction``: each replicate's own one-draw verdict (percentile interval
+  of its ``d*_{r,·}``; on a shared test set exactly the replicate report's verdict), and
+  the stability, e.g. "worse in 3 of 3 replicates", counts them.
+
+Why not a plain two-level percentile bootstrap (replicates and test samples resampled
+together): the bootstrap variance of a mean of R clusters is (R-1)/R of the true one and
+its percentiles are normal-like where t_{R-1} is due. Measured (200 runs, delta = 0,
+m = 300): false claims 13-20 % at R = 2 and 3 with tau = 10 points. Two Satterthwaite
+variants were measured and dropped: a t interval on ``max(0, s2 - v_within) / R + v_test``
+claimed 13-19 % at R = 2 (tau 5-10); one on ``s2 / R + v_common`` with Satterthwaite
+degrees of freedom over its terms claimed 7-11 % at R = 2, its df jumping up whenever
+``s2`` is small by chance.
+
+Simulation (:func:`simulate_replicate_claim_rate`): each run draws a test set of
+``n_test`` samples (one for all replicates, or one per replicate) and R replicates; in
+replicate r the reference student has true accuracy ``base_acc`` and the debate student
+``base_acc + true_diff + u_r``, ``u_r ~ N(0, tau²)`` (clipped to [0, 1]). The two students'
+per-sample correlation is that of :func:`simulate_claim_rate` (``shared``), with the
+sample's uniform shared by every replicate when the test set is: so a sample's
+difficulty is common to the draws. Each run applies :func:`pooled_difference`'s decision
+(same resamples) and, for comparison, replicate 0's one-draw verdict (that of
+:func:`paired_difference`).
+
+Measured false-claim rates (true_diff = 0, two-sided, %; base_acc 0.7, shared 0.5,
+1000 resamples), pooled (one draw's; mean pooled interval width in points), by
+``python -c "from w2s_run.report.statistics import simulate_replicate_claim_rate as s;
+print(s(0.0, TAU, M, 1000, R, True, seed=1))"``, 1000 runs each, shared test set:
+
+    m=100 tau=0:  R=2 4.5 (4.9; 66) | R=3 3.1 (4.1; 20) | R=4 3.7 (5.2; 13) | R=5 3.9 (4.9; 11)
+    m=100 tau=2:  R=2 4.8 (7.0; 75) | R=3 3.8 (6.3; 22) | R=4 4.1 (7.1; 15) | R=5 3.9 (6.7; 12)
+    m=100 tau=5:  R=2 5.4 (16.6; 102) | R=3 4.6 (16.3; 30) | R=4 4.9 (16.4; 20) | R=5 4.1 (16.0; 16)
+    m=100 tau=10: R=2 5.7 (36.2; 164) | R=3 4.7 (34.9; 48) | R=4 4.3 (36.8; 32) | R=5 3.5 (35.4; 26)
+    m=300 tau=0:  R=2 3.9 (4.1; 38) | R=3 3.7 (4.7; 12) | R=4 4.6 (4.8; 8) | R=5 4.3 (4.0; 6)
+    m=300 tau=2:  R=2 3.9 (10.8; 48) | R=3 3.8 (11.2; 15) | R=4 4.6 (10.5; 10) | R=5 4.7 (10.6; 8)
+    m=300 tau=5:  R=2 4.4 (32.7; 83) | R=3 3.9 (32.7; 25) | R=4 5.2 (33.0; 16) | R=5 4.4 (33.4; 13)
+    m=300 tau=10: R=2 4.4 (59.8; 151) | R=3 4.8 (58.6; 45) | R=4 5.7 (60.0; 30) | R=5 3.8 (57.3; 24)
+
+Separate test sets (``False``), 500 runs each: pooled 3.4-6.8 % over the same grid;
+one draw's as above. The one-draw interval's false claims grow with tau (a third to
+three fifths of all runs at tau = 10); the pooled interval's stay near 5 % for every R
+from 2. Its price at tau = 0, R = 3, m = 300: 12
+points wide against about 10 for one draw's own interval (t_2 where a known variance
+would allow z; the draws' spread cannot be told from zero with 3 of them).
 """
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from statistics import NormalDist  # the standard library's
@@ -552,24 +632,36 @@ def error_breakdown(student_c, weak_c, student_pred, weak_pred) -> ErrorBreakdow
         agreement_on_weak_wrong=on(agree, ~right))
 
 
+def _check_probabilities(n_test: int, n_runs: int, **ps: float) -> None:
+    for name, p in ps.items():
+        if not np.all((0 <= np.asarray(p)) & (np.asarray(p) <= 1)):
+            raise ValueError(f"{name} must lie in [0, 1], got {p}")
+    if n_test < 1 or n_runs < 1:
+        raise ValueError("n_test and n_runs must be >= 1")
+
+
+def _student_pair(rng: np.random.Generator, common: np.ndarray, u: np.ndarray,
+                  p_deb, p_ref) -> tuple[np.ndarray, np.ndarray]:
+    """0/1 correctness of the debate and reference students: where ``common``, both use
+    the sample's uniform ``u``; elsewhere each draws its own (reference first)."""
+    u_ref = np.where(common, u, rng.random(u.shape))
+    u_deb = np.where(common, u, rng.random(u.shape))
+    return u_deb < p_deb, u_ref < p_ref
+
+
 def _simulate_runs(true_diff: float, n_test: int, n_runs: int, base_acc: float, seed: int,
                    weak_acc: float, ceil_acc: float, shared: float) -> np.ndarray:
     """(n_runs, 4, n_test) 0/1 correctness: debate student, reference student, weak, ceiling
     (the argument order of paired_difference). See the module docstring for the model."""
     p_ref, p_deb = base_acc, base_acc + true_diff
-    for name, p in (("base_acc", p_ref), ("base_acc + true_diff", p_deb), ("weak_acc", weak_acc),
-                    ("ceil_acc", ceil_acc), ("shared", shared)):
-        if not 0 <= p <= 1:
-            raise ValueError(f"{name} must lie in [0, 1], got {p}")
-    if n_test < 1 or n_runs < 1:
-        raise ValueError("n_test and n_runs must be >= 1")
+    _check_probabilities(n_test, n_runs, **{"base_acc": p_ref, "base_acc + true_diff": p_deb, "weak_acc": weak_acc,
+                                           "ceil_acc": ceil_acc, "shared": shared})
     rng = np.random.default_rng(seed)
     shape = (n_runs, n_test)
     common = rng.random(shape) < shared
     u = rng.random(shape)
-    u_ref = np.where(common, u, rng.random(shape))
-    u_deb = np.where(common, u, rng.random(shape))
-    return np.stack([u_deb < p_deb, u_ref < p_ref, rng.random(shape) < weak_acc,
+    deb, ref = _student_pair(rng, common, u, p_deb, p_ref)
+    return np.stack([deb, ref, rng.random(shape) < weak_acc,
                      rng.random(shape) < ceil_acc], axis=1).astype(float)
 
 
@@ -604,3 +696,183 @@ def simulate_claim_rate(true_diff: float, n_test: int, n_runs: int, base_acc: fl
         claim_any_rate=sum(r.significant for r in res) / n_runs,
         gap_significant_rate=sum(r.gap.significant for r in res) / n_runs,
         mean_acc_diff=float(np.mean([r.acc_diff for r in res])))
+
+
+# ---------------------------------------------------------------------------- replicates
+
+@functools.lru_cache(maxsize=1024)
+def t_quantile(p: float, df: float) -> float:
+    """The ``p`` quantile (p > 0.5) of Student's t with ``df`` (> 0, not necessarily whole)
+    degrees of freedom: Newton's method on the CDF from the normal quantile (the CDF is
+    concave above 0, so the iterates rise monotonically to the root), the CDF by Simpson's
+    rule on the density (error < 1e-9 for the levels the report uses)."""
+    if not 0.5 < p < 1 or not df > 0:
+        raise ValueError(f"t_quantile needs 0.5 < p < 1 and df > 0, got p={p}, df={df}")
+    z = NormalDist().inv_cdf(p)
+    if df > 1e7:
+        return z
+    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+
+    def density(t):
+        return np.exp(log_c - (df + 1) / 2 * np.log1p(np.square(t) / df))
+
+    x = z
+    for _ in range(100):
+        grid = np.linspace(0.0, x, 4001)
+        w = np.ones(4001)
+        w[1:-1:2], w[2:-1:2] = 4, 2
+        cdf = 0.5 + float(density(grid) @ w) * (x / 4000) / 3
+        step = (p - cdf) / float(density(x))
+        x += step
+        if step < 1e-10 * max(1.0, x):
+            break
+    return float(x)
+
+
+@dataclass(frozen=True)
+class PooledDifference(_Result):
+    estimate: float                   # mean over replicates of each replicate's difference
+    ci: list[float]                   # estimate -/+ sqrt(t_{R-1}² s2 / R + z² v_common)
+    significant: bool                 # ci excludes 0 (two-sided)
+    direction: Direction              # BETTER (ci[0] > 0) | WORSE (ci[1] < 0) | NO_DIFFERENCE
+    se: float                         # sqrt(s2 / R + v_common)
+    tau: float                        # between-replicate sd beyond test-sample noise: sqrt(max(0, s2 - v_within))
+    v_test: float                     # test-sample variance of the estimate (bootstrap)
+    per_replicate: list[float]        # each replicate's difference
+    per_replicate_direction: list[Direction]  # each replicate's one-draw verdict
+    shared_test: bool                 # every replicate scored on the same test samples
+    n_replicates: int
+    n_test: int
+    n_resamples: int
+    level: float
+
+    def stability(self) -> dict[str, int]:
+        """How many replicates' one-draw verdicts read each way."""
+        return {str(d): self.per_replicate_direction.count(d) for d in Direction
+                if d in self.per_replicate_direction}
+
+    def describe_stability(self) -> str:
+        """E.g. "worse in 3 of 3 replicates", or "worse in 2, no detectable difference in 1 of 3"."""
+        parts = sorted(self.stability().items(), key=lambda kv: -kv[1])
+        return ", ".join(f"{d} in {n}" for d, n in parts) + f" of {self.n_replicates} replicates"
+
+
+def _pooled_from_means(d: np.ndarray, d_b: np.ndarray, n_test: int, shared_test: bool,
+                       level: float) -> PooledDifference:
+    """The pooled decision from each replicate's point difference ``d`` (R,) and its
+    test-sample resamples ``d_b`` (R, n) (see the module docstring)."""
+    R, n = d_b.shape
+    est = float(d.mean())
+    v_test = float(d_b.mean(axis=0).var(ddof=1))
+    v_within = float((d_b - d_b.mean(axis=0)).var(axis=1, ddof=1).sum() / (R - 1))
+    s2 = float(d.var(ddof=1))
+    common = max(0.0, v_test - v_within / R)
+    q = (1 + level) / 2
+    half = math.sqrt(t_quantile(q, R - 1) ** 2 * s2 / R + NormalDist().inv_cdf(q) ** 2 * common)
+    ci = [est - half, est + half]
+    direction = Direction.BETTER if ci[0] > 0 else Direction.WORSE if ci[1] < 0 else Direction.NO_DIFFERENCE
+    lo, hi = np.percentile(d_b, [(1 - level) / 2 * 100, (1 + level) / 2 * 100], axis=1)
+    per_dir = [Direction.BETTER if l > 0 else Direction.WORSE if h < 0 else Direction.NO_DIFFERENCE
+               for l, h in zip(lo, hi)]
+    return PooledDifference(
+        estimate=est, ci=[float(v) for v in ci], significant=direction != Direction.NO_DIFFERENCE,
+        direction=direction, se=math.sqrt(s2 / R + common), tau=math.sqrt(max(0.0, s2 - v_within)), v_test=v_test,
+        per_replicate=[float(v) for v in d], per_replicate_direction=per_dir, shared_test=shared_test,
+        n_replicates=R, n_test=int(n_test), n_resamples=n, level=float(level))
+
+
+def _replicate_seeds(shared_test: bool, R: int, seed: int) -> list[int]:
+    """The resample stream of each replicate: one stream (the same indices) for a shared
+    test set, an independent one per replicate otherwise."""
+    return [seed] * R if shared_test else [seed + r for r in range(R)]
+
+
+def pooled_difference(x: Sequence, y: Sequence, test_ids: Sequence[Sequence[str]],
+                      n: int = N_RESAMPLES, seed: int = SEED, level: float = LEVEL) -> PooledDifference:
+    """x − y pooled over replicates (x[r], y[r]: replicate r's aligned per-test-sample
+    correctness; test_ids[r]: its test sample ids, in that order), with the two-level
+    interval of the module docstring."""
+    _check(n, level)
+    R = len(x)
+    if R < 2 or len(y) != R or len(test_ids) != R:
+        raise ValueError("pooled_difference needs x, y and test_ids for the same >= 2 replicates")
+    pairs = [_aligned(x=a, y=b) for a, b in zip(x, y)]
+    for (a, _), ids in zip(pairs, test_ids):
+        if len(ids) != len(a):
+            raise ValueError("test_ids must name every test sample of its replicate")
+    shared = all(list(ids) == list(test_ids[0]) for ids in test_ids)
+    d, d_b = [], []
+    for (a, b), s in zip(pairs, _replicate_seeds(shared, R, seed)):
+        a_b, b_b = _resample_means(np.stack([a, b]), n, s)
+        d.append(a.mean() - b.mean())
+        d_b.append(a_b - b_b)
+    m = len(pairs[0][0]) if shared else min(len(a) for a, _ in pairs)
+    return _pooled_from_means(np.array(d), np.stack(d_b), m, shared, level)
+
+
+@dataclass(frozen=True)
+class ReplicateSimulationResult(_Result):
+    true_diff: float
+    tau: float
+    n_test: int
+    n_runs: int
+    replicates: int
+    shared_test: bool
+    n_resamples: int
+    level: float
+    base_acc: float
+    shared: float
+    one_draw_claim_rate: float    # share of runs whose replicate 0 alone (paired_difference) claims a difference
+    pooled_claim_rate: float      # share of runs whose pooled interval excludes 0 (two-sided)
+    pooled_better_rate: float
+    pooled_worse_rate: float
+    pooled_coverage: float        # share of runs whose pooled interval covers true_diff
+    mean_ci_width: float          # mean width of the pooled interval
+    mean_tau: float               # mean estimated between-replicate sd
+
+
+def _simulate_replicate_runs(true_diff: float, tau: float, n_test: int, n_runs: int, replicates: int,
+                             shared_test: bool, base_acc: float, seed: int, shared: float) -> np.ndarray:
+    """(n_runs, replicates, 2, n_test) 0/1 correctness of the debate and the reference
+    student in every replicate of every simulated run (see the module docstring)."""
+    _check_probabilities(n_test, n_runs, base_acc=base_acc, shared=shared)
+    if replicates < 2 or tau < 0:
+        raise ValueError("replicates must be >= 2 and tau >= 0")
+    rng = np.random.default_rng(seed)
+    shape = (n_runs, replicates, n_test)
+    p_deb = np.clip(base_acc + true_diff + tau * rng.standard_normal((n_runs, replicates, 1)), 0, 1)
+    u = rng.random((n_runs, 1 if shared_test else replicates, n_test))  # a test sample's difficulty
+    common = rng.random(shape) < shared
+    deb, ref = _student_pair(rng, common, np.broadcast_to(u, shape), p_deb, base_acc)
+    return np.stack([deb, ref], axis=2).astype(float)
+
+
+def simulate_replicate_claim_rate(true_diff: float, tau: float, n_test: int, n_runs: int, replicates: int = 3,
+                                  shared_test: bool = True, base_acc: float = 0.7, seed: int = 0, *,
+                                  shared: float = 0.5, n_resamples: int = N_RESAMPLES, level: float = LEVEL,
+                                  boot_seed: int = SEED) -> ReplicateSimulationResult:
+    """How often one draw's test-sample interval (paired_difference on replicate 0) and
+    the pooled two-level interval (pooled_difference over every replicate) claim a
+    difference when the debate student's accuracy exceeds the reference's by
+    ``true_diff`` on average over draws and by ``true_diff + u_r``, u_r ~ N(0, tau²), in
+    replicate r. ``seed`` draws the data, ``boot_seed`` the resamples (as in the report)."""
+    _check(n_resamples, level)
+    data = _simulate_replicate_runs(true_diff, tau, n_test, n_runs, replicates, shared_test, base_acc, seed, shared)
+    d_b = np.empty((n_runs, replicates, n_resamples))
+    for r, s in enumerate(_replicate_seeds(shared_test, replicates, boot_seed)):
+        # every run shares each replicate's index stream, so one pass resamples them all
+        b = _resample_means(data[:, r].reshape(n_runs * 2, n_test), n_resamples, s).reshape(n_runs, 2, -1)
+        d_b[:, r] = b[:, 0] - b[:, 1]
+    d = data[:, :, 0].mean(axis=2) - data[:, :, 1].mean(axis=2)
+    res = [_pooled_from_means(d[i], d_b[i], n_test, shared_test, level) for i in range(n_runs)]
+    return ReplicateSimulationResult(
+        true_diff=float(true_diff), tau=float(tau), n_test=int(n_test), n_runs=int(n_runs),
+        replicates=int(replicates), shared_test=bool(shared_test), n_resamples=int(n_resamples),
+        level=float(level), base_acc=float(base_acc), shared=float(shared),
+        one_draw_claim_rate=sum(p.per_replicate_direction[0] != Direction.NO_DIFFERENCE for p in res) / n_runs,
+        pooled_claim_rate=sum(p.significant for p in res) / n_runs,
+        pooled_better_rate=sum(p.direction == Direction.BETTER for p in res) / n_runs,
+        pooled_worse_rate=sum(p.direction == Direction.WORSE for p in res) / n_runs,
+        pooled_coverage=sum(p.ci[0] <= true_diff <= p.ci[1] for p in res) / n_runs,
+        mean_ci_width=float(np.mean([p.ci[1] - p.ci[0] for p in res])),
+        mean_tau=float(np.mean([p.tau for p in res])))

@@ -435,6 +435,7 @@ class Plan(BaseModel):
     times: list[StageTime] = []    # per stage, from the stated throughput assumptions
     kv: KVCheck | None = None      # the debate stage's vLLM KV cache
     power: PowerPlan | None = None
+    replicates: int = 1            # every count above is one replicate's (config `replicates`)
 
     @property
     def fits(self) -> bool:
@@ -653,7 +654,7 @@ def plan(cfg: RunConfig, gpu_memory_gib: float | None = None, processes: int | N
              debate=debate, labellers=[lab.name for lab in cfg.labellers],
              weak_members={m: len(v) for m, v in members.items()}, students=students,
              student_seeds=len(cfg.strong.seeds), jobs=jobs, problems=problems, notes=notes,
-             times=times, kv=kv, power=power_plan(cfg))
+             times=times, kv=kv, power=power_plan(cfg), replicates=cfg.replicates)
     if strict and problems:
         raise PlanError(f"config {cfg.name!r} cannot fit in {budget:.1f} GiB per process:\n  "
                         + "\n  ".join(problems), p)
@@ -723,6 +724,9 @@ def render_plan(p: Plan) -> str:
     lines.append(f"weak: {len(p.labellers)} labellers ({', '.join(p.labellers)}); members: "
                  + ", ".join(f"{m} {n}" for m, n in p.weak_members.items()))
     lines.append(f"strong: {p.students} students (ceiling and labeller x loss, x {p.student_seeds} seeds)")
+    if p.replicates > 1:
+        lines.append(f"replicates: {p.replicates}: the debates, members and students above are one replicate's; "
+                     f"the run makes {p.replicates} times as many (each replicate re-seeds them)")
     lines.append("training jobs (GPU memory per process):")
     for j in p.jobs:
         what = "members" if j.stage == "weak" else "students"
