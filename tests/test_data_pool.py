@@ -131,9 +131,9 @@ def test_the_report_notes_say_how_many_duplicate_texts_were_dropped():
               "duplicate_ids": ["b", "c"], "conflicting_ids": ["x", "y"]}
     fit = {"n_overlong": 0, "dedupe": dedupe}
     meta = RunMeta(task="generic", weak_model="w", strong_model="s", fit=fit)
-    notes = "\n".join(_notes(SimpleNamespace(reference="weak", meta=meta, rows=[])))
+    notes = "\n".join(_notes(SimpleNamespace(reference="weak", meta=meta, rows=[], pooled=None)))
     assert ("2 copies dropped before splitting, and 2 samples of 1 texts whose copies disagree "
             "on the label") in notes
     quiet = RunMeta(task="generic", weak_model="w", strong_model="s",
                     fit={**fit, "dedupe": {**dedupe, "n_duplicates": 0, "n_conflicting": 0}})
-    assert "Duplicate texts" not in "\n".join(_notes(SimpleNamespace(reference="weak", meta=quiet, rows=[])))
+    assert "Duplicate texts" not in "\n".join(_notes(SimpleNamespace(reference="weak", meta=quiet, rows=[], pooled=None)))
