@@ -159,8 +159,13 @@ def _idle_run_with_transcripts(cfg: "RunConfig") -> "RunLayout":
 
 def _run(args: argparse.Namespace) -> int:
     cfg = load(args)
+    # every check that needs no model, before torch is imported: models, files, folders
+    # (preflight, again in run_pipeline), and the debaters' prompt set (again in the engine)
     from w2s_run.services.preflight import preflight
-    preflight(cfg, args.until)  # every check that needs no model, before torch is imported
+    preflight(cfg, args.until)
+    if cfg.debates_needed():
+        from debate.prompts import prompts_for
+        prompts_for(cfg.debate, tuple(cfg.debates_needed()))
     from w2s_base.console import quiet_libraries  # imports transformers' logging; before tqdm loads
     quiet_libraries("quiet" if args.quiet else "verbose" if args.verbose else "normal")
     from w2s_run.pipeline import run_pipeline
@@ -178,8 +183,8 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _listing(args: argparse.Namespace) -> int:
-    from w2s_run.report.listing import print_transcripts
     layout = _existing_run(load(args))
+    from w2s_run.report.listing import print_transcripts
     print_transcripts(layout, args.command == "show", args.sample, args.gold, args.side, args.limit)
     return 0
 
@@ -318,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return VERBS[args.command].handler(args)
+    except BrokenPipeError:  # `w2s-debate show ... | head`: the reader left; no traceback
+        # (the Python docs' recipe: point stdout at devnull so the exit flush cannot fail again)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         print("\ninterrupted: finished work is saved; rerun the same command to resume", file=sys.stderr)
         return 130
