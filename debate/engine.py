@@ -24,7 +24,7 @@ from w2s_base.protocols import draw_a_label, protocol as protocol_spec
 from data.schema import Sample
 
 from .backends.base import Backend, ContinuousBackend, Generation, NextRequest, Request, run_in_turns
-from .prompts import PromptSet, load_prompt_set
+from .prompts import PromptSet, prompts_for
 from .transcript import Transcript, Turn, debate_key
 
 OTHER = {"A": "B", "B": "A"}
@@ -71,12 +71,7 @@ class DebateRunner:
                  protocols: tuple[str, ...] = ("debate",)):
         self.cfg = cfg
         self.store = store
-        self.prompts: PromptSet = load_prompt_set(cfg.prompts)
-        # Checked for every protocol up front: a missing or unrenderable template must
-        # not surface only after the first turns' debates have run.
-        for p in protocols:
-            self.prompts.require_roles({role for _, role in self.schedule(p)}, f"protocol {p!r}")
-            self.prompts.check_renders(self.schedule(p), self.num_turns(p))
+        self.prompts: PromptSet = prompts_for(cfg, protocols)  # checked for every protocol up front
         self._factory = backend_factory
         self._backend: Backend | None = None
 

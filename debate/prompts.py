@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import jinja2.meta
@@ -32,7 +32,10 @@ import jinja2.sandbox
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from w2s_base.protocols import PROTOCOLS
+from w2s_base.protocols import PROTOCOLS, protocol as protocol_spec
+
+if TYPE_CHECKING:
+    from w2s_base.config import DebateConfig
 
 BUILTIN_DIR = Path(__file__).parent / "prompts"
 
@@ -239,3 +242,18 @@ def load_prompt_set(name_or_path: str) -> PromptSet:
         raise PromptError(f"prompt set {p}: {e}") from e
     name = p.parent.name if p.name == "prompts.yaml" else p.stem
     return PromptSet(name, spec, hashlib.sha256(raw).hexdigest()[:16])
+
+
+def prompts_for(cfg: "DebateConfig", protocols: Sequence[str]) -> PromptSet:
+    """The debaters' prompt set (`debate.prompts`), checked for every protocol the run
+    generates: each role its schedule needs, and every turn rendered with representative
+    variables. Up front (preflight, before any model loads, and the debate engine): a
+    missing or unrenderable template must not surface only after the first turns' debates."""
+    prompts = load_prompt_set(cfg.prompts)
+    for p in protocols:
+        spec = protocol_spec(p)
+        n = spec.num_turns(cfg)
+        schedule = spec.schedule(n)
+        prompts.require_roles({role for _, role in schedule}, f"protocol {p!r}")
+        prompts.check_renders(schedule, n)
+    return prompts

@@ -1,6 +1,13 @@
 """Shared test factories: transcripts and report rows, built one way for every test."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
 from w2s_base.config import SamplingParams
 from debate.transcript import Transcript, Turn
 
@@ -59,3 +66,26 @@ def scripted_report(name, n_test=60, data_seed=0, shift=0, deb_right=None):
     students = {StudentKey.ceiling(0): right(50), StudentKey("weak", "xent", 0): right(36 + shift),
                 StudentKey("deb", "xent", 0): right(deb_right if deb_right is not None else 36 + shift)}
     return build_report(name, splits, labs, students)
+
+
+# A second process that takes a run folder's lock, says so, and holds it: a live run.
+_HOLDER = """
+import sys, time
+from w2s_base.runfolder.runlock import RunLock
+lock = RunLock(sys.argv[1], command="python run.py --config holder.yaml").acquire()
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]) if len(sys.argv) > 2 else 600)
+"""
+
+
+def start_lock_holder(root: Path) -> subprocess.Popen:
+    """A process that holds the run folder `root` (kill it when done)."""
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(root)], cwd=repo,
+                            env={**os.environ, "PYTHONPATH": str(repo)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if line.strip() != "locked":
+        proc.kill()
+        pytest.fail(f"holder did not start: {line!r} {proc.stderr.read()[-2000:]}")
+    return proc

@@ -21,28 +21,10 @@ from w2s_base.config import ConfigError, load_config
 from w2s_base.training.models import EMBEDDED, ModelNotFound, check_model, resolve_model
 from w2s_run.services.preflight import needed_models, preflight
 from w2s_base.runfolder.runlock import LOCK_NAME, RunLock, RunLocked, write_config_of_record
+from factories import start_lock_holder as _start_holder
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-
-# A second process that takes the run folder's lock, says so, and holds it.
-HOLDER = """
-import sys, time
-from w2s_base.runfolder.runlock import RunLock
-lock = RunLock(sys.argv[1], command="python run.py --config holder.yaml").acquire()
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]) if len(sys.argv) > 2 else 600)
-"""
-
-
-def _start_holder(root: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(root)], cwd=ROOT, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    if line.strip() != "locked":
-        proc.kill()
-        pytest.fail(f"holder did not start: {line!r} {proc.stderr.read()[-2000:]}")
-    return proc
 
 
 # ------------------------------------------------------------------ 1. run lock

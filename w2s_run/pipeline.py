@@ -23,6 +23,7 @@ from w2s_base.decision import predicted_label
 from w2s_base.runfolder.environment import environment
 from w2s_base.runfolder.jsonl import JsonlWriter, save_json, write_text_atomic
 from w2s_base.runfolder.layout import RunLayout
+from w2s_run.errors import StageFailed  # noqa: F401  (raised here; its home is torch-free)
 from w2s_run.services.preflight import preflight
 from w2s_base.protocols import protocol as protocol_spec
 from w2s_base.runfolder.runlock import RunLock, describe, write_config_of_record
@@ -35,17 +36,13 @@ from data.splits import Splits, make_splits
 from debate.transcript import Transcript
 from w2s_run.report import write_report
 from w2s_run.report.model import Report, RunMeta
-from w2s_run.report.render import gold_side_line, render_table
+from w2s_run.report.render import gold_side_line, render_summary, render_table
 from w2s_run.report.scoring import build_report, pool_reports
 from strong.stage import run_strong
 from weak.inputs import weak_view
 from weak.stage import MemberTrainer, run_weak
 
 Transcripts = dict[str, dict[tuple[str, int], Transcript]]  # {source: {(sample id, k): transcript}}; a source is a protocol or a control tag
-
-
-class StageFailed(Exception):
-    """A stage could not finish; what it finished is saved and a rerun resumes."""
 
 
 class StageClock:
@@ -284,7 +281,7 @@ def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None, env: dict)
                 d.say("debates")
                 d.transcripts = generate_transcripts(d.cfg, d.splits, d.layout, p, backend)
     if until == "debate":
-        return None
+        return _stopped("debate", draws)
     with clock.stage("weak"):
         for d in draws:
             d.say("weak labellers")
@@ -294,7 +291,7 @@ def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None, env: dict)
         record_stage(tracker, layout.root, "weak", {f"{_prefix(d)}{k}": v for d in draws
                                                      for k, v in d.weak.histories.items()}, cfg.weak.train)
     if until == "weak":
-        return None
+        return _stopped("weak", draws)
     with clock.stage("strong"):
         strong_curves: dict[str, list[float]] = {}
         for d in draws:
@@ -331,12 +328,33 @@ def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None, env: dict)
     with JsonlWriter(layout.timings) as f:
         f.write({"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": clock.seconds,
                  "peak_rss_mb_after": clock.peak_rss_mb})
-    print(render_table(report))
+    # --quiet: the final table alone (README: "only errors and the final table")
+    print(render_summary(report) if console.verbosity() == "quiet" else render_table(report))
     if transcripts:
         from w2s_run.report.viewer import write_viewer
         console.info(f"[view] debates: {write_viewer(draws[0].layout)}")
-    print(f"[report] {path}")
+    console.info(f"[report] {path}")
     return report
+
+
+def _stopped(stage: str, draws: list[Draw]) -> None:
+    """An `--until` run's last words: what the stages made and where (printed also
+    with --quiet: it is this run's final table); the CLI adds the next command."""
+    if not dist.is_main():
+        return None
+    if stage == "debate":
+        store = draws[0].layout.transcripts  # one store serves every replicate
+        made = {source: sum(len(d.transcripts.get(source, {})) for d in draws)
+                for source in dict.fromkeys(s for d in draws for s in d.transcripts)}
+        what = ", ".join(f"{source} {n}" for source, n in made.items()) or "none (no labeller reads a debate)"
+        print(f"[until debate] transcripts: {what}; stored in {store}")
+    else:
+        for d in draws:
+            labs = ", ".join(f"{name} ({len(lab.transfer_p1)} transfer labels, {len(lab.test_p1)} test "
+                             "predictions)" for name, lab in d.labellers.items())
+            where = d.layout.draw_root / "weak"
+            print(f"[until weak] {d.name + ': ' if d.name else ''}weak labellers: {labs or 'none'}; in {where}/")
+    return None
 
 
 def _prefix(d: Draw) -> str:

@@ -161,6 +161,29 @@ class RunLock:
         self.release()
 
 
+def live_holder(root: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The record of the live run that holds this run folder, or None when none does.
+    For readers (`view`, `export`) that refuse a folder a run is writing: creates
+    nothing (no folder, no lock file) and takes the lock only for an instant, to test
+    it. A folder on a filesystem without locking reads as free."""
+    path = Path(root) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:  # no lock file: no run has ever held the folder
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return _read_info(fd) or {}
+            return None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def is_held_here(root: str | os.PathLike[str]) -> bool:
     """Whether this process holds the lock of that run folder."""
     return Path(root).resolve() in _HELD

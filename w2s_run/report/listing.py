@@ -4,6 +4,7 @@ from __future__ import annotations
 from w2s_base.runfolder.layout import RunLayout
 from debate.engine import load_transcripts
 from debate.transcript import Transcript
+from w2s_run.report.model import ReportError
 
 
 def select(layout: RunLayout, sample: str | None = None, gold: int | None = None,
@@ -13,6 +14,10 @@ def select(layout: RunLayout, sample: str | None = None, gold: int | None = None
     ts = [t for t in load_transcripts(layout.transcripts).values() if t.ok]
     if sample:
         ts = [t for t in ts if t.sample_id == sample]
+    return filtered(ts, gold=gold, side=side)
+
+
+def filtered(ts: list[Transcript], gold: int | None = None, side: str | None = None) -> list[Transcript]:
     if gold is not None:
         ts = [t for t in ts if t.gold_label == gold]
     if side:
@@ -35,9 +40,22 @@ def full_text(t: Transcript) -> str:
     return "\n".join(lines) + "\n"
 
 
+def require_store(layout: RunLayout) -> None:
+    """A ReportError (one line) when the run has no transcript store to read."""
+    if not layout.transcripts.is_file():
+        raise ReportError(f"no transcripts in {layout.root}: {layout.transcripts} does not exist (the run "
+                          "has not reached its debate stage, or debates are off)")
+
+
 def print_transcripts(layout: RunLayout, full: bool, sample: str | None = None, gold: int | None = None,
                       side: str | None = None, limit: int = 20) -> None:
-    ts = select(layout, sample, gold, side)
+    """A store or a sample that does not exist is an error (ReportError); filters that
+    match nothing in an existing store are not."""
+    require_store(layout)
+    ts = select(layout, sample)
+    if sample and not ts:
+        raise ReportError(f"no transcript of sample {sample!r} in {layout.transcripts}")
+    ts = filtered(ts, gold=gold, side=side)
     if not ts:
         print(f"no transcripts match in {layout.transcripts}")
     for t in ts[:limit]:

@@ -67,7 +67,7 @@ def _acc_diff(d) -> str:
 DRAW_ONLY = "this draw only"
 
 
-def _pooled_table(report: Report) -> list[str]:
+def _pooled_comparisons(report: Report) -> list[str]:
     if not report.pooled:
         return []
     p0 = report.pooled[0].result
@@ -96,8 +96,15 @@ def _pooled_table(report: Report) -> list[str]:
         per = ", ".join(f"{100 * v:+.1f}" for v in d.per_replicate)
         lines.append(f"| {title(c)} | {100 * d.estimate:+.1f}{_ci(d.ci, True)} | {d.direction} | {per} | "
                      f"{d.describe_stability()} |")
-    lines += ["", f"## Replicate 1 of {n} ({DRAW_ONLY}; every replicate: replicates/r<r>/report.md)", ""]
     return lines
+
+
+def _pooled_table(report: Report) -> list[str]:
+    if not report.pooled:
+        return []
+    n = report.pooled[0].result.n_replicates
+    return _pooled_comparisons(report) + [
+        "", f"## Replicate 1 of {n} ({DRAW_ONLY}; every replicate: replicates/r<r>/report.md)", ""]
 
 
 def _main_table(report: Report) -> list[str]:
@@ -220,3 +227,10 @@ def _notes(report: Report) -> list[str]:
 def render_table(report: Report) -> str:
     sections = (_pooled_table, _main_table, _vs_reference_table, _comparisons_table, _errors_table, _members_table, _notes)
     return "\n".join(line for section in sections for line in section(report)) + "\n"
+
+
+def render_summary(report: Report) -> str:
+    """The final table alone (`--quiet`): the pooled comparisons of a run with replicates
+    (the table that speaks for the method), else the main table (accuracy and PGR per
+    model, with the run's warnings)."""
+    return "\n".join(_pooled_comparisons(report) or _main_table(report)) + "\n"
