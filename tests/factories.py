@@ -49,23 +49,37 @@ def _scripted_labeller(name, p, transfer):
                           transfer_p1=transfer, test_p1=p, member_test_p1={"m": p})
 
 
-def scripted_report(name, n_test=60, data_seed=0, shift=0, deb_right=None):
-    """A report scored by the real build_report on scripted predictions on the demo task's
-    splits: weak right on 30 of the test samples and "deb" on 33 (+shift), the weak-label
-    student on 36 (+shift), deb's student on `deb_right` (default 36 + shift), the ceiling
-    on 50 (each right on the first k test samples, wrong on the rest)."""
+def scripted_draw(n_test=60, data_seed=0, shift=0, deb_right=None, weak_right=30, ceil_right=50):
+    """One draw's (splits, labellers, students) with scripted predictions on the demo task's
+    splits: weak right on `weak_right` of the test samples and "deb" on 33 (+shift), the
+    weak-label student on 36 (+shift), deb's student on `deb_right` (default 36 + shift),
+    the ceiling on `ceil_right` (each right on the first k test samples, wrong on the rest)."""
     from data.demo_task import make_demo_samples
     from data.splits import make_splits
     from strong.stage import StudentKey
-    from w2s_run.report.scoring import build_report
     splits = make_splits(make_demo_samples(20 + 20 + n_test), 20, 20, n_test, seed=data_seed)
     y = {x.id: x.label for x in splits.test}
     right = lambda k: {i: (float(y[i]) if j < k else 1.0 - y[i]) for j, i in enumerate(y)}
     tr = {x.id: 0.5 for x in splits.transfer}
-    labs = {"weak": _scripted_labeller("weak", right(30), tr), "deb": _scripted_labeller("deb", right(33 + shift), tr)}
-    students = {StudentKey.ceiling(0): right(50), StudentKey("weak", "xent", 0): right(36 + shift),
+    labs = {"weak": _scripted_labeller("weak", right(weak_right), tr),
+            "deb": _scripted_labeller("deb", right(33 + shift), tr)}
+    students = {StudentKey.ceiling(0): right(ceil_right), StudentKey("weak", "xent", 0): right(36 + shift),
                 StudentKey("deb", "xent", 0): right(deb_right if deb_right is not None else 36 + shift)}
-    return build_report(name, splits, labs, students)
+    return splits, labs, students
+
+
+def scripted_report(name, n_test=60, data_seed=0, shift=0, deb_right=None):
+    """A report scored by the real build_report on scripted_draw's predictions."""
+    from w2s_run.report.scoring import build_report
+    return build_report(name, *scripted_draw(n_test, data_seed, shift, deb_right))
+
+
+def scripted_replicated_report(name, draws: list[dict]):
+    """A report pooled over replicates by the real pool_reports, replicate r scored on
+    scripted_draw(**draws[r])."""
+    from w2s_run.report.scoring import build_report, pool_reports
+    made = [scripted_draw(**d) for d in draws]
+    return pool_reports([build_report(name, *d) for d in made], made)
 
 
 # A second process that takes a run folder's lock, says so, and holds it: a live run.

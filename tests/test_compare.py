@@ -12,7 +12,8 @@ import run
 from w2s_base.config import load_config
 from w2s_run.report import statistics as st
 from w2s_run.report.model import Report, row_id
-from factories import scripted_report as _report
+from factories import scripted_replicated_report, scripted_report as _report
+from w2s_run.report.compare import load_run as load
 
 
 def _write(root, report: Report, **config):
@@ -109,13 +110,87 @@ def test_compare_names_the_missing_run_in_one_line(tmp_path, capsys, monkeypatch
     assert "at least two runs" in capsys.readouterr().err
 
 
-def test_compare_says_it_uses_one_draw_of_a_run_with_replicates(tmp_path, capsys, monkeypatch):
-    from w2s_run.report import compare
-    a = compare.load_run(str(_write(tmp_path / "a", _report("a"))))
-    b = compare.load_run(str(_write(tmp_path / "b", _report("b"))))
-    monkeypatch.setattr(compare.Run, "draws", property(lambda self: 3 if self is b else 1))
-    out = compare.render_comparison(a, b)
-    assert "run B has 3 replicates: compared on draw 0 of 3 only" in out and "run A has" not in out
+def _replicated(tmp_path, name, draws, **config):
+    """A run folder with a report pooled over len(draws) replicates (factories.scripted_draw)."""
+    return _write(tmp_path / name, scripted_replicated_report(name, draws), replicates=len(draws), **config)
+
+
+def _pooled_rows(out: str) -> dict[str, list[str]]:
+    """The pooled table's rows by title (the first table after "Pooled over")."""
+    block = out.split("Pooled over", 1)[1].split("Draw 0 of each run", 1)[0]
+    return {_cells(l)[0]: _cells(l) for l in _table_lines(block)[2:]}
+
+
+def test_compare_pools_runs_with_the_same_replicates_pairing_replicate_r_with_r(tmp_path, capsys):
+    a = _replicated(tmp_path, "a", [dict(shift=0), dict(shift=1), dict(shift=2)])
+    b = _replicated(tmp_path, "b", [dict(shift=5), dict(shift=8), dict(shift=2)])
+    assert run.main(["compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "Both runs have 3 replicates: compared pooled over them, replicate r of A paired with replicate r of B" \
+        in out and "The runs' seeds agree" in out
+    assert "in each of the 3 paired replicates the same test ids in both runs" in out
+    rows = _pooled_rows(out)
+    # the plain-label student: 36, 37, 38 right in A's replicates, 41, 44, 38 in B's (of 60)
+    student = rows["W2S on weak labels (xent)"]
+    assert student[5] == "+8.3, +11.7, +0.0"
+    ra, rb = (load(x).report.replicates for x in (a, b))
+    want = st.pooled_difference([x.per_sample.correct["w2s:weak:xent"] for x in rb],
+                                [x.per_sample.correct["w2s:weak:xent"] for x in ra], [x.per_sample.ids for x in ra])
+    assert want.estimate == pytest.approx((5 + 7 + 0) / 3 / 60)
+    assert student[1:5] == [f"{100 * 37 / 60:.1f}", f"{100 * 41 / 60:.1f}",
+                            f"+6.7 ({100 * want.ci[0]:+.1f} to {100 * want.ci[1]:+.1f})", str(want.direction)]
+    assert student[6] == want.describe_stability()
+    # the third replicates agree, so the pooled verdict is less sure than draw 0's
+    assert want.direction == "no detectable difference"
+    assert rows["strong ceiling (gold labels)"][4] == "no detectable difference"
+    draw0 = {_cells(l)[0]: _cells(l) for l in _table_lines(out.split("Draw 0 of each run", 1)[1])}
+    assert draw0["W2S on weak labels (xent)"][4] == "better"  # 36 -> 41 on the same samples: this draw only
+    # another debate seed: the pairing holds but pairs independent draws, and says so
+    c = _replicated(tmp_path, "c", [dict(shift=5), dict(shift=8), dict(shift=2)], **{"debate.seed": 7})
+    assert run.main(["compare", str(a), str(c)]) == 0
+    assert "The runs' seeds differ (debate.seed): paired replicates are independent draws" in capsys.readouterr().out
+
+
+def test_compare_pools_the_common_replicates_when_r_differs(tmp_path, capsys):
+    a = _replicated(tmp_path, "a", [dict(shift=0), dict(shift=1), dict(shift=2)])
+    b = _replicated(tmp_path, "b", [dict(shift=4), dict(shift=5)])
+    assert run.main(["compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert ("run A has 3 replicates and run B 2: compared pooled over the first 2 of each; run A's replicate 3 "
+            "left out") in out
+    assert _pooled_rows(out)["W2S on weak labels (xent)"][5] == "+6.7, +6.7"
+    assert "Pooled over 2 replicates" in out
+
+
+def test_compare_one_draw_against_a_replicated_run_compares_draw_0_and_says_so(tmp_path, capsys):
+    a = _write(tmp_path / "a", _report("a"))
+    b = _replicated(tmp_path, "b", [dict(shift=6), dict(shift=0), dict(shift=0)])
+    assert run.main(["compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert ("run B has 3 replicates, the other run one draw: compared on draw 0 of run B (its top-level draw, "
+            "drawn with the seeds of a one-draw run) against the other run's one draw: these draws only") in out
+    assert "Pooled over" not in out and "a verdict here is about these draws, not about the method" in out
+    rows = {_cells(l)[0]: _cells(l) for l in _table_lines(out)}
+    assert rows["W2S on weak labels (xent)"][3].startswith("+10.0 (")  # draw 0 of B: 42 of 60 against 36
+
+
+def test_compare_pairs_each_replicate_on_its_own_test_ids_and_flags_one_that_differs(tmp_path, capsys):
+    """replicate_splits: each replicate has its own split; replicate r of A is paired with
+    replicate r of B on the ids they share."""
+    draws = [dict(data_seed=r) for r in range(3)]
+    a = _replicated(tmp_path, "a", draws, replicate_splits=True)
+    b = _replicated(tmp_path, "b", [dict(data_seed=r, shift=3) for r in range(3)], replicate_splits=True)
+    assert run.main(["compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "in each of the 3 paired replicates the same test ids in both runs" in out
+    assert _pooled_rows(out)["W2S on weak labels (xent)"][5] == "+5.0, +5.0, +5.0"
+    # B's third replicate drawn from another split: paired on the common ids only, flagged
+    c = _replicated(tmp_path, "c", [dict(data_seed=0), dict(data_seed=1), dict(data_seed=9)], replicate_splits=True)
+    common = len(set(load(a).report.replicates[2].per_sample.ids) & set(load(c).report.replicates[2].per_sample.ids))
+    assert 0 < common < 60
+    assert run.main(["compare", str(a), str(c)]) == 0
+    out = capsys.readouterr().out
+    assert f"**Warning: the test sets differ** in replicate 3 ({common} common ids; A has 60, B has 60)" in out
 
 
 @pytest.mark.slow

@@ -11,9 +11,17 @@ not texts, so the runs' `data` configs are compared as well: when they differ, a
 id may name another text, and the comparison says so. Then the dotted config keys that
 differ between the runs' configs of record (`runs/<name>/config.yaml`).
 
-A run with replicates (`Report.replicates`, R > 1) is compared on its top-level draw only,
-and says so: `compare_draws` pairs one draw of each run; a pooled comparison over the
-replicates would pair each run's list of draws instead.
+Runs with replicates (`Report.replicates`, R > 1) are compared pooled over them
+(`compare_pooled`, `statistics.pooled_difference`): replicate r of A is paired with
+replicate r of B on their common test ids, and the per-replicate differences B_r − A_r
+are pooled with the two-level procedure (test samples × replicates). Pairing by index is
+valid for any two sets of independent draws; when the runs' seeds agree it also pairs
+like with like (replicate r adds REPLICATE_STRIDE · r to every seed in both runs, so a
+stage whose config is the same in both shares its draw, and its noise cancels). When R
+differs, the first min(R_A, R_B) replicates of each are pooled and the rest left out;
+when only one run has replicates, the replicated run's draw 0 (its top-level draw: the
+seeds of a one-draw run) is compared with the other's one draw, as one draw only. Each
+comparison says which of these it is (`DrawPlan`).
 """
 from __future__ import annotations
 
@@ -121,6 +129,92 @@ def compare_draws(a: Report, b: Report, pairing: Pairing) -> list[RowComparison]
     return out
 
 
+@dataclass(frozen=True)
+class PooledRowComparison:
+    """One row present in both runs, pooled over the paired replicates."""
+    row: str                 # model.row_id
+    title: str
+    acc_a: float             # mean over the paired replicates of A's accuracy on the common ids
+    acc_b: float
+    diff: st.PooledDifference   # B − A
+
+
+def replicate_pairings(a: Report, b: Report, k: int, names: tuple[str, str] = ("A", "B")) -> list[Pairing]:
+    """Replicate r of A paired with replicate r of B on their common test ids, r < k."""
+    out = []
+    for r in range(k):
+        ra, rb = a.replicates[r], b.replicates[r]
+        if ra.per_sample is None or rb.per_sample is None:
+            raise ReportError(f"replicate {r + 1} of {names[0] if ra.per_sample is None else names[1]} holds no "
+                              "per-sample results (written by an older build): rerun the run to rewrite it")
+        out.append(pair_test_sets(ra.per_sample, rb.per_sample,
+                                  (f"{names[0]} replicate {r + 1}", f"{names[1]} replicate {r + 1}")))
+    return out
+
+
+def compare_pooled(a: Report, b: Report, pairings: list[Pairing]) -> list[PooledRowComparison]:
+    """Every row in every paired replicate of both reports (in A's order), B − A pooled
+    over the replicates (statistics.pooled_difference), each replicate paired on its
+    common test ids."""
+    k = len(pairings)
+    reps_a, reps_b = a.replicates[:k], b.replicates[:k]
+    titles = {row_id(r): row_title(r) for r in a.rows}
+    common = [rid for rid in reps_a[0].per_sample.correct
+              if all(rid in x.per_sample.correct for x in reps_a + reps_b)]
+    out = []
+    for rid in common:
+        xa = [np.asarray(x.per_sample.correct[rid])[p.at_a] for x, p in zip(reps_a, pairings)]
+        xb = [np.asarray(x.per_sample.correct[rid])[p.at_b] for x, p in zip(reps_b, pairings)]
+        out.append(PooledRowComparison(
+            row=rid, title=titles.get(rid, rid), acc_a=float(np.mean([x.mean() for x in xa])),
+            acc_b=float(np.mean([x.mean() for x in xb])),
+            diff=st.pooled_difference(xb, xa, [p.ids for p in pairings])))
+    return out
+
+
+# the config keys that set which draw replicate r is (RunConfig.for_replicate): any
+# debate/weak/strong/data seed, and whether the split is re-drawn
+_SEED_KEYS = ("seed", "replicate_splits")
+
+
+@dataclass(frozen=True)
+class DrawPlan:
+    """Which draws of the two runs a comparison pairs: `pooled` replicate pairs (0: one
+    draw of each), and the paragraph that says so."""
+    pooled: int
+    text: str | None
+
+
+def draw_plan(a: Run, b: Run) -> DrawPlan:
+    ra, rb = a.draws, b.draws
+    if ra == rb == 1:
+        return DrawPlan(0, None)
+    if min(ra, rb) == 1:
+        side, r = ("A", ra) if ra > 1 else ("B", rb)
+        return DrawPlan(0, f"**Note:** run {side} has {r} replicates, the other run one draw: compared on draw 0 of "
+                           f"run {side} (its top-level draw, drawn with the seeds of a one-draw run) against the other "
+                           "run's one draw: these draws only. A pooled comparison needs replicates in both runs.")
+    k = min(ra, rb)
+    if ra == rb:
+        what = f"Both runs have {k} replicates: compared pooled over them"
+    else:
+        more, r = ("A", ra) if ra > rb else ("B", rb)
+        what = (f"**Note:** run A has {ra} replicates and run B {rb}: compared pooled over the first {k} of each; "
+                f"run {more}'s replicate{f's {k + 1} to {r}' if r > k + 1 else f' {r}'} left out")
+    text = (f"{what}, replicate r of A paired with replicate r of B on their common test ids, the {k} differences "
+            "pooled with the two-level interval (test samples × replicates).")
+    if a.config is None or b.config is None:
+        return DrawPlan(k, text + " Seeds not checked (no config of record in one run).")
+    seeds = [key for key, _, _ in config_diff(a.config, b.config) if any(s in key for s in _SEED_KEYS)]
+    if seeds:
+        text += (f" The runs' seeds differ ({', '.join(seeds)}): paired replicates are independent draws, so the "
+                 "pairing holds but cancels nothing beyond the shared test samples.")
+    else:
+        text += (" The runs' seeds agree: replicate r re-seeds both runs alike, so a stage configured the same in "
+                 "both shares its draw and its noise cancels in the difference.")
+    return DrawPlan(k, text)
+
+
 def flat(d, prefix: str = "") -> dict[str, object]:
     """A nested config as dotted keys (list items by index: weak.labellers.1.name)."""
     if isinstance(d, dict):
@@ -180,13 +274,24 @@ def _data_configs(a: Run, b: Run) -> list[str]:
             "another text (report.json carries ids, not texts; the gold labels agree on every common id)."]
 
 
-def _draws(a: Run, b: Run) -> list[str]:
-    out = []
-    for side, r in (("A", a), ("B", b)):
-        if r.draws > 1:
-            out.append(f"**Note:** run {side} has {r.draws} replicates: compared on draw 0 of {r.draws} only "
-                       "(its top-level draw; a pooled comparison over replicates is not implemented yet).")
-    return out
+def _replicate_test_sets(pairings: list[Pairing]) -> list[str]:
+    partial = [(r, p) for r, p in enumerate(pairings) if not p.complete]
+    if not partial:
+        return [f"Test sets: in each of the {len(pairings)} paired replicates the same test ids in both runs."]
+    return ["**Warning: the test sets differ** in " + "; ".join(
+        f"replicate {r + 1} ({len(p.ids)} common ids; A has {p.n_a}, B has {p.n_b})" for r, p in partial)
+        + ": each replicate is paired on its common ids only."]
+
+
+def _pooled_rows_table(rows: list[PooledRowComparison], k: int) -> list[str]:
+    lines = [f"| row | A acc % (mean of {k}) | B acc % (mean of {k}) | B − A pooled, points (95% CI) | "
+             "pooled verdict | per replicate, points | stability |", "|---|---:|---:|---:|---|---:|---|"]
+    for r in rows:
+        d = r.diff
+        per = ", ".join(f"{100 * v:+.1f}" for v in d.per_replicate)
+        lines.append(f"| {cell(r.title)} | {fmt(r.acc_a)} | {fmt(r.acc_b)} | {100 * d.estimate:+.1f} "
+                     f"{_ci(d.ci, True)} | {d.direction} | {per} | {d.describe_stability()} |")
+    return lines
 
 
 def _rows_table(rows: list[RowComparison], a: Report, b: Report) -> list[str]:
@@ -215,18 +320,31 @@ def _config_table(a: Run, b: Run) -> list[str]:
 
 
 def render_comparison(a: Run, b: Run) -> str:
-    """B against A: test sets, data configs, every common row paired, the config diff."""
-    pairing = pair_test_sets(a.per_sample, b.per_sample, (f"A ({a.root})", f"B ({b.root})"))
+    """B against A: which draws, test sets, data configs, every common row paired (pooled
+    over replicates when both runs have them, then draw 0 of each), the config diff."""
+    names = (f"A ({a.root})", f"B ({b.root})")
+    pairing = pair_test_sets(a.per_sample, b.per_sample, names)
+    plan = draw_plan(a, b)
+    pairings = replicate_pairings(a.report, b.report, plan.pooled, names) if plan.pooled else []
     rows = compare_draws(a.report, b.report, pairing)
     lines = [f"# B `{b.report.run}` ({b.root}) against A `{a.report.run}` ({a.root})", ""]
-    for paragraph in _test_sets(pairing) + _data_configs(a, b) + _draws(a, b):
+    tests = _replicate_test_sets(pairings) if pairings else _test_sets(pairing)
+    for paragraph in ([plan.text] if plan.text else []) + tests + _data_configs(a, b):
         lines += [paragraph, ""]
+    one_draw = ("test-sample noise only, conditional on each run's one draw of debates and training seeds: "
+                "a verdict here is about these draws, not about the method.")
+    if pairings:
+        lines += [f"Pooled over {plan.pooled} replicates (B − A; w2s_run/report/statistics.py: pooled_difference):",
+                  ""] + _pooled_rows_table(compare_pooled(a.report, b.report, pairings), plan.pooled)
+        lines += ["", f"Draw 0 of each run (this draw only; on its {len(pairing.ids)} common test ids):", ""]
     lines += _rows_table(rows, a.report, b.report)
     lines += _config_table(a, b)
-    lines += ["", f"Intervals: 95 % paired bootstrap over the {len(pairing.ids)} common test samples "
-                  "(w2s_run/report/statistics.py: accuracy_interval, accuracy_difference); they cover "
-                  "test-sample noise only, conditional on each run's one draw of debates and training seeds: "
-                  "a verdict here is about these draws, not about the method."]
+    lines += ["", f"Intervals: the pooled ones cover the test samples and the spread between the {plan.pooled} "
+                  "paired replicates, a statement about the method as the runs draw it; the draw-0 ones (95 % "
+                  "paired bootstrap, accuracy_interval, accuracy_difference) cover " + one_draw
+              if pairings else
+              f"Intervals: 95 % paired bootstrap over the {len(pairing.ids)} common test samples "
+              "(w2s_run/report/statistics.py: accuracy_interval, accuracy_difference); they cover " + one_draw]
     return "\n".join(lines) + "\n"
 
 

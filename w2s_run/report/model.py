@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from w2s_base.config import ControlSpec, ControlTag
 from w2s_base.runfolder.layout import RunLayout
 from w2s_run.report.statistics import (ErrorBreakdown, GapResult, PairedDifferenceResult, PGRResult, PooledDifference,
-                                       SeedSpread)
+                                       PooledPGR, SeedSpread)
 
 # 2: PGR with its verdict and dropped share, the weak-ceiling gap, paired student
 #    comparisons, seed spread and error breakdowns (w2s_run/report/statistics.py).
@@ -124,11 +124,21 @@ class PooledComparison(BaseModel):
     result: PooledDifference
 
 
+class PooledPGRRow(BaseModel):
+    """One W2S student's PGR pooled over the run's replicates (statistics.pooled_pgr):
+    always against the plain weak model `reference`, as each draw's PGR is, and gated on
+    the pooled ceiling − weak gap."""
+    labeller: str
+    loss: str
+    reference: str
+    result: PooledPGR
+
+
 class Report(BaseModel):
     """One draw's results. A run with `replicates` > 1 writes a Report whose own fields are
     replicate 0's draw (what a one-draw reader has always read), `replicates` every
-    draw's Report (replicate 0 included) and `pooled` every comparison pooled over them;
-    a one-draw run leaves both empty."""
+    draw's Report (replicate 0 included), `pooled` every comparison pooled over them and
+    `pooled_pgr` every student's PGR pooled over them; a one-draw run leaves them empty."""
     model_config = ConfigDict(extra="forbid")
     schema_version: int = SCHEMA_VERSION
     run: str
@@ -145,6 +155,7 @@ class Report(BaseModel):
     per_sample: PerSample | None = None  # None in reports written before it existed
     replicates: list["Report"] = []
     pooled: list[PooledComparison] | None = None
+    pooled_pgr: list[PooledPGRRow] | None = None
 
     def weak_rows(self) -> list[WeakRow]:
         return [r for r in self.rows if isinstance(r, WeakRow)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from w2s_base.config import ControlSpec
 from w2s_base.runfolder.environment import one_line
-from w2s_run.report.statistics import Verdict
+from w2s_run.report.statistics import Direction, Verdict
 
 from w2s_run.report.model import CeilingRow, Report, StudentRow, WeakRow
 
@@ -96,6 +96,7 @@ def _pooled_comparisons(report: Report) -> list[str]:
         per = ", ".join(f"{100 * v:+.1f}" for v in d.per_replicate)
         lines.append(f"| {title(c)} | {100 * d.estimate:+.1f}{_ci(d.ci, True)} | {d.direction} | {per} | "
                      f"{d.describe_stability()} |")
+    lines += _pooled_pgr_table(report)
     return lines
 
 
@@ -107,13 +108,38 @@ def _pooled_table(report: Report) -> list[str]:
         "", f"## Replicate 1 of {n} ({DRAW_ONLY}; every replicate: replicates/r<r>/report.md)", ""]
 
 
+def _pooled_pgr_cell(p) -> str:
+    """The pooled PGR and its interval only when the pooled gap is significant; otherwise the verdict."""
+    if p.verdict != Verdict.OK:
+        return _NO_PGR[p.verdict]
+    return f"{fmt(p.pgr)}{_ci(p.ci)}" + (" ⚠ >100 %" if p.above_100 else "")
+
+
+def _pooled_pgr_table(report: Report) -> list[str]:
+    if not report.pooled_pgr:
+        return []
+    g = report.pooled_pgr[0].result.gap
+    lines = ["", f"Pooled PGR = mean over replicates of (W2S − weak) / mean over replicates of (ceiling − weak), "
+                 f"against the plain weak model `{report.reference}`; its {round(100 * g.level)} % interval is every PGR "
+                 "value the pooled two-level test does not reject (Fieller), printed only when the pooled ceiling − "
+                 f"weak gap is significant (here {100 * g.estimate:+.1f} points{_ci(g.ci, True)}: "
+                 + ("significant" if g.direction == Direction.BETTER else "**not significant**") + ").", "",
+             f"| student on … labels (loss) | pooled PGR % ({round(100 * g.level)}% CI) | per replicate, % |",
+             "|---|---:|---:|"]
+    for row in report.pooled_pgr:
+        per = ", ".join(fmt(v) for v in row.result.per_replicate)
+        lines.append(f"| {row.labeller}{_control(report.control_of(row.labeller))} ({row.loss}) | "
+                     f"{_pooled_pgr_cell(row.result)} | {per} |")
+    return lines
+
+
 def _main_table(report: Report) -> list[str]:
     g = report.gap
     lines = [f"# Run {report.run}: {report.n_test} test samples" + ("" if report.pooled else f" ({DRAW_ONLY})"), "",
              f"Ceiling − weak gap: {100 * g.gap:+.1f} points{_ci(g.ci, True)}, "
              + ("significant" if g.significant else "**not significant**: PGR is not reported as a number")
              + f" ({DRAW_ONLY})", "",
-             "| model | test acc % (95% CI) | PGR % (95% CI; resamples dropped) | seeds: sd, range | "
+             f"| model | test acc % (95% CI) | PGR % (95% CI; resamples dropped; {DRAW_ONLY}) | seeds: sd, range | "
              "test ECE | transfer labels acc % / ECE |",
              "|---|---:|---:|---:|---:|---:|"]
     for r in report.rows:

@@ -19,8 +19,8 @@ from data.splits import Splits
 from strong.stage import Preds, StudentKey
 from weak.labels import LabellerResult
 
-from w2s_run.report.model import (CeilingRow, Comparison, MemberScore, PerSample, PooledComparison, Report,
-                                  RunMeta, StudentRow, WeakRow, row_id)
+from w2s_run.report.model import (CeilingRow, Comparison, MemberScore, PerSample, PooledComparison, PooledPGRRow,
+                                  Report, RunMeta, StudentRow, WeakRow, row_id)
 
 Run = tuple[str, str]            # a student over its seeds: (labeller, loss)
 BySeed = dict[int, Preds]        # {seed: test predictions}
@@ -175,7 +175,8 @@ def pool_reports(reports: list[Report], draws: list[tuple[Splits, dict[str, Labe
     """The run's report over its replicates: replicate 0's fields, every replicate's
     Report, and every comparison the report makes pooled over the replicates
     (statistics.pooled_difference): each weak labeller against the reference labeller,
-    each student against its reference student, and the ceiling against the reference."""
+    each student against its reference student, and the ceiling against the reference;
+    and every student's PGR pooled over them (statistics.pooled_pgr)."""
     first = reports[0]
     ref = first.reference
     scores = [_Scores(splits, labs, students, ref) for splits, labs, students in draws]
@@ -193,7 +194,10 @@ def pool_reports(reports: list[Report], draws: list[tuple[Splits, dict[str, Labe
                           lambda sc, run=(c.labeller, c.loss): sc.student_c[run],
                           lambda sc, run=ref_run: sc.student_c[run]))
     out.append(pooled("gap", "ceiling", ref, lambda sc: sc.ceil_c, lambda sc: sc.weak_c))
-    return first.model_copy(update={"replicates": reports, "pooled": out})
+    pgr = [PooledPGRRow(labeller=r.labeller, loss=r.loss, reference=ref, result=st.pooled_pgr(
+        [sc.student_c[(r.labeller, r.loss)] for sc in scores], [sc.weak_c for sc in scores],
+        [sc.ceil_c for sc in scores], ids)) for r in first.student_rows()]
+    return first.model_copy(update={"replicates": reports, "pooled": out, "pooled_pgr": pgr})
 
 
 def _warnings(report: Report) -> list[str]:

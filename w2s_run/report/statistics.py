@@ -239,6 +239,85 @@ three fifths of all runs at tau = 10); the pooled interval's stay near 5 % for e
 from 2. Its price at tau = 0, R = 3, m = 300: 12
 points wide against about 10 for one draw's own interval (t_2 where a known variance
 would allow z; the draws' spread cannot be told from zero with 3 of them).
+
+Pooled PGR (:func:`pooled_pgr`)
+-------------------------------
+Per replicate r, the PGR's numerator ``n_r = acc(w2s) - acc(weak)`` and denominator
+``g_r = acc(ceiling) - acc(weak)`` (the plain weak model, as one draw's PGR). The method's
+PGR is the ratio of the expected numerator and denominator over draws, estimated by the
+ratio of the pooled means: ``pgr = mean_r n_r / mean_r g_r`` (``None`` when
+``mean_r g_r <= 0``). Not the mean of the replicates' own PGRs: one draw whose gap is near
+zero would swing that mean by any amount; the replicates' own PGRs are reported
+(``per_replicate``), not used.
+
+The interval is Fieller's, by test inversion of the pooled two-level test: ``theta`` is in
+it iff the pooled decision of :func:`pooled_difference`, applied to the per-sample
+combination ``w2s - weak - theta (ceiling - weak)`` (replicate r's difference
+``n_r - theta g_r``, same resamples), does NOT reject zero. The estimate, ``s2``,
+``v_test`` and ``v_within`` of that combination are quadratic in ``theta`` (2x2 forms over
+(n, g)), so the set is ``{F0 <= 0} ∪ {F1 <= 0}`` with ``F0 = est² - t² s2 / R`` (where
+``v_common`` is 0) and ``F1 = F0 - z² (v_test - v_within / R)``: two quadratics, solved in
+closed form; the interval is their hull. Hence:
+
+* coverage: the true PGR ``theta*`` makes ``n - theta* g`` a difference of mean zero, so
+  the interval covers it exactly as often as the pooled difference test does not make a
+  false claim, whose calibration is measured above;
+* one gate: the leading coefficients of both quadratics are positive iff the pooled gap's
+  two-level interval lies above 0, which is the gate (``verdict`` OK, else
+  NOT_SIGNIFICANT, or UNDEFINED when the pooled gap <= 0): then the interval is bounded
+  and holds the point; otherwise it is unbounded and ``ci`` is ``None``.
+* a ratio's interval is asymmetric when the gap is uncertain; the delta method's
+  (``pgr ∓ half-width of the combination at theta = pgr / mean g``) is symmetric.
+
+Simulation (:func:`simulate_pooled_pgr_coverage`): per run a test set of ``n_test``
+samples (shared by the replicates, or one per replicate) and R replicates; in replicate r
+the W2S student, the weak model and the ceiling have accuracies ``w2s_acc``,
+``weak_acc``, ``ceil_acc`` each plus its own ``N(0, tau²)`` draw (clipped to [0, 1]); a
+test sample's uniform is shared by the three models with probability ``shared`` (as in
+:func:`simulate_claim_rate`) and by every replicate on a shared test set. The truth is
+``(w2s_acc - weak_acc) / (ceil_acc - weak_acc)``. Coverage is counted over the runs
+whose pooled gap is significant (``pooled_ok_rate``: the runs where a PGR is printed);
+one draw's is that of :func:`pgr_stat` on replicate 0 over the runs whose replicate-0
+gap is significant.
+
+Measured coverage (%; weak 0.6, W2S 0.7, ceiling 0.85, truth 40 %; 1000 runs shared test,
+500 separate), pooled (one draw's; delta method's; % of runs gated OK), by
+``python -c "from w2s_run.report.statistics import simulate_pooled_pgr_coverage as s;
+print(s(TAU, M, 1000, R, True, seed=1))"`` (separate: ``s(TAU, M, 500, R, False, seed=1)``):
+
+    shared m=100 tau=0: R=2 97.2 (94.1; 97.2; 36) | R=3 95.3 (94.5; 96.4; 95) |
+                        R=4 96.1 (94.5; 96.6; 100) | R=5 96.6 (96.0; 96.3; 100)
+    shared m=100 tau=2: R=2 96.1 (92.4; 96.1; 36) | R=3 95.5 (89.9; 95.8; 90) |
+                        R=4 95.5 (92.8; 96.1; 100) | R=5 96.4 (92.4; 96.3; 100)
+    shared m=100 tau=5: R=2 96.6 (79.8; 96.2; 24) | R=3 95.2 (77.5; 94.5; 71) |
+                        R=4 95.8 (80.1; 96.2; 93) | R=5 96.0 (77.3; 96.0; 99)
+    shared m=300 tau=0: R=2 96.7 (94.6; 96.1; 65) | R=3 96.4 (95.9; 96.9; 100) |
+                        R=4 95.1 (95.6; 95.5; 100) | R=5 97.1 (93.9; 97.2; 100)
+    shared m=300 tau=2: R=2 95.5 (86.5; 95.7; 49) | R=3 96.1 (88.2; 96.4; 100) |
+                        R=4 95.2 (87.1; 94.9; 100) | R=5 96.8 (86.6; 96.5; 100)
+    shared m=300 tau=5: R=2 95.4 (59.6; 95.4; 28) | R=3 96.5 (61.9; 96.4; 78) |
+                        R=4 94.5 (62.2; 94.9; 97) | R=5 94.3 (59.4; 94.7; 100)
+    separate m=100 tau=0: R=2 98.4 (95.8; 95.2; 37) | R=3 97.0 (94.1; 97.2; 93) |
+                          R=4 95.4 (94.1; 94.4; 100) | R=5 95.0 (95.4; 95.0; 100)
+    separate m=100 tau=2: R=2 95.2 (91.4; 95.2; 34) | R=3 95.5 (93.0; 96.0; 90) |
+                          R=4 95.2 (90.9; 95.6; 100) | R=5 93.8 (94.1; 93.2; 100)
+    separate m=100 tau=5: R=2 95.8 (80.1; 94.2; 24) | R=3 95.6 (80.6; 95.6; 69) |
+                          R=4 95.2 (77.4; 95.0; 92) | R=5 94.8 (82.0; 95.4; 99)
+    separate m=300 tau=0: R=2 94.9 (95.0; 94.9; 59) | R=3 95.4 (93.2; 95.6; 100) |
+                          R=4 94.6 (94.4; 94.0; 100) | R=5 93.8 (95.4; 93.8; 100)
+    separate m=300 tau=2: R=2 94.8 (85.2; 96.1; 47) | R=3 96.6 (85.8; 95.8; 100) |
+                          R=4 94.8 (89.0; 95.0; 100) | R=5 97.4 (86.8; 97.4; 100)
+    separate m=300 tau=5: R=2 94.6 (60.2; 96.2; 26) | R=3 96.3 (60.1; 95.5; 76) |
+                          R=4 93.9 (63.8; 94.7; 98) | R=5 97.4 (60.5; 97.2; 100)
+
+(tau in points, on each model's accuracy.) One draw's interval covers test-sample noise
+only: at tau = 5 points it covers the method's PGR 60-80 % of the time. A 12-point gap
+(weak 0.65, W2S 0.72, ceiling 0.77, m = 300, shared, seed 2): pooled 93.9-96.9 % for R = 3,
+5, 8 and tau 0 or 2 (at R = 3 and tau = 2 only 69 % of runs pass the gate, and the
+interval is about 10 PGR units wide: t_2 = 4.30 on three gaps). The delta method covered as
+well on these grids (the gap is large against its error wherever the gate passes); Fieller
+is kept because it IS the pooled test (its coverage is that test's calibration, its gate
+the pooled gap's) and is asymmetric where the ratio is.
 """
 from __future__ import annotations
 
@@ -876,3 +955,217 @@ def simulate_replicate_claim_rate(true_diff: float, tau: float, n_test: int, n_r
         pooled_coverage=sum(p.ci[0] <= true_diff <= p.ci[1] for p in res) / n_runs,
         mean_ci_width=float(np.mean([p.ci[1] - p.ci[0] for p in res])),
         mean_tau=float(np.mean([p.tau for p in res])))
+
+
+# ---------------------------------------------------------------------------- pooled PGR
+
+@dataclass(frozen=True)
+class PooledPGR(_Result):
+    pgr: float | None                 # mean_r(w2s - weak) / mean_r(ceiling - weak); None when the pooled gap <= 0
+    ci: list[float] | None            # Fieller over the two-level test; None unless verdict is OK
+    verdict: Verdict                  # gated on the pooled gap (gap.ci[0] > 0), as one draw's PGR on its gap
+    numerator: float                  # mean_r(acc(w2s) - acc(weak))
+    per_replicate: list[float | None] # each replicate's own point PGR (None where its gap <= 0)
+    above_100: bool                   # point PGR > 1
+    gap: PooledDifference             # ceiling - weak pooled: the gate
+
+    def describe(self) -> str:
+        pct, n = round(100 * self.gap.level), self.gap.n_replicates
+        if self.verdict == Verdict.UNDEFINED:
+            return f"undefined: pooled over {n} replicates the ceiling does not beat weak"
+        if self.verdict == Verdict.NOT_SIGNIFICANT:
+            lo, hi = self.gap.ci
+            return (f"{Verdict.NOT_SIGNIFICANT}: pooled gap {100 * self.gap.estimate:.1f} points "
+                    f"({pct} % CI {100 * lo:.1f} to {100 * hi:.1f}) over {n} replicates")
+        assert self.pgr is not None and self.ci is not None
+        return (f"PGR {100 * self.pgr:.1f} % ({pct} % CI {100 * self.ci[0]:.1f} to {100 * self.ci[1]:.1f}), "
+                f"pooled over {n} replicates" + ("; W2S beats the ceiling" if self.above_100 else ""))
+
+
+def _forms(n: np.ndarray, g: np.ndarray, n_b: np.ndarray, g_b: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The two-level variance parts of ``d(theta) = n - theta g`` as 2x2 forms over the
+    leading (batch) axes: ``part(theta) = M[0,0] - 2 theta M[0,1] + theta² M[1,1]``.
+    n, g: (..., R) per-replicate points; n_b, g_b: (..., R, B) their resamples. Returns
+    (E, S, V) with E the squared estimate, S the sample covariance over replicates (s2) and
+    V = T - W / R, T the test-sample covariance of the replicate means (v_test) and W the
+    within part (v_within), exactly the terms of _pooled_from_means."""
+    R = n.shape[-1]
+
+    def form(xx, xy, yy):
+        return np.stack([np.stack([xx, xy], -1), np.stack([xy, yy], -1)], -2)
+
+    def cov(x, y, axis):  # ddof=1
+        return ((x - x.mean(axis, keepdims=True)) * (y - y.mean(axis, keepdims=True))).sum(axis) / (x.shape[axis] - 1)
+
+    N, G = n.mean(-1), g.mean(-1)
+    E = form(N * N, N * G, G * G)
+    S = form(cov(n, n, -1), cov(n, g, -1), cov(g, g, -1))
+    mn, mg = n_b.mean(-2), g_b.mean(-2)       # (..., B)
+    T = form(cov(mn, mn, -1), cov(mn, mg, -1), cov(mg, mg, -1))
+    en, eg = n_b - mn[..., None, :], g_b - mg[..., None, :]
+    W = form(*(cov(x, y, -1).sum(-1) / (R - 1) for x, y in ((en, en), (en, eg), (eg, eg))))
+    return E, S, T - W / R
+
+
+def _fieller(n: np.ndarray, g: np.ndarray, n_b: np.ndarray, g_b: np.ndarray, level: float,
+             gate: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pooled PGR and its interval by test inversion (module docstring), batched over the
+    leading axes: (point, lo, hi, delta_half). lo/hi are NaN where the pooled gap is not
+    significant (``gate`` False; computed here unless given): the interval is then
+    unbounded or empty. delta_half is the delta method's half-width, kept for the
+    simulation's comparison only."""
+    R = n.shape[-1]
+    q = (1 + level) / 2
+    kt, kz = t_quantile(q, R - 1) ** 2 / R, NormalDist().inv_cdf(q) ** 2
+    E, S, V = _forms(n, g, n_b, g_b)
+    N, G = n.mean(-1), g.mean(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        point = np.where(G > 0, N / np.where(G > 0, G, 1.0), np.nan)
+    # the gate: the pooled gap's two-level lower bound > 0 (its own _pooled_from_means)
+    if gate is None:
+        gate = G - np.sqrt(kt * S[..., 1, 1] + kz * np.maximum(0.0, V[..., 1, 1])) > 0
+    lo, hi = np.full(N.shape, np.inf), np.full(N.shape, -np.inf)
+    # theta is accepted iff est² <= kt s2 + kz max(0, v): the union of {F0 <= 0} (v < 0)
+    # and {F1 <= 0} (v >= 0); under the gate both are convex and F0 holds the point.
+    for F in (E - kt * S, E - kt * S - kz * V):
+        a, b, c = F[..., 1, 1], F[..., 0, 1], F[..., 0, 0]
+        disc = b * b - a * c
+        ok = gate & (a > 0) & (disc >= 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.sqrt(np.where(ok, disc, 0.0))
+            lo = np.where(ok, np.minimum(lo, (b - r) / a), lo)
+            hi = np.where(ok, np.maximum(hi, (b + r) / a), hi)
+    lo, hi = np.where(gate, lo, np.nan), np.where(gate, hi, np.nan)
+    pt = np.where(np.isfinite(point), point, 0.0)
+    var_pt = (S[..., 0, 0] - 2 * pt * S[..., 0, 1] + pt ** 2 * S[..., 1, 1],
+              V[..., 0, 0] - 2 * pt * V[..., 0, 1] + pt ** 2 * V[..., 1, 1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        delta_half = np.sqrt(kt * var_pt[0] + kz * np.maximum(0.0, var_pt[1])) / G
+    return point, lo, hi, delta_half
+
+
+def _replicate_resamples(arrays: list[list[np.ndarray]], test_ids: Sequence[Sequence[str]], n: int,
+                         seed: int) -> tuple[list[np.ndarray], list[np.ndarray], bool, int]:
+    """Each replicate's point means and resampled means of its models (arrays[r]: that
+    replicate's aligned correctness arrays), on the streams of _replicate_seeds."""
+    R = len(arrays)
+    for arrs, ids in zip(arrays, test_ids):
+        if len(ids) != len(arrs[0]):
+            raise ValueError("test_ids must name every test sample of its replicate")
+    shared = all(list(ids) == list(test_ids[0]) for ids in test_ids)
+    pts = [np.stack(a).mean(axis=1) for a in arrays]
+    boots = [_resample_means(np.stack(a), n, s) for a, s in zip(arrays, _replicate_seeds(shared, R, seed))]
+    m = len(arrays[0][0]) if shared else min(len(a[0]) for a in arrays)
+    return pts, boots, shared, m
+
+
+def pooled_pgr(w2s: Sequence, weak: Sequence, ceil: Sequence, test_ids: Sequence[Sequence[str]],
+               n: int = N_RESAMPLES, seed: int = SEED, level: float = LEVEL) -> PooledPGR:
+    """PGR pooled over replicates (w2s[r], weak[r], ceil[r]: replicate r's aligned
+    per-test-sample correctness; test_ids[r] its ids, in that order): the ratio of the
+    pooled means, its Fieller interval under the two-level procedure of
+    :func:`pooled_difference`, gated on the pooled gap (module docstring)."""
+    _check(n, level)
+    R = len(w2s)
+    if R < 2 or len(weak) != R or len(ceil) != R or len(test_ids) != R:
+        raise ValueError("pooled_pgr needs w2s, weak, ceil and test_ids for the same >= 2 replicates")
+    arrays = [_aligned(w2s=a, weak=w, ceil=c) for a, w, c in zip(w2s, weak, ceil)]
+    pts, boots, shared, m = _replicate_resamples(arrays, test_ids, n, seed)
+    num = np.array([a - w for a, w, _ in pts])
+    den = np.array([c - w for _, w, c in pts])
+    num_b = np.stack([a - w for a, w, _ in boots])
+    den_b = np.stack([c - w for _, w, c in boots])
+    gap_res = _pooled_from_means(den, den_b, m, shared, level)
+    G = float(den.mean())
+    # one gate: the pooled gap's own decision (its lower bound > 0)
+    point, lo, hi, _ = (float(v) for v in _fieller(num, den, num_b, den_b, level, np.array(gap_res.ci[0] > 0)))
+    verdict = (Verdict.UNDEFINED if G <= 0 else
+               Verdict.OK if gap_res.ci[0] > 0 and math.isfinite(lo) else Verdict.NOT_SIGNIFICANT)
+    return PooledPGR(
+        pgr=point if G > 0 else None, ci=[lo, hi] if verdict == Verdict.OK else None, verdict=verdict,
+        numerator=float(num.mean()),
+        per_replicate=[float(a / b) if b > 0 else None for a, b in zip(num, den)],
+        above_100=G > 0 and point > 1, gap=gap_res)
+
+
+@dataclass(frozen=True)
+class PooledPGRSimulationResult(_Result):
+    true_pgr: float               # (w2s_acc - weak_acc) / (ceil_acc - weak_acc): the ratio of expected accuracies
+    tau: float
+    n_test: int
+    n_runs: int
+    replicates: int
+    shared_test: bool
+    n_resamples: int
+    level: float
+    weak_acc: float
+    w2s_acc: float
+    ceil_acc: float
+    shared: float
+    pooled_ok_rate: float         # share of runs whose pooled gap is significant (the PGR is printed)
+    pooled_coverage: float        # among those, share whose pooled interval covers true_pgr
+    pooled_miss_low: float        # among those, share whose interval lies below true_pgr
+    pooled_miss_high: float
+    mean_ci_width: float          # mean width of the pooled interval (among those)
+    delta_coverage: float         # the delta method's interval on the same runs (rejected estimator)
+    one_draw_ok_rate: float       # share of runs whose replicate 0 alone has a significant gap
+    one_draw_coverage: float      # among those, share whose pgr_stat interval covers true_pgr
+
+
+def _simulate_pgr_runs(tau: float, n_test: int, n_runs: int, replicates: int, shared_test: bool, weak_acc: float,
+                       w2s_acc: float, ceil_acc: float, seed: int, shared: float) -> np.ndarray:
+    """(n_runs, replicates, 3, n_test) 0/1 correctness of the W2S student, the weak model
+    and the ceiling (module docstring)."""
+    _check_probabilities(n_test, n_runs, weak_acc=weak_acc, w2s_acc=w2s_acc, ceil_acc=ceil_acc, shared=shared)
+    if replicates < 2 or tau < 0:
+        raise ValueError("replicates must be >= 2 and tau >= 0")
+    rng = np.random.default_rng(seed)
+    shape = (n_runs, replicates, 3, n_test)
+    p = np.array([w2s_acc, weak_acc, ceil_acc])[:, None]
+    p = np.clip(p + tau * rng.standard_normal((n_runs, replicates, 3, 1)), 0, 1)
+    u = rng.random((n_runs, 1 if shared_test else replicates, 1, n_test))  # a test sample's difficulty
+    own = np.where(rng.random(shape) < shared, np.broadcast_to(u, shape), rng.random(shape))
+    return (own < p).astype(float)
+
+
+def simulate_pooled_pgr_coverage(tau: float, n_test: int, n_runs: int, replicates: int = 3,
+                                 shared_test: bool = True, seed: int = 0, *, weak_acc: float = 0.6,
+                                 w2s_acc: float = 0.7, ceil_acc: float = 0.85, shared: float = 0.5,
+                                 n_resamples: int = N_RESAMPLES, level: float = LEVEL,
+                                 boot_seed: int = SEED) -> PooledPGRSimulationResult:
+    """How often the pooled PGR interval (:func:`pooled_pgr`) and one draw's
+    (:func:`pgr_stat` on replicate 0) cover the true PGR when each replicate draws the
+    three models' accuracies around their expected values with sd ``tau`` each,
+    independently. ``seed`` draws the data, ``boot_seed`` the resamples (as in the report)."""
+    _check(n_resamples, level)
+    if not weak_acc < ceil_acc:
+        raise ValueError("the simulation needs ceil_acc > weak_acc (a defined PGR)")
+    data = _simulate_pgr_runs(tau, n_test, n_runs, replicates, shared_test, weak_acc, w2s_acc, ceil_acc, seed,
+                              shared)
+    boots = np.empty((n_runs, replicates, 3, n_resamples))
+    for r, s in enumerate(_replicate_seeds(shared_test, replicates, boot_seed)):
+        # every run shares each replicate's index stream, so one pass resamples them all
+        boots[:, r] = _resample_means(data[:, r].reshape(n_runs * 3, n_test), n_resamples, s).reshape(n_runs, 3, -1)
+    pts = data.mean(axis=3)
+    num, den = pts[..., 0] - pts[..., 1], pts[..., 2] - pts[..., 1]
+    num_b, den_b = boots[:, :, 0] - boots[:, :, 1], boots[:, :, 2] - boots[:, :, 1]
+    point, lo, hi, delta = _fieller(num, den, num_b, den_b, level)
+    truth = (w2s_acc - weak_acc) / (ceil_acc - weak_acc)
+    ok = np.isfinite(lo)
+    k = max(1, int(ok.sum()))
+    # one draw: replicate 0's PGR interval over its resamples with gap > 0, gated on its gap
+    g0, n0 = den_b[:, 0], num_b[:, 0]
+    gap_lo = np.percentile(g0, (1 - level) / 2 * 100, axis=1)
+    one_ok = (den[:, 0] > 0) & (gap_lo > 0)
+    one_cover = [bool(_ci(n0[i][g0[i] > 0] / g0[i][g0[i] > 0], level)[0] <= truth
+                      <= _ci(n0[i][g0[i] > 0] / g0[i][g0[i] > 0], level)[1]) for i in np.flatnonzero(one_ok)]
+    return PooledPGRSimulationResult(
+        true_pgr=float(truth), tau=float(tau), n_test=int(n_test), n_runs=int(n_runs), replicates=int(replicates),
+        shared_test=bool(shared_test), n_resamples=int(n_resamples), level=float(level), weak_acc=float(weak_acc),
+        w2s_acc=float(w2s_acc), ceil_acc=float(ceil_acc), shared=float(shared),
+        pooled_ok_rate=float(ok.mean()), pooled_coverage=float(((lo <= truth) & (truth <= hi) & ok).sum() / k),
+        pooled_miss_low=float(((hi < truth) & ok).sum() / k), pooled_miss_high=float(((lo > truth) & ok).sum() / k),
+        mean_ci_width=float(np.mean((hi - lo)[ok])) if ok.any() else float("nan"),
+        delta_coverage=float((ok & (np.abs(point - truth) <= delta)).sum() / k),
+        one_draw_ok_rate=float(one_ok.mean()),
+        one_draw_coverage=float(np.mean(one_cover)) if one_cover else float("nan"))
