@@ -51,16 +51,29 @@ WORDS = ("the a of to and in is that it for on as with was by this be are from a
 
 ROLES = ["opening", "counter", "rebuttal"]
 
+# A Zipf-distributed tail of RARE pseudo-words (one word in RARE_SHARE), so the search index
+# meets a vocabulary like real text's: a few words in every transcript, most in a handful.
+_SYLLABLES = "ba ce di fo gu ha ke li mo nu pa re si to vu za ne ri lo ka".split()
+RARE = [_SYLLABLES[i % 20] + _SYLLABLES[i // 20 % 20] + _SYLLABLES[i // 400 % 20] + str(i // 8000 or "")
+        for i in range(20000)]
+RARE_SHARE = 0.15
+_RARE_CUM = list(__import__("itertools").accumulate(1 / (r + 1) for r in range(len(RARE))))
+
 
 def _words(rng: random.Random, n: int) -> str:
-    return " ".join(rng.choices(WORDS, k=n)).capitalize() + "."
+    out = rng.choices(WORDS, k=n)
+    m = int(n * RARE_SHARE + rng.random())  # rounded at random: RARE_SHARE on average
+    for j, w in zip(rng.sample(range(n), m), rng.choices(RARE, cum_weights=_RARE_CUM, k=m)):
+        out[j] = w
+    return " ".join(out).capitalize() + "."
 
 
 def synthetic_transcripts(n: int, seed: int = 0, words_per_turn: int = 80):
     """n transcript records (dicts in the store's schema) shaped like the paper config:
     per sample 4 debates (3 turns) + 1 consultancy + 1 market-making (1 turn each);
     SciQ-like sample texts of ~40-70 words. Also returns the weak predictions of six
-    labellers, {labeller: {sample_id: P(1)}}."""
+    labellers, {labeller: {sample_id: P(1)}}, and the splits, {sample_id: split}: samples
+    cycle weak_train, transfer, test, test, transfer (labellers predict on transfer and test)."""
     from w2s_base.config import SamplingParams
 
     rng = random.Random(seed)
@@ -69,12 +82,16 @@ def synthetic_transcripts(n: int, seed: int = 0, words_per_turn: int = 80):
     labellers = ["weak", "weak+debate", "finetune-ensemble+debate", "debate-ensemble+debate",
                  "consultancy", "market-making"]
     preds: dict[str, dict[str, float]] = {name: {} for name in labellers}
+    splits: dict[str, str] = {}
     out, s = [], 0
     while len(out) < n:
         sid, gold = f"sciq-{s:06d}", rng.randint(0, 1)
         text = f"Q: {_words(rng, rng.randint(12, 30))} A: {_words(rng, rng.randint(2, 6))}\n{_words(rng, 30)}"
+        splits[sid] = ("weak_train", "transfer", "test", "test", "transfer")[s % 5]
         for name in labellers:
-            preds[name][sid] = round(rng.random(), 4)
+            p = round(rng.random(), 4)
+            if splits[sid] != "weak_train":
+                preds[name][sid] = p
         for protocol, k, n_turns in plan:
             if len(out) == n:
                 break
@@ -94,23 +111,27 @@ def synthetic_transcripts(n: int, seed: int = 0, words_per_turn: int = 80):
                         "backend": "vllm", "prompt_set": "paper", "prompt_hash": "0123456789ab",
                         "sampling": sampling, "seed": 0, "seconds": round(rng.uniform(1, 9), 2)})
         s += 1
-    return out, preds
+    return out, preds, splits
 
 
 def synthetic_run(root: Path, n: int, seed: int = 0):
-    """A run folder with n synthetic transcripts and six labellers' weak predictions."""
+    """A run folder with n synthetic transcripts, its splits.json and six labellers' weak
+    predictions."""
     from w2s_base.runfolder.layout import RunLayout
     from weak.labels import LabellerResult
 
     layout = RunLayout(Path(root))
-    records, preds = synthetic_transcripts(n, seed)
+    records, preds, splits = synthetic_transcripts(n, seed)
     layout.transcripts.parent.mkdir(parents=True, exist_ok=True)
     with layout.transcripts.open("w", encoding="utf-8") as f:
         for r in records:
             f.write(json.dumps(r) + "\n")
+    layout.splits.write_text(json.dumps({part: [s for s, x in splits.items() if x == part]
+                                         for part in ("weak_train", "transfer", "test")}))
     for name, p in preds.items():
         lab = LabellerResult(name=name, protocol="debate", aggregate="mean", members=["seed0"],
-                             transfer_p1=p, test_p1={}, member_test_p1={})
+                             transfer_p1={s: x for s, x in p.items() if splits[s] == "transfer"},
+                             test_p1={s: x for s, x in p.items() if splits[s] == "test"}, member_test_p1={})
         layout.labeller_json(name).parent.mkdir(parents=True, exist_ok=True)
         layout.labeller_json(name).write_text(lab.model_dump_json())
     return layout

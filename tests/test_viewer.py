@@ -9,8 +9,9 @@ import pytest
 from w2s_base.runfolder.layout import RunLayout
 from debate.transcript import Transcript
 from factories import make_transcript
-from w2s_run.report.viewer import (PER_PAGE, SEARCH_CHARS, data_dir_of, load_weak_preds, render_viewer,
-                           write_viewer)
+from w2s_run.report.viewer import (MAX_SHARD_BYTES, MAX_TERM, PER_PAGE, _shard_hash, data_dir_of,
+                                   display_order, load_splits, load_weak_preds, natural_key, render_viewer,
+                                   words, write_viewer)
 
 XSS = "<script>alert(1)</script>"
 XSS_IMG = '<img src=x onerror="window.pwned=1">'
@@ -41,7 +42,7 @@ def files(ts, preds=None, **kw) -> dict[str, str]:
 
 def payload(js: str):
     """The JSON argument of a data file's registration call: viewerX([n, ]<json>);"""
-    m = re.fullmatch(r"(viewerIndex|viewerSearch|viewerPage)\((?:(\d+), )?(.*)\);\n", js, re.S)
+    m = re.fullmatch(r"(viewerIndex|viewerTerms|viewerPage)\((?:(\d+), )?(.*)\);\n", js, re.S)
     assert m, js[:80]
     return json.loads(m.group(3))
 
@@ -55,7 +56,7 @@ def records(fs: dict[str, str]) -> list[dict]:
 def test_files_and_every_text_round_trips():
     ts = sample_set()
     fs = files(ts, file_size=2)
-    assert list(fs) == ["debates.html", "debates/index.js", "debates/search.js", "debates/p00000.js",
+    assert list(fs) == ["debates.html", "debates/index.js", "debates/t00000.js", "debates/p00000.js",
                         "debates/p00001.js"]
     recs = records(fs)
     assert [r["sid"] for r in recs] == ["s1", "s2", "s3"]
@@ -85,7 +86,8 @@ def test_injected_script_is_data_not_markup():
     rec = records(fs)[0]
     assert rec["text"] == f"Great film {XSS} loved it" and XSS in rec["turns"][1][4]
     assert payload(fs["debates/index.js"])["labellers"][-1] == XSS
-    assert payload(fs["debates/search.js"])[0] == f"s1 great film {XSS} loved it"
+    terms = payload(fs["debates/t00000.js"])[::2]
+    assert {"script", "alert", "img", "onerror", "pwned"} <= set(terms)  # words of the text, as data
 
 
 def test_no_external_resources():
@@ -137,7 +139,7 @@ def test_index_columns_and_display_order():
     assert index["aGold"] == [0, 0, 0, 1, 1]  # A (the consultant) argued the gold label
     assert "weak" in index and index["weak"] == [""] * 5
     long = transcript("L", ["a"], sample_text="X" * 1000)
-    assert payload(files([long])["debates/search.js"]) == ["l " + "x" * SEARCH_CHARS]
+    assert payload(files([long])["debates/t00000.js"]) == ["a", [0], "x" * MAX_TERM, [0]]
 
 
 def test_consultancy_shows_one_speaker_and_the_filters():
@@ -179,7 +181,7 @@ def test_write_viewer(tmp_path):
     rd = _write_run(tmp_path)
     out = write_viewer(rd)
     assert out == rd.root / "debates.html" and data_dir_of(out) == rd.root / "debates"
-    assert sorted(p.name for p in (rd.root / "debates").iterdir()) == ["index.js", "p00000.js", "search.js"]
+    assert sorted(p.name for p in (rd.root / "debates").iterdir()) == ["index.js", "p00000.js", "t00000.js"]
     html = out.read_text(encoding="utf-8")
     assert 'data-dir="debates"' in html and "Debates: myrun" in html
     recs = [r for p in sorted((rd.root / "debates").glob("p*.js")) for r in payload(p.read_text("utf-8"))]
@@ -192,9 +194,11 @@ def test_write_viewer(tmp_path):
     # Rewriting after the run shrank removes the data files of the larger run, and only those.
     stale = rd.root / "debates" / "p00007.js"
     stale.write_text("viewerPage(7, []);\n")
+    old_search = rd.root / "debates" / "search.js"  # an older viewer's search index
+    old_search.write_text("viewerSearch([]);\n")
     (rd.root / "debates" / "notes.txt").write_text("mine")
     write_viewer(rd)
-    assert not stale.exists() and (rd.root / "debates" / "notes.txt").exists()
+    assert not stale.exists() and not old_search.exists() and (rd.root / "debates" / "notes.txt").exists()
     assert not list((rd.root / "debates").glob("*.tmp")) and not list(rd.root.glob("*.tmp"))
 
 
