@@ -10,8 +10,10 @@ sizes (page, index, search index, data files), and in Chromium (DevTools protoco
 pipe; --enable-precise-memory-info): the page's own time to first render
 (performance.now() when the first page of results is laid out, from navigation start),
 the JS heap at that moment and after a forced GC, the renderer process's RSS, and the
-time of four actions, each from the event to the page laid out (next page, a protocol
-filter, then its last page, then a first text search, which loads the search index).
+time of these actions, each from the event to the page laid out: next page, a protocol
+filter, then its last page, a text search of two common words (loads their search shards),
+a rarer word, an id prefix (10 samples), the table sorted by a labeller's correctness, and a
+permalink to one debate.
 Medians of --repeats cold opens. Prints a table; writes bench/results/viewer.json.
 
 The synthetic run and the Chromium driver are also used by tests/test_viewer.py.
@@ -292,9 +294,10 @@ class Chromium:
 def _sizes(page: Path) -> dict:
     from w2s_run.report.viewer import data_dir_of
     data = data_dir_of(page)
-    pages = sorted(data.glob("p*.js"))
+    pages, shards = sorted(data.glob("p*.js")), [p.stat().st_size for p in data.glob("t*.js")]
     return {"html_bytes": page.stat().st_size, "index_bytes": (data / "index.js").stat().st_size,
-            "search_bytes": (data / "search.js").stat().st_size, "data_files": len(pages),
+            "search_bytes": sum(shards), "search_shards": len(shards), "search_shard_max_bytes": max(shards),
+            "data_files": len(pages), "data_file_max_bytes": max(p.stat().st_size for p in pages),
             "data_bytes": sum(p.stat().st_size for p in pages),
             "transcripts_jsonl_bytes": (page.parent / "debate" / "transcripts.jsonl").stat().st_size}
 
@@ -309,7 +312,7 @@ def _write(root: str) -> None:
                       "write_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-def _browser(page: Path, repeats: int) -> dict:
+def _browser(page: Path, repeats: int, n: int) -> dict:
     """Chromium figures: medians over `repeats` cold opens (a fresh browser each)."""
     import statistics
     runs = []
@@ -332,17 +335,28 @@ def _browser(page: Path, repeats: int) -> dict:
                 "last_page_ms": "document.getElementById('last').click();",
                 "search_ms": "const q = document.getElementById('q'); q.value = 'energy water';"
                              " q.dispatchEvent(new Event('input'));",
+                "rare_search_ms": f"const q = document.getElementById('q'); q.value = '{RARE[300]}';"
+                                  " q.dispatchEvent(new Event('input'));",
+                "id_search_ms": f"const q = document.getElementById('q'); q.value = 'sciq-{n // 12:06d}'.slice(0, -1);"
+                                " q.dispatchEvent(new Event('input'));",
+                "table_sort_ms": "document.getElementById('q').value = ''; document.getElementById('protocol').value = '';"
+                                 " document.getElementById('view').value = 'table';"
+                                 " const s = document.getElementById('sort'); s.value = 'w0';"
+                                 " s.dispatchEvent(new Event('change'));",
+                # a debate 90 % down the debates' display order: its data file is not loaded yet
+                "permalink_ms": f"location.hash = '#sample/sciq-{n // 6 * 9 // 10:06d}/debate/2';",
             }
             for name, js in actions.items():
-                n = b.renders()
+                before = b.renders()
                 t = time.perf_counter()
                 b.eval("{ " + js + " }")
-                b.wait_render(n)
+                b.wait_render(before)
                 r[name] = (time.perf_counter() - t) * 1000
+                r[name.replace("_ms", "_count")] = b.eval("document.getElementById('count').textContent")
                 r[name.replace("_ms", "_paint_ms")] = float(b.eval(
                     "document.documentElement.getAttribute('data-render-ms')"))
             r["debounce_ms"] = int(b.eval("document.documentElement.getAttribute('data-debounce-ms')"))
-            r["after_search_count"] = b.eval("document.getElementById('count').textContent")
+            r["permalink_shown"] = b.eval("document.querySelector('article .sid').textContent")
             b.call("HeapProfiler.collectGarbage", session=True)
             r["heap_after_actions_gc_mb"] = b.eval("performance.memory.usedJSHeapSize") / 2**20
             r["renderer_rss_after_actions_mb"] = b.renderer_rss_mb()
@@ -376,7 +390,7 @@ def main() -> None:
                                text=True, check=True)
             r = {"transcripts": n, "make_run_s": made, **json.loads(w.stdout.strip().splitlines()[-1])}
             r.update(_sizes(root / "debates.html"))
-            r.update(_browser(root / "debates.html", args.repeats))
+            r.update(_browser(root / "debates.html", args.repeats, n))
             res[str(n)] = r
             print(f"[bench_viewer] {n}: {json.dumps(r)}", file=sys.stderr)
     finally:
@@ -392,8 +406,10 @@ def main() -> None:
         ("write_viewer time / peak RSS", lambda r: f"{r['write_s']:.1f} s / {r['write_peak_rss_mb']:.0f} MB"),
         ("debates.html", lambda r: mb(r["html_bytes"])),
         ("debates/index.js", lambda r: mb(r["index_bytes"])),
-        ("debates/search.js (loaded on first search)", lambda r: mb(r["search_bytes"])),
-        ("data files: count / total", lambda r: f"{r['data_files']} / {mb(r['data_bytes'])}"),
+        ("search index: shards / total / largest shard (a search loads its words' shards)",
+         lambda r: f"{r['search_shards']} / {mb(r['search_bytes'])} / {mb(r['search_shard_max_bytes'])}"),
+        ("data files: count / total / largest", lambda r: f"{r['data_files']} / {mb(r['data_bytes'])}"
+                                                          f" / {mb(r['data_file_max_bytes'])}"),
         ("first render (navigation start -> page 1 laid out)", lambda r: f"{r['first_render_ms']:.0f} ms"),
         ("JS heap at first render", lambda r: f"{r['heap_at_first_render_mb']:.1f} MB"),
         ("JS heap after GC", lambda r: f"{r['heap_after_gc_mb']:.1f} MB"),
@@ -401,8 +417,12 @@ def main() -> None:
         ("next page -> rendered (same data file)", lambda r: f"{r['next_page_ms']:.0f} ms"),
         ("protocol filter (consultancy) -> rendered", lambda r: f"{r['filter_ms']:.0f} ms"),
         ("then last page -> rendered", lambda r: f"{r['last_page_ms']:.0f} ms"),
-        ("then first text search -> rendered (loads search.js; incl. typing debounce)",
+        ("then first text search, two common words -> rendered (incl. typing debounce)",
          lambda r: f"{r['search_ms']:.0f} ms ({r['debounce_ms']} ms)"),
+        ("then a rarer word -> rendered", lambda r: f"{r['rare_search_ms']:.0f} ms"),
+        ("then an id prefix -> rendered", lambda r: f"{r['id_search_ms']:.0f} ms"),
+        ("table sorted by a labeller's correctness -> rendered", lambda r: f"{r['table_sort_ms']:.0f} ms"),
+        ("permalink to one debate -> rendered", lambda r: f"{r['permalink_ms']:.0f} ms"),
         ("DOM build + layout of one page of 50", lambda r: f"{r['next_page_paint_ms']:.0f} ms"),
         ("JS heap after these, after GC", lambda r: f"{r['heap_after_actions_gc_mb']:.1f} MB"),
         ("renderer process RSS after these", lambda r: f"{r['renderer_rss_after_actions_mb']:.0f} MB"),
