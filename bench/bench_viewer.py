@@ -10,8 +10,10 @@ sizes (page, index, search index, data files), and in Chromium (DevTools protoco
 pipe; --enable-precise-memory-info): the page's own time to first render
 (performance.now() when the first page of results is laid out, from navigation start),
 the JS heap at that moment and after a forced GC, the renderer process's RSS, and the
-time of four actions, each from the event to the page laid out (next page, a protocol
-filter, then its last page, then a first text search, which loads the search index).
+time of these actions, each from the event to the page laid out: next page, a protocol
+filter, then its last page, a text search of two common words (loads their search shards),
+a rarer word, an id prefix (10 samples), the table sorted by a labeller's correctness, and a
+permalink to one debate.
 Medians of --repeats cold opens. Prints a table; writes bench/results/viewer.json.
 
 The synthetic run and the Chromium driver are also used by tests/test_viewer.py.
@@ -51,16 +53,29 @@ WORDS = ("the a of to and in is that it for on as with was by this be are from a
 
 ROLES = ["opening", "counter", "rebuttal"]
 
+# A Zipf-distributed tail of RARE pseudo-words (one word in RARE_SHARE), so the search index
+# meets a vocabulary like real text's: a few words in every transcript, most in a handful.
+_SYLLABLES = "ba ce di fo gu ha ke li mo nu pa re si to vu za ne ri lo ka".split()
+RARE = [_SYLLABLES[i % 20] + _SYLLABLES[i // 20 % 20] + _SYLLABLES[i // 400 % 20] + str(i // 8000 or "")
+        for i in range(20000)]
+RARE_SHARE = 0.15
+_RARE_CUM = list(__import__("itertools").accumulate(1 / (r + 1) for r in range(len(RARE))))
+
 
 def _words(rng: random.Random, n: int) -> str:
-    return " ".join(rng.choices(WORDS, k=n)).capitalize() + "."
+    out = rng.choices(WORDS, k=n)
+    m = int(n * RARE_SHARE + rng.random())  # rounded at random: RARE_SHARE on average
+    for j, w in zip(rng.sample(range(n), m), rng.choices(RARE, cum_weights=_RARE_CUM, k=m)):
+        out[j] = w
+    return " ".join(out).capitalize() + "."
 
 
 def synthetic_transcripts(n: int, seed: int = 0, words_per_turn: int = 80):
     """n transcript records (dicts in the store's schema) shaped like the paper config:
     per sample 4 debates (3 turns) + 1 consultancy + 1 market-making (1 turn each);
     SciQ-like sample texts of ~40-70 words. Also returns the weak predictions of six
-    labellers, {labeller: {sample_id: P(1)}}."""
+    labellers, {labeller: {sample_id: P(1)}}, and the splits, {sample_id: split}: samples
+    cycle weak_train, transfer, test, test, transfer (labellers predict on transfer and test)."""
     from w2s_base.config import SamplingParams
 
     rng = random.Random(seed)
@@ -69,12 +84,16 @@ def synthetic_transcripts(n: int, seed: int = 0, words_per_turn: int = 80):
     labellers = ["weak", "weak+debate", "finetune-ensemble+debate", "debate-ensemble+debate",
                  "consultancy", "market-making"]
     preds: dict[str, dict[str, float]] = {name: {} for name in labellers}
+    splits: dict[str, str] = {}
     out, s = [], 0
     while len(out) < n:
         sid, gold = f"sciq-{s:06d}", rng.randint(0, 1)
         text = f"Q: {_words(rng, rng.randint(12, 30))} A: {_words(rng, rng.randint(2, 6))}\n{_words(rng, 30)}"
+        splits[sid] = ("weak_train", "transfer", "test", "test", "transfer")[s % 5]
         for name in labellers:
-            preds[name][sid] = round(rng.random(), 4)
+            p = round(rng.random(), 4)
+            if splits[sid] != "weak_train":
+                preds[name][sid] = p
         for protocol, k, n_turns in plan:
             if len(out) == n:
                 break
@@ -94,23 +113,27 @@ def synthetic_transcripts(n: int, seed: int = 0, words_per_turn: int = 80):
                         "backend": "vllm", "prompt_set": "paper", "prompt_hash": "0123456789ab",
                         "sampling": sampling, "seed": 0, "seconds": round(rng.uniform(1, 9), 2)})
         s += 1
-    return out, preds
+    return out, preds, splits
 
 
 def synthetic_run(root: Path, n: int, seed: int = 0):
-    """A run folder with n synthetic transcripts and six labellers' weak predictions."""
+    """A run folder with n synthetic transcripts, its splits.json and six labellers' weak
+    predictions."""
     from w2s_base.runfolder.layout import RunLayout
     from weak.labels import LabellerResult
 
     layout = RunLayout(Path(root))
-    records, preds = synthetic_transcripts(n, seed)
+    records, preds, splits = synthetic_transcripts(n, seed)
     layout.transcripts.parent.mkdir(parents=True, exist_ok=True)
     with layout.transcripts.open("w", encoding="utf-8") as f:
         for r in records:
             f.write(json.dumps(r) + "\n")
+    layout.splits.write_text(json.dumps({part: [s for s, x in splits.items() if x == part]
+                                         for part in ("weak_train", "transfer", "test")}))
     for name, p in preds.items():
         lab = LabellerResult(name=name, protocol="debate", aggregate="mean", members=["seed0"],
-                             transfer_p1=p, test_p1={}, member_test_p1={})
+                             transfer_p1={s: x for s, x in p.items() if splits[s] == "transfer"},
+                             test_p1={s: x for s, x in p.items() if splits[s] == "test"}, member_test_p1={})
         layout.labeller_json(name).parent.mkdir(parents=True, exist_ok=True)
         layout.labeller_json(name).write_text(lab.model_dump_json())
     return layout
@@ -271,9 +294,10 @@ class Chromium:
 def _sizes(page: Path) -> dict:
     from w2s_run.report.viewer import data_dir_of
     data = data_dir_of(page)
-    pages = sorted(data.glob("p*.js"))
+    pages, shards = sorted(data.glob("p*.js")), [p.stat().st_size for p in data.glob("t*.js")]
     return {"html_bytes": page.stat().st_size, "index_bytes": (data / "index.js").stat().st_size,
-            "search_bytes": (data / "search.js").stat().st_size, "data_files": len(pages),
+            "search_bytes": sum(shards), "search_shards": len(shards), "search_shard_max_bytes": max(shards),
+            "data_files": len(pages), "data_file_max_bytes": max(p.stat().st_size for p in pages),
             "data_bytes": sum(p.stat().st_size for p in pages),
             "transcripts_jsonl_bytes": (page.parent / "debate" / "transcripts.jsonl").stat().st_size}
 
@@ -288,7 +312,7 @@ def _write(root: str) -> None:
                       "write_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-def _browser(page: Path, repeats: int) -> dict:
+def _browser(page: Path, repeats: int, n: int) -> dict:
     """Chromium figures: medians over `repeats` cold opens (a fresh browser each)."""
     import statistics
     runs = []
@@ -311,17 +335,28 @@ def _browser(page: Path, repeats: int) -> dict:
                 "last_page_ms": "document.getElementById('last').click();",
                 "search_ms": "const q = document.getElementById('q'); q.value = 'energy water';"
                              " q.dispatchEvent(new Event('input'));",
+                "rare_search_ms": f"const q = document.getElementById('q'); q.value = '{RARE[300]}';"
+                                  " q.dispatchEvent(new Event('input'));",
+                "id_search_ms": f"const q = document.getElementById('q'); q.value = 'sciq-{n // 12:06d}'.slice(0, -1);"
+                                " q.dispatchEvent(new Event('input'));",
+                "table_sort_ms": "document.getElementById('q').value = ''; document.getElementById('protocol').value = '';"
+                                 " document.getElementById('view').value = 'table';"
+                                 " const s = document.getElementById('sort'); s.value = 'w0';"
+                                 " s.dispatchEvent(new Event('change'));",
+                # a debate 90 % down the debates' display order: its data file is not loaded yet
+                "permalink_ms": f"location.hash = '#sample/sciq-{n // 6 * 9 // 10:06d}/debate/2';",
             }
             for name, js in actions.items():
-                n = b.renders()
+                before = b.renders()
                 t = time.perf_counter()
                 b.eval("{ " + js + " }")
-                b.wait_render(n)
+                b.wait_render(before)
                 r[name] = (time.perf_counter() - t) * 1000
+                r[name.replace("_ms", "_count")] = b.eval("document.getElementById('count').textContent")
                 r[name.replace("_ms", "_paint_ms")] = float(b.eval(
                     "document.documentElement.getAttribute('data-render-ms')"))
             r["debounce_ms"] = int(b.eval("document.documentElement.getAttribute('data-debounce-ms')"))
-            r["after_search_count"] = b.eval("document.getElementById('count').textContent")
+            r["permalink_shown"] = b.eval("document.querySelector('article .sid').textContent")
             b.call("HeapProfiler.collectGarbage", session=True)
             r["heap_after_actions_gc_mb"] = b.eval("performance.memory.usedJSHeapSize") / 2**20
             r["renderer_rss_after_actions_mb"] = b.renderer_rss_mb()
@@ -355,7 +390,7 @@ def main() -> None:
                                text=True, check=True)
             r = {"transcripts": n, "make_run_s": made, **json.loads(w.stdout.strip().splitlines()[-1])}
             r.update(_sizes(root / "debates.html"))
-            r.update(_browser(root / "debates.html", args.repeats))
+            r.update(_browser(root / "debates.html", args.repeats, n))
             res[str(n)] = r
             print(f"[bench_viewer] {n}: {json.dumps(r)}", file=sys.stderr)
     finally:
@@ -371,8 +406,10 @@ def main() -> None:
         ("write_viewer time / peak RSS", lambda r: f"{r['write_s']:.1f} s / {r['write_peak_rss_mb']:.0f} MB"),
         ("debates.html", lambda r: mb(r["html_bytes"])),
         ("debates/index.js", lambda r: mb(r["index_bytes"])),
-        ("debates/search.js (loaded on first search)", lambda r: mb(r["search_bytes"])),
-        ("data files: count / total", lambda r: f"{r['data_files']} / {mb(r['data_bytes'])}"),
+        ("search index: shards / total / largest shard (a search loads its words' shards)",
+         lambda r: f"{r['search_shards']} / {mb(r['search_bytes'])} / {mb(r['search_shard_max_bytes'])}"),
+        ("data files: count / total / largest", lambda r: f"{r['data_files']} / {mb(r['data_bytes'])}"
+                                                          f" / {mb(r['data_file_max_bytes'])}"),
         ("first render (navigation start -> page 1 laid out)", lambda r: f"{r['first_render_ms']:.0f} ms"),
         ("JS heap at first render", lambda r: f"{r['heap_at_first_render_mb']:.1f} MB"),
         ("JS heap after GC", lambda r: f"{r['heap_after_gc_mb']:.1f} MB"),
@@ -380,8 +417,12 @@ def main() -> None:
         ("next page -> rendered (same data file)", lambda r: f"{r['next_page_ms']:.0f} ms"),
         ("protocol filter (consultancy) -> rendered", lambda r: f"{r['filter_ms']:.0f} ms"),
         ("then last page -> rendered", lambda r: f"{r['last_page_ms']:.0f} ms"),
-        ("then first text search -> rendered (loads search.js; incl. typing debounce)",
+        ("then first text search, two common words -> rendered (incl. typing debounce)",
          lambda r: f"{r['search_ms']:.0f} ms ({r['debounce_ms']} ms)"),
+        ("then a rarer word -> rendered", lambda r: f"{r['rare_search_ms']:.0f} ms"),
+        ("then an id prefix -> rendered", lambda r: f"{r['id_search_ms']:.0f} ms"),
+        ("table sorted by a labeller's correctness -> rendered", lambda r: f"{r['table_sort_ms']:.0f} ms"),
+        ("permalink to one debate -> rendered", lambda r: f"{r['permalink_ms']:.0f} ms"),
         ("DOM build + layout of one page of 50", lambda r: f"{r['next_page_paint_ms']:.0f} ms"),
         ("JS heap after these, after GC", lambda r: f"{r['heap_after_actions_gc_mb']:.1f} MB"),
         ("renderer process RSS after these", lambda r: f"{r['renderer_rss_after_actions_mb']:.0f} MB"),
