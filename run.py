@@ -108,13 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     from data.schema import DataError
     from debate.prompts import PromptError
     from w2s_run.pipeline import StageFailed
+    from w2s_base.runfolder.faults import RunFolderError
     from w2s_run.report import ReportError
     try:
         dispatch(args)
     except (ConfigError, DataError, PromptError, ModelNotFound, ReportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except StageFailed as e:
+    except (StageFailed, RunFolderError) as e:  # RunFolderError: an OS fault of the run folder
         print(f"error: {e}", file=sys.stderr)
         return 1
     except ImportError as e:  # an optional backend (vLLM, httpx) that is not installed
