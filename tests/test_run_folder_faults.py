@@ -65,7 +65,7 @@ def _assert_one_line_error(p: subprocess.CompletedProcess, path: Path, cause: st
     assert len(errors) == 1, both[-3000:]
     assert errors[0].startswith(f"error: cannot write {path}: {cause}"), errors
     assert "rerun to resume" in errors[0]
-    for bad in ("Traceback", "never retrieved", "event loop", "Exception ignored"):
+    for bad in ("Traceback", "never retrieved", "event loop", "Exception ignored", "destroyed but it is pending"):
         assert bad not in both, both[-3000:]
 
 
@@ -267,3 +267,49 @@ def test_under_converts_only_faults_inside_the_run_folder(tmp_path):
     with pytest.raises(FileNotFoundError):  # not the run folder's: passes unchanged
         with faults.under(root):
             open(tmp_path / "elsewhere.txt")
+
+
+# ------------------------------------------------------------------ both schedulers, in process
+@pytest.mark.parametrize("scheduling", ["continuous", "turns"])
+def test_a_store_replaced_mid_stage_stops_either_scheduler_and_resumes(tmp_path, scheduling):
+    """The engine's own schedulers (drive_continuously, run_in_turns) on the fake
+    backends: the store is moved away and a folder put in its place after some
+    debates; the stage stops with the RunFolderError naming the store; once the
+    store is back the rerun completes to what an uninterrupted run stores."""
+    from data.demo_task import make_demo_samples
+    from debate.engine import DebateRunner, load_transcripts
+    from fake_backend import ContinuousSeededBackend, SeededBackend
+    from w2s_base.config import DebateConfig
+
+    samples = make_demo_samples(12)
+    cfg = DebateConfig(chunk_size=4, scheduling=scheduling, seed=3)
+    make = ContinuousSeededBackend if scheduling == "continuous" else SeededBackend
+
+    def texts(path):
+        return {k: [x.text for x in t.turns] for k, t in load_transcripts(path).items() if t.ok}
+
+    DebateRunner(cfg, tmp_path / "clean.jsonl", make).run(samples)
+    clean = texts(tmp_path / "clean.jsonl")
+    assert len(clean) == 12
+
+    store, away = tmp_path / "t.jsonl", tmp_path / "away.jsonl"
+
+    class Faulty(make):
+        def generate(self, conversations, params, seeds):
+            if self.calls == (14 if scheduling == "continuous" else 6):  # some debates are stored by then
+                store.rename(away)
+                store.mkdir()
+            return super().generate(conversations, params, seeds)
+
+    with pytest.raises(RunFolderError) as e:
+        DebateRunner(cfg, store, Faulty).run(samples)
+    assert e.value.path == store and "replaced while this run was writing it" in str(e.value)
+    store.rmdir()
+    away.rename(store)  # fixed
+    kept = texts(store)
+    assert 0 < len(kept) < 12 and all(clean[k] == v for k, v in kept.items())
+    backend = make()
+    DebateRunner(cfg, store, lambda: backend).run(samples)
+    assert texts(store) == clean
+    if scheduling == "continuous":
+        assert backend.calls == 3 * (12 - len(kept))  # only the missing debates' turns

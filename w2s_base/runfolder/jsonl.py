@@ -7,6 +7,7 @@ writer) is raised as faults.RunFolderError naming the file: one line for the use
 the records written before it stay on disk for the rerun."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -136,7 +137,8 @@ class JsonlWriter:
         if exc_type is None:
             self.close()
         else:  # the error in flight is the one to report, not a failing sync after it
-            self._abandon()
+            with contextlib.suppress(RunFolderError):
+                self.close()
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -149,7 +151,8 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
             tmp.write_bytes(data)
             tmp.replace(path)
         except OSError:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
             raise
 
 
