@@ -252,7 +252,7 @@ def test_atomic_write_into_a_missing_folder_leaves_nothing(tmp_path):
     (tmp_path / "f").write_text("a file where the run folder should be")
     with pytest.raises(RunFolderError) as e:
         save_json(tmp_path / "f" / "report.json", {})
-    assert e.value.path == tmp_path / "f" / "report.json" and "(errno 20)" in str(e.value)
+    assert e.value.path == tmp_path / "f" / "report.json" and "File exists (errno 17)" in str(e.value)
     with pytest.raises(RunFolderError):
         write_bytes_atomic(tmp_path / "f" / "x.bin", b"x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
