@@ -154,7 +154,7 @@ os.write = _failing
 def _injected(tmp_path: Path, name: str):
     """(fault, fix, prelude) for an injected OSError(errno.<name>) on the store."""
     marker = tmp_path / "fault"
-    os.environ["W2S_TEST_FAULT_MARKER"] = ENV["W2S_TEST_FAULT_MARKER"] = str(marker)
+    ENV["W2S_TEST_FAULT_MARKER"] = str(marker)  # read by the subprocess's prelude
     return marker.touch, lambda: marker.unlink(missing_ok=True), INJECT.replace("{name}", name)
 
 
