@@ -148,7 +148,7 @@ class DebateRunner:
         bar = tqdm(total=len(jobs), initial=len(jobs) - len(pending), desc=protocol, unit="debate")
         todo = {(s.id, k) for s, k in pending}
         continuous = self.continuous
-        with JsonlWriter(self.store) as out:
+        with bar, JsonlWriter(self.store) as out:  # the bar is closed before an error is reported
             def finished(t: Transcript) -> None:  # saved the moment it ends: a kill loses none
                 out.write(t.model_dump(mode="json"))
                 if t.ok:
@@ -174,7 +174,6 @@ class DebateRunner:
                         run_in_turns(self.backend, len(chunk),
                                      self._next_request(chunk, turns, finished, "turns"),
                                      self.cfg.sampling)
-        bar.close()
         failed = sum(1 for s, k in jobs if (s.id, k) not in result)
         if failed:
             print(f"[debate] {failed} debates failed; they are recorded in {self.store} "

@@ -176,12 +176,17 @@ class PromptSet:
             try:
                 ast = self._env.parse(text)
             except jinja2.TemplateSyntaxError as e:
-                raise PromptError(f"prompt set {self.name!r}, {where}: template syntax error: {e}") from e
+                raise PromptError(f"prompt set {self.name!r}, {where}: template syntax error: "
+                                  f"{e.message} (line {e.lineno})") from e
             unsafe = _unsafe_access(ast, self._env)
             if unsafe:
                 raise PromptError(f"prompt set {self.name!r}, {where}: {unsafe} (prompt templates run "
                                   "in a sandbox and may not reach Python internals)")
-            used = jinja2.meta.find_undeclared_variables(ast)
+            try:  # compiles the template: filters and tests are looked up by name here
+                used = jinja2.meta.find_undeclared_variables(ast)
+            except jinja2.TemplateSyntaxError as e:  # TemplateAssertionError: no filter/test of that name
+                raise PromptError(f"prompt set {self.name!r}, {where}: template error: {e.message} "
+                                  f"(line {e.lineno})") from e
             if used - declared:
                 raise PromptError(f"prompt set {self.name!r}, {where} uses undeclared variables "
                                   f"{sorted(used - declared)} (declared: {sorted(declared)})")

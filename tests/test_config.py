@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from w2s_base.config import ConfigError, RunConfig, load_config
 
@@ -92,6 +93,57 @@ def test_extends_merges_mappings_and_replaces_lists(tmp_path):
     (tmp_path / "orphan.yaml").write_text("extends: missing.yaml\n")
     with pytest.raises(ConfigError, match="missing.yaml"):
         load_config(tmp_path / "orphan.yaml")
+
+
+def test_relative_paths_in_a_config_file_are_relative_to_that_file(tmp_path, monkeypatch):
+    """data.path and debate.prompts (a path, not a built-in name), like extends: against
+    the folder of the file that sets them, wherever the run starts; in a file that
+    extends another, each file's own paths against its own folder."""
+    base_dir, child_dir, elsewhere = tmp_path / "shared" / "cfg", tmp_path / "exp", tmp_path / "cwd"
+    for d in (base_dir, child_dir, elsewhere):
+        d.mkdir(parents=True)
+    (base_dir / "base.yaml").write_text("data: {task: generic, path: ../data/pool.jsonl}\n"
+                                        "debate: {prompts: prompts/mine}\n")
+    (child_dir / "child.yaml").write_text("extends: ../shared/cfg/base.yaml\nname: child\n")
+    (child_dir / "grandchild.yaml").write_text("extends: child.yaml\ndebate: {prompts: ./p.yaml}\n")
+    (child_dir / "builtin.yaml").write_text("extends: child.yaml\ndebate: {prompts: terse}\n")
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config(child_dir / "child.yaml")
+    assert cfg.data.path == str(tmp_path / "shared" / "data" / "pool.jsonl")
+    assert cfg.debate.prompts == str(base_dir / "prompts" / "mine")
+    assert load_config(child_dir / "grandchild.yaml").debate.prompts == str(child_dir / "p.yaml")
+    assert load_config(child_dir / "builtin.yaml").debate.prompts == "terse"  # a built-in name stays one
+    # given relative to the cwd, the config file is found the same way
+    assert load_config(Path("..") / "exp" / "child.yaml").data.path == cfg.data.path
+    # stored absolute: the config of record reads back the same from its run folder
+    (tmp_path / "record.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    again = load_config(tmp_path / "record.yaml")
+    assert (again.data.path, again.debate.prompts) == (cfg.data.path, cfg.debate.prompts)
+
+
+def test_relative_paths_on_the_command_line_are_relative_to_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "c.yaml").write_text("data: {task: generic, path: pool.jsonl}\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config("cfg/c.yaml", ["data.path=mine/pool.jsonl", "debate.prompts=my_prompts/"])
+    assert cfg.data.path == str(tmp_path / "mine" / "pool.jsonl")
+    assert cfg.debate.prompts == str(tmp_path / "my_prompts")
+    # a whole section given on the command line: its paths too
+    cfg = load_config("cfg/c.yaml", ["data={task: generic, path: other.jsonl}", "debate.prompts=paper"])
+    assert (cfg.data.path, cfg.debate.prompts) == (str(tmp_path / "other.jsonl"), "paper")
+    assert load_config("cfg/c.yaml").data.path == str(tmp_path / "cfg" / "pool.jsonl")
+
+
+def test_a_prompt_set_beside_the_config_is_found_from_another_directory(tmp_path, monkeypatch):
+    """End to end: a DebateRunner loads the prompt set a config names relative to itself."""
+    from debate.engine import DebateRunner
+    (tmp_path / "exp" / "my_prompts").mkdir(parents=True)
+    (tmp_path / "exp" / "my_prompts" / "prompts.yaml").write_text(
+        (ROOT / "debate" / "prompts" / "terse" / "prompts.yaml").read_text())
+    (tmp_path / "exp" / "c.yaml").write_text("debate: {prompts: ./my_prompts}\n")
+    monkeypatch.chdir(tmp_path)
+    runner = DebateRunner(load_config("exp/c.yaml").debate, tmp_path / "t.jsonl", lambda: None)
+    assert runner.prompts.name == "my_prompts"
 
 
 def test_a_labeller_loss_the_reference_does_not_train_is_refused(capsys):

@@ -1,6 +1,9 @@
+import json
+
 import jinja2.sandbox
 import pytest
 
+import run
 from debate.prompts import (ENGINE_VARIABLES, SAFE_GLOBALS, PromptError, load_prompt_set,
                             representative_variables)
 
@@ -220,3 +223,23 @@ def test_builtin_sets_render_every_turn(name):
         ps.check_renders(schedule("debate", n), n)
     for n in range(1, 4):
         ps.check_renders(schedule("consultancy", n), n)
+
+
+@pytest.mark.parametrize("template, says", [
+    ("{{ sample_text | nosuchfilter }}", "No filter named 'nosuchfilter'"),
+    ("{{ sample_text }}{{ sample_text is nosuchtest }}", "No test named 'nosuchtest'"),
+    ("{{ sample_text }}\n{% if sample_text %}unclosed", "template syntax error: Unexpected end of template"),
+    ("{{ sample_text }} {{ ) }}", "template syntax error: unexpected ')'"),
+])
+def test_compile_time_template_errors_are_one_line(tmp_path, capsys, template, says):
+    """Errors Jinja raises while parsing or compiling (an unknown filter or test, a
+    syntax error) are the prompt set's one-line error, rc 2, not a traceback."""
+    path = write(tmp_path, GOOD.replace('context: "{{ sample_text }}"', f"context: {json.dumps(template)}"))
+    with pytest.raises(PromptError) as e:
+        load_prompt_set(str(path))
+    assert str(e.value).startswith("prompt set 'p', context: ") and says in str(e.value)
+    assert "\n" not in str(e.value) and "(line " in str(e.value)
+    assert run.main(["--config", "configs/demo.yaml", "--prompts", str(path), "--set", f"output_dir={tmp_path}",
+                     "--until", "debate"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: prompt set 'p', context: ") and says in err and len(err.splitlines()) == 1

@@ -295,6 +295,9 @@ def test_hung_server_becomes_a_timeout_error_per_request(fake, caplog):
     assert [x.finish_reason for x in g] == ["error", "error"]
     for x in g:
         assert "timed out after 0.5 s" in x.error and "gave up after 2 attempts" in x.error
+        # the keys that change the limits are named beside them
+        assert "0.5 s (debate.server_timeout_s)" in x.error
+        assert "2 attempts, debate.server_max_attempts" in x.error
     fake.settle(lambda: fake.chat_requests >= 4)
     assert sorted(fake.asked()) == ["one", "one", "two", "two"]  # 2 attempts each
     assert len(sleep.delays) == 2 and be.stats["retries"] == 2
@@ -330,7 +333,9 @@ def test_a_waiting_call_says_so(fake):
 
     class Watch(logging.Handler):
         def emit(self, record):
-            if "still waiting for 1 of 1 requests" in record.getMessage():
+            msg = record.getMessage()
+            if "still waiting for 1 of 1 requests" in msg and "(debate.server_timeout_s)" in msg \
+                    and "(debate.server_max_attempts)" in msg:
                 said.set()
 
     def answer_once_reported(body):  # the reply is held until the client reports waiting
@@ -642,3 +647,31 @@ def test_continuous_scheduling_has_no_turn_barrier(fake, tmp_path, scheduling):
         assert set(out) == {(samples[1].id, 0)}  # debate 0's held request failed
         stored = load_transcripts(tmp_path / "t.jsonl")
         assert any("never reached its third turn" in (t.error or "") for t in stored.values())
+
+
+@needs_httpx
+def test_a_failing_conversation_stops_the_other_workers_and_is_raised_once(fake, caplog):
+    """What a continuous worker's `next_request` raises (the run folder failed while a
+    finished debate was stored) ends the call with that exception: the other workers
+    are cancelled, none is left "never retrieved", no more requests go out."""
+    import gc
+    from w2s_base.runfolder.faults import RunFolderError
+    fault = RunFolderError("write", "runs/x/debate/transcripts.jsonl", "No space left on device (errno 28)", 28)
+    replies = []
+
+    def next_request(i, reply):
+        if reply is not None:
+            replies.append(i)
+            if len(replies) >= 3:
+                raise fault
+            return None
+        return Request(conv(f"c{i}"), None)
+
+    from debate.backends.base import Request
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        with pytest.raises(RunFolderError) as e:
+            backend(fake).generate_continuous(20, next_request, PARAMS, max_live=4)
+        gc.collect()  # an unretrieved task exception is logged when the task is collected
+    assert e.value is fault and e.value.__context__ is None  # not chained to "no running event loop"
+    assert not [r for r in caplog.records if r.name == "asyncio"]
+    assert fake.chat_requests < 20  # the call stopped: the rest were never sent

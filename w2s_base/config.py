@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import os
 import re
 import sys
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Callable, ClassVar, Literal
 
 import yaml
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, TypeAdapter,
@@ -57,7 +58,9 @@ class ReportConfig(Strict):
 
 class DataConfig(Strict):
     task: str = "demo"                 # demo | sciq | boolq | cosmosqa | anthropic_hh | generic
-    path: str | None = None            # local file in the dataset's original format; None = hub / built-in
+    # Local file in the dataset's original format; None = hub / built-in. Relative: to the
+    # config file that sets it (or the working directory, for --set); stored absolute.
+    path: str | None = None
     split: str = "train"               # hub split to read when no path is given
     limit: int | None = Field(None, gt=0)  # read only the first N rows
     n_weak_train: int = Field(200, gt=0)
@@ -156,7 +159,10 @@ class DebateConfig(Strict):
     turns: dict[str, int] = {}
     model: str = "smollm2-135m"              # the strong model debates
     backend: str = "transformers"            # a registered backend: `python run.py --help` lists them
-    prompts: str = "paper"                   # built-in set name or a folder/YAML path
+    # A built-in set's name (a bare word: paper, terse, quotes), or a folder / YAML path
+    # (holding a '/', or ending .yaml): relative to the config file that sets it (or the
+    # working directory, for --set / --prompts); stored absolute.
+    prompts: str = "paper"
     # transformers only: conversations per forward pass. vLLM schedules its own batches
     # (vllm.max_num_seqs); the server client keeps max_concurrency per endpoint.
     batch_size: int = Field(16, gt=0)
@@ -849,8 +855,7 @@ def _read_yaml(p: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"config file {p} cannot be read: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p} must hold a mapping at the top level")
-    if isinstance(data.get("extensions"), list):  # a file named here is relative to this file
-        data["extensions"] = [_extension_path(e, p.parent) for e in data["extensions"]]
+    _resolve_paths(data, p.parent)  # a file named here is relative to this file
     parent = data.pop("extends", None)
     if parent is None:
         return data
@@ -864,6 +869,37 @@ def _extension_path(entry: Any, base: Path) -> Any:
     if isinstance(entry, str) and entry.endswith(".py"):
         return str((base / Path(entry).expanduser()).resolve())
     return entry
+
+
+def _absolute(value: str, base: Path) -> str:
+    return os.path.normpath((base / Path(value).expanduser()).absolute())
+
+
+def _prompt_set_path(value: str) -> bool:
+    """Whether a `debate.prompts` value is a path (a bare word is a built-in set's name)."""
+    return "/" in value or os.sep in value or value.startswith(("~", ".")) or value.endswith((".yaml", ".yml"))
+
+
+# The keys whose values name files, and how a relative one is made absolute against a
+# folder: the folder of the config file that holds it (as `extends` is), or the working
+# directory for a `--set` override (it was typed there). Stored absolute, so the config
+# of record (runs/<name>/config.yaml) reads back the same from anywhere.
+PATH_KEYS: dict[str, Callable[[Any, Path], Any]] = {
+    "data.path": lambda v, base: _absolute(v, base) if isinstance(v, str) and v else v,
+    "debate.prompts": lambda v, base: _absolute(v, base) if isinstance(v, str) and _prompt_set_path(v) else v,
+    "extensions": lambda v, base: [_extension_path(e, base) for e in v] if isinstance(v, list) else v,
+}
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    """Make the relative paths under PATH_KEYS in `data` absolute against `base`."""
+    for dotted, resolve in PATH_KEYS.items():
+        *parents, leaf = dotted.split(".")
+        node: Any = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node:
+            node[leaf] = resolve(node[leaf], base)
 
 
 def import_extensions(entries: Any) -> None:
@@ -916,9 +952,13 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
             what = getattr(e, "problem", None) or str(e).splitlines()[0]
             raise ConfigError(f"override {ov!r}: the value is not valid YAML ({what}); "
                               "quote it to pass a string, e.g. key='a: b'") from None
-        if k.strip() == "extensions" and isinstance(value, list):  # on the command line: the cwd's
-            value = [_extension_path(e, Path.cwd()) for e in value]
-        set_dotted(data, k.strip(), value)
+        key = k.strip()
+        one: dict[str, Any] = {}  # this override alone: its paths are relative to the cwd (typed there)
+        set_dotted(one, key, value)
+        _resolve_paths(one, Path.cwd())
+        for part in key.split("."):
+            one = one[part]
+        set_dotted(data, key, one)
     import_extensions(data.get("extensions", []))
     try:
         return RunConfig.model_validate(data)

@@ -310,11 +310,12 @@ def _exit_status(e: BaseException) -> int | None:
     from w2s_base.training.models import ModelNotFound
     from data.schema import DataError
     from debate.prompts import PromptError
+    from w2s_base.runfolder.faults import RunFolderError
     from w2s_run.errors import StageFailed
     from w2s_run.report.model import ReportError
     if isinstance(e, (ConfigError, DataError, PromptError, ModelNotFound, ReportError, ImportError)):
         return 2
-    if isinstance(e, StageFailed):
+    if isinstance(e, (StageFailed, RunFolderError)):  # the run folder's OS fault: fix it, rerun to resume
         return 1
     return None
 

@@ -20,6 +20,7 @@ from w2s_base.backend_specs import backend_spec
 from w2s_base.training import distributed as dist
 from w2s_base.config import ControlKind, RunConfig
 from w2s_base.decision import predicted_label
+from w2s_base.runfolder import faults
 from w2s_base.runfolder.environment import environment
 from w2s_base.runfolder.jsonl import JsonlWriter, save_json, write_text_atomic
 from w2s_base.runfolder.layout import RunLayout
@@ -224,7 +225,9 @@ def run_pipeline(cfg: RunConfig, until: str | None = None) -> Report | None:
     layout = cfg.layout
     # One run per folder (a second is refused, naming this one); the other ranks of a
     # multi-process launch belong to this run and take no lock.
-    with RunLock(layout.root, enabled=dist.is_main()) as lock:
+    # An OS fault inside the run folder, from wherever it comes (the stores raise it
+    # themselves; a library saving weights does not), ends the run as one line.
+    with faults.under(layout.root), RunLock(layout.root, enabled=dist.is_main()) as lock:
         if lock.stale:
             log(f"[run] the last run here ({describe(lock.stale)}) was killed; resuming its work")
         env = environment()

@@ -44,6 +44,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# The config keys behind the limits a hung server runs into: every message that
+# states a limit names the key that changes it.
+TIMEOUT_KEY = "debate.server_timeout_s"
+ATTEMPTS_KEY = "debate.server_max_attempts"
+
+
+def _gave_up(attempts: int) -> str:
+    return f"gave up after {attempts} attempt{'s' if attempts > 1 else ''}, {ATTEMPTS_KEY}"
+
+
 class _Retryable(Exception):
     def __init__(self, reason: str, retry_after: float | None = None, answered: bool = True):
         super().__init__(reason)
@@ -226,7 +236,7 @@ class VLLMServerBackend:
                 ep.client.request(method, ep.base_url + path, json=body, headers=self._headers()),
                 timeout=self.timeout_s)
         except (asyncio.TimeoutError, httpx.TimeoutException):
-            raise _Retryable(f"timed out after {self.timeout_s:g} s", answered=False) from None
+            raise _Retryable(f"timed out after {self.timeout_s:g} s ({TIMEOUT_KEY})", answered=False) from None
         except httpx.TransportError as e:
             raise _Retryable(f"connection error: {type(e).__name__}: {_short(str(e), 120)}",
                              answered=False) from None
@@ -250,8 +260,7 @@ class VLLMServerBackend:
             except _Retryable as e:
                 unanswered = unanswered and not e.answered
                 if attempt == self.max_attempts:
-                    n = f"{attempt} attempt" + ("s" if attempt > 1 else "")
-                    raise _Fatal(f"{e.reason} (gave up after {n})", unanswered) from None
+                    raise _Fatal(f"{e.reason} ({_gave_up(attempt)})", unanswered) from None
                 self.stats["retries"] += 1
                 delay = self._delay(attempt - 1, e.retry_after)
                 log.warning("%s %s%s: attempt %d of %d failed (%s); retrying in %.2f s",
@@ -363,12 +372,11 @@ class VLLMServerBackend:
                  down: dict[str, str]) -> Generation:
         """The last attempt failed. If no attempt was answered and no endpoint answers,
         the call's requests not yet sent will fail at once (`down`)."""
-        n = f"{attempt} attempt" + ("s" if attempt > 1 else "")
         if unanswered and all(x.down is not None for x in self.endpoints):
             where = "the server" if len(self.endpoints) == 1 else "no endpoint"
             down.setdefault("reason", f"{where} did not answer an earlier request of this "
                                       f"call: {e.reason}")
-        return self._error(f"{e.reason} (gave up after {n})")
+        return self._error(f"{e.reason} ({_gave_up(attempt)})")
 
     async def _before_retry(self, cond: asyncio.Condition, r: "_Attempts", e: _Retryable,
                             attempt: int) -> None:
@@ -433,25 +441,38 @@ class VLLMServerBackend:
         return f"{len(self.endpoints)} endpoints"
 
     async def _gather(self, coros: list, unit: str = "requests") -> list:
-        """Run the coroutines; every `progress_s` while some are unfinished, log a line."""
+        """Run the coroutines; every `progress_s` while some are unfinished, log a line.
+        The first one to raise (a continuous worker whose `next_request` could not store
+        a finished debate: the run folder failed) stops the others: they are cancelled
+        and awaited, and its exception is raised here, once."""
         tasks = [asyncio.ensure_future(c) for c in coros]
-        if not self.progress_s:
-            return list(await asyncio.gather(*tasks))
         loop = asyncio.get_running_loop()
         start = loop.time()
         pending = set(tasks)
+        failed: list[BaseException] = []
         try:
             while pending:
-                _, pending = await asyncio.wait(pending, timeout=self.progress_s)
+                done, pending = await asyncio.wait(pending, timeout=self.progress_s or None,
+                                                   return_when=asyncio.FIRST_EXCEPTION)
+                failed = [e for t in done if not t.cancelled() and (e := t.exception()) is not None]
+                if failed:
+                    break
                 if pending:
                     log.warning("still waiting for %d of %d %s to %s after %.0f s "
-                                "(%d retries so far; each attempt times out after %g s, "
-                                "at most %d attempts)", len(pending), len(tasks), unit,
+                                "(%d retries so far; each attempt times out after %g s "
+                                "(%s), at most %d attempts (%s))", len(pending), len(tasks), unit,
                                 self._where(), loop.time() - start, self.stats["retries"],
-                                self.timeout_s, self.max_attempts)
+                                self.timeout_s, TIMEOUT_KEY, self.max_attempts, ATTEMPTS_KEY)
         finally:
             for t in pending:
                 t.cancel()
+            # Retrieved, so none is reported as "Task exception was never retrieved".
+            await asyncio.gather(*pending, return_exceptions=True)
+        for t in tasks:  # retrieved too: the stopped workers' own errors are the same fault
+            if not t.cancelled():
+                t.exception()
+        if failed:
+            raise failed[0]
         return [t.result() for t in tasks]
 
     @contextlib.asynccontextmanager
@@ -545,6 +566,10 @@ class VLLMServerBackend:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
+            inside_a_loop = False
+        else:
+            inside_a_loop = True
+        if not inside_a_loop:  # run outside the except block: an error is not chained to it
             return asyncio.run(coro)
         box: dict[str, Any] = {}
 

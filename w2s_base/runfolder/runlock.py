@@ -151,6 +151,8 @@ class RunLock:
             return
         try:
             os.ftruncate(fd, 0)  # a clean end: an empty file means "nobody died holding it"
+        except OSError:
+            pass  # the folder failed (the error being reported): the next run reads it as killed
         finally:
             os.close(fd)  # closing the last descriptor drops the flock
 
