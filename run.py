@@ -94,6 +94,9 @@ def dispatch(args: argparse.Namespace) -> None:
         from w2s_run.report.inspect_export import export_inspect
         files = export_inspect(cfg.replicate_layout(0), args.out, max(1, args.max_samples_per_log))
         print("\n".join(map(str, files)) or f"no finished transcripts in {cfg.layout.transcripts}")
+        if files:
+            from w2s_run.report.inspect_export import view_command
+            print(f"view them: {view_command(files)}")
     else:
         from w2s_run.report.listing import print_transcripts
         print_transcripts(cfg.layout, args.command == "show", args.sample, args.gold, args.side, args.limit)

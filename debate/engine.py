@@ -55,14 +55,16 @@ def store_missing(path: Path, transcripts: list[Transcript]) -> int:
     return len(new)
 
 
-def _variables(t: Transcript, side: str, turn: int) -> dict:
+def turn_variables(t: Transcript, side: str, turn: int) -> dict:
+    """The prompt variables of turn `turn` (0-based) of `t`, whose turns so far are
+    `t.turns[:turn]`: what the engine renders, and what the inspect export re-renders."""
     my_label = t.a_label if side == "A" else 1 - t.a_label
     return {
         "task": t.task, "sample_text": t.sample_text, "positions": list(t.positions),
         "my_position": t.positions[my_label], "other_position": t.positions[1 - my_label],
         "my_side": side, "other_side": OTHER[side], "turn": turn + 1, "num_turns": t.num_turns,
         "transcript": [{"side": x.side, "text": x.text, "position": t.positions[x.position_label]}
-                       for x in t.turns],
+                       for x in t.turns[:turn]],
     }
 
 
@@ -199,11 +201,14 @@ class DebateRunner:
         as its next turn and return the request for the turn after (None once it has
         ended or failed, after `finished` saw it)."""
         started: dict[int, float] = {}
+        sent: dict[int, float] = {}  # when debate i's request in flight went out
 
         def next_request(i: int, reply: Generation | None) -> Request | None:
             t = debates[i]
+            now = time.perf_counter()
             if reply is None:
-                started[i] = time.perf_counter()
+                started[i] = now
+                t.started_at = time.time()
                 t.scheduling = scheduling
             elif reply.finish_reason == "error":
                 t.error = reply.error or "generation failed"
@@ -214,15 +219,17 @@ class DebateRunner:
                     position_label=t.a_label if side == "A" else 1 - t.a_label,
                     text=reply.text, prompt_tokens=reply.prompt_tokens,
                     completion_tokens=reply.completion_tokens, finish_reason=reply.finish_reason,
-                    endpoint=reply.endpoint))
+                    endpoint=reply.endpoint, seconds=round(now - sent[i], 3)))
             ti = len(t.turns)
             if t.error is not None or ti == len(turns):
-                t.seconds = round(time.perf_counter() - started[i], 3)
+                t.seconds = round(now - started[i], 3)
                 finished(t)
                 return None
             side, role = turns[ti]
             seed = (turn_seed(self.cfg.seed, t.protocol, t.sample_id, t.debate_index, ti)
                     if self.cfg.seeded else None)  # None: unseeded sampling (debate.seeded false)
-            return Request(self.prompts.messages(role, _variables(t, side, ti)), seed)
+            request = Request(self.prompts.messages(role, turn_variables(t, side, ti)), seed)
+            sent[i] = time.perf_counter()
+            return request
 
         return next_request
