@@ -289,12 +289,13 @@ def test_quiet_drops_warnings_and_notes_normal_drops_only_expected_ones(capfd):
 
 
 def test_stage_progress_counts_and_summarises(capfd):
+    before = console.inner_bars()  # without a terminal (pytest's capture): never
     with console.stage_progress("strong", total=3, unit="student") as bar:
         assert not console.inner_bars()
         console.advance("ceiling/seed0", cached=True)
         console.advance("w2s[weak-xent]/seed0")
         console.advance("w2s[weak+debate-xent]/seed0")
-    assert (bar.trained, bar.cached) == (2, 1) and console.inner_bars()
+    assert (bar.trained, bar.cached) == (2, 1) and console.inner_bars() == before
     assert "[strong] 3 students: 2 trained, 1 cached" in capfd.readouterr().out
     console.advance("outside a stage: nothing happens")
 

@@ -106,8 +106,10 @@ class FeatureExtractor:
                          key=lambda kv: len(kv[1]))
         if missing:
             model = self._lazy_model()
-            for idx in tqdm(list(_batches(len(missing), self.batch_size)), desc=desc, unit="batch",
-                            disable=None if console.inner_bars() else True):
+            batches = list(_batches(len(missing), self.batch_size))
+            for b, idx in enumerate(tqdm(batches, desc=desc, unit="batch",
+                                         disable=None if console.inner_bars() else True)):
+                console.now(f"{desc}: batch {b + 1}/{len(batches)}")
                 enc = self.tok([missing[i][1] for i in idx], return_tensors="pt", padding=True,
                                truncation=True, max_length=self.max_length).to(device())
                 h = model(**enc).last_hidden_state.float()
@@ -299,6 +301,7 @@ def fit(module: torch.nn.Module, forward: Callable[[torch.nn.Module, list[int]],
             _optimiser_step(params, opt, sched, tcfg.max_grad_norm)
             history.append(loss.item())
             bar.set_postfix(loss=f"{history[-1]:.3f}")
+            console.now(f"{desc}: step {step + 1}/{steps}, loss {history[-1]:.3f}")
         return history
     finally:
         # accelerate keeps every model it prepared (Accelerator._models) for the life of
@@ -356,8 +359,9 @@ class LoraClassifier:
         n_proc, rank = dist.world(), dist.state().process_index
         batches = list(_batches(len(order), self.batch_size))[rank::n_proc]
         mine: list[tuple[int, float]] = []
-        for idx in tqdm(batches, desc=desc, unit="batch", leave=False,
-                        disable=None if rank == 0 and console.inner_bars() else True):
+        for b, idx in enumerate(tqdm(batches, desc=desc, unit="batch", leave=False,
+                                     disable=None if rank == 0 and console.inner_bars() else True)):
+            console.now(f"{desc}: batch {b + 1}/{len(batches)}")
             rows = [order[i] for i in idx]
             p = torch.softmax(self.logits([texts[r] for r in rows]).float(), -1)[:, 1].cpu().numpy()
             mine += zip(rows, p.tolist())
