@@ -359,7 +359,7 @@ def save_curve_png(path: str | Path, history: Sequence[float], title: str,
         ax2.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
         h2, l2 = ax2.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
-    ax.legend(handles, labels, loc="upper right", fontsize=7)
+    ax.legend(handles, labels, loc="best", fontsize=7)
     if evals:
         ax.set_title("loss", fontsize=9)
         bx = fig.add_subplot(1, 2, 2)
