@@ -137,14 +137,14 @@ def _vllm_engine_kwargs(args) -> dict:
 def _turn_prompts(runner, out) -> list[list[tuple[list, int]]]:
     """Per turn, the (conversation, seed) pairs the DebateRunner sent: rebuilt from the
     finished transcripts exactly as the runner renders them."""
-    from debate.engine import _variables, turn_seed
+    from debate.engine import turn_seed, turn_variables
     turns = []
     for ti, (side, role) in enumerate(runner.schedule("debate")):
         batch = []
         for t in out.values():
             if len(t.turns) > ti:
                 before = t.model_copy(update={"turns": t.turns[:ti]})
-                batch.append((runner.prompts.messages(role, _variables(before, side, ti)),
+                batch.append((runner.prompts.messages(role, turn_variables(before, side, ti)),
                               turn_seed(runner.cfg.seed, t.protocol, t.sample_id, t.debate_index, ti)))
         turns.append(batch)
     return turns

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from tqdm.auto import tqdm
 
+from w2s_base import console
 from w2s_base.backend_specs import backend_spec
 from w2s_base.config import DebateConfig
 from w2s_base.runfolder.jsonl import JsonlWriter, read_jsonl
@@ -55,14 +55,16 @@ def store_missing(path: Path, transcripts: list[Transcript]) -> int:
     return len(new)
 
 
-def _variables(t: Transcript, side: str, turn: int) -> dict:
+def turn_variables(t: Transcript, side: str, turn: int) -> dict:
+    """The prompt variables of turn `turn` (0-based) of `t`, whose turns so far are
+    `t.turns[:turn]`: what the engine renders, and what the inspect export re-renders."""
     my_label = t.a_label if side == "A" else 1 - t.a_label
     return {
         "task": t.task, "sample_text": t.sample_text, "positions": list(t.positions),
         "my_position": t.positions[my_label], "other_position": t.positions[1 - my_label],
         "my_side": side, "other_side": OTHER[side], "turn": turn + 1, "num_turns": t.num_turns,
         "transcript": [{"side": x.side, "text": x.text, "position": t.positions[x.position_label]}
-                       for x in t.turns],
+                       for x in t.turns[:turn]],
     }
 
 
@@ -145,15 +147,21 @@ class DebateRunner:
         result, pending = self._partition(samples, protocol, num_debates, fixed)
         if not pending:
             return result
-        bar = tqdm(total=len(jobs), initial=len(jobs) - len(pending), desc=protocol, unit="debate")
         todo = {(s.id, k) for s, k in pending}
         continuous = self.continuous
-        with bar, JsonlWriter(self.store) as out:  # the bar is closed before an error is reported
+        # Progress per finished debate and, finer, per turn (a chunk of long debates
+        # reports each of its turns; the ETA comes from the turns finished so far).
+        with console.stage_progress("debate" if protocol == "debate" else f"debate/{protocol}", len(jobs),
+                                    unit="debate", initial=len(jobs) - len(pending),
+                                    work_total=len(pending) * len(turns), work_unit="turn") as bar, \
+                JsonlWriter(self.store) as out:
             def finished(t: Transcript) -> None:  # saved the moment it ends: a kill loses none
                 out.write(t.model_dump(mode="json"))
                 if t.ok:
                     result[(t.sample_id, t.debate_index)] = t
-                bar.update(1)
+                else:  # its turns that will not run are no longer work to wait for
+                    bar.advance_work(len(turns) - len(t.turns) - 1)
+                bar.advance()
 
             if continuous:
                 # One window sliding over the pending debates, in job order: a debate
@@ -161,18 +169,21 @@ class DebateRunner:
                 # last reply is back.
                 live = [self._new(s, k, protocol, fixed) for s, k in jobs if (s.id, k) in todo]
                 self.backend.generate_continuous(  # type: ignore[attr-defined]
-                    len(live), self._next_request(live, turns, finished, "continuous"),
+                    len(live), self._next_request(live, turns, finished, "continuous", bar),
                     self.cfg.sampling, max_live=self.cfg.chunk_size)
             else:
                 # Chunks are cut from the whole job list, not from what is pending, so a
                 # resumed run batches the remaining debates as the uninterrupted run did
                 # (the transformers backend's sampling depends on its batch).
+                n_chunks = -(-len(jobs) // self.cfg.chunk_size)
                 for ci in range(0, len(jobs), self.cfg.chunk_size):
                     chunk = [self._new(s, k, protocol, fixed)
                              for s, k in jobs[ci: ci + self.cfg.chunk_size] if (s.id, k) in todo]
                     if chunk:
+                        where = f"chunk {ci // self.cfg.chunk_size + 1}/{n_chunks} ({len(chunk)} debates)"
+                        bar.set_now(f"{where}, turn 1/{len(turns)}")
                         run_in_turns(self.backend, len(chunk),
-                                     self._next_request(chunk, turns, finished, "turns"),
+                                     self._next_request(chunk, turns, finished, "turns", bar, where),
                                      self.cfg.sampling)
         failed = sum(1 for s, k in jobs if (s.id, k) not in result)
         if failed:
@@ -188,16 +199,19 @@ class DebateRunner:
         return self.cfg.scheduling == "continuous" and isinstance(self.backend, ContinuousBackend)
 
     def _next_request(self, debates: list[Transcript], turns, finished: Callable[[Transcript], None],
-                      scheduling: str) -> NextRequest:
+                      scheduling: str, bar: "console.StageBar | None" = None, where: str = "") -> NextRequest:
         """What one turn of a debate means, for either scheduler: record debate i's reply
         as its next turn and return the request for the turn after (None once it has
         ended or failed, after `finished` saw it)."""
         started: dict[int, float] = {}
+        sent: dict[int, float] = {}  # when debate i's request in flight went out
 
         def next_request(i: int, reply: Generation | None) -> Request | None:
             t = debates[i]
+            now = time.perf_counter()
             if reply is None:
-                started[i] = time.perf_counter()
+                started[i] = now
+                t.started_at = time.time()
                 t.scheduling = scheduling
             elif reply.finish_reason == "error":
                 t.error = reply.error or "generation failed"
@@ -208,15 +222,21 @@ class DebateRunner:
                     position_label=t.a_label if side == "A" else 1 - t.a_label,
                     text=reply.text, prompt_tokens=reply.prompt_tokens,
                     completion_tokens=reply.completion_tokens, finish_reason=reply.finish_reason,
-                    endpoint=reply.endpoint))
+                    endpoint=reply.endpoint, seconds=round(now - sent[i], 3)))
             ti = len(t.turns)
-            if t.error is not None or ti == len(turns):
-                t.seconds = round(time.perf_counter() - started[i], 3)
+            ended = t.error is not None or ti == len(turns)
+            if ended:
+                t.seconds = round(now - started[i], 3)
                 finished(t)
+            if reply is not None and bar is not None:  # after `finished`: a line counts the debate too
+                bar.advance_work(1, f"{where}, turn {min(ti + 1, len(turns))}/{len(turns)}" if where else None)
+            if ended:
                 return None
             side, role = turns[ti]
             seed = (turn_seed(self.cfg.seed, t.protocol, t.sample_id, t.debate_index, ti)
                     if self.cfg.seeded else None)  # None: unseeded sampling (debate.seeded false)
-            return Request(self.prompts.messages(role, _variables(t, side, ti)), seed)
+            request = Request(self.prompts.messages(role, turn_variables(t, side, ti)), seed)
+            sent[i] = time.perf_counter()
+            return request
 
         return next_request

@@ -209,12 +209,18 @@ class PromptSet:
             raise PromptError(f"prompt set {self.name!r}, {where} failed to render{at}: "
                               f"{type(e).__name__}: {e}") from e
 
-    def messages(self, role: str, variables: dict[str, Any]) -> list[dict[str, str]]:
+    def parts(self, role: str, variables: dict[str, Any]) -> tuple[str, str, str]:
+        """(system, context, instruction) of one turn, rendered: what `messages` sends,
+        kept apart for readers that show the instruction on its own (the inspect export)."""
         self.require_roles({role})
-        user = self._render("context", self.context, variables) + "\n\n" + \
-            self._render(f"instructions.{role}", self.instructions[role], variables)
-        return [{"role": "system", "content": self._render("system", self.system, variables)},
-                {"role": "user", "content": user}]
+        return (self._render("system", self.system, variables),
+                self._render("context", self.context, variables),
+                self._render(f"instructions.{role}", self.instructions[role], variables))
+
+    def messages(self, role: str, variables: dict[str, Any]) -> list[dict[str, str]]:
+        system, context, instruction = self.parts(role, variables)
+        return [{"role": "system", "content": system},
+                {"role": "user", "content": context + "\n\n" + instruction}]
 
     def check_renders(self, turns: Sequence[tuple[str, str]], num_turns: int) -> None:
         """Render system + context + the role's instruction for every turn of the schedule

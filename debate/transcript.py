@@ -20,6 +20,10 @@ class Turn(BaseModel):
     completion_tokens: int
     finish_reason: str
     endpoint: str | None = None  # which server answered (several endpoints); None in process
+    # Wall time from this turn's request to its reply. With continuous scheduling it is
+    # this request's own latency; in turns (a barrier per turn) every debate of the
+    # chunk waits for the whole batch, so it is that batch's time. None: stored before.
+    seconds: float | None = None
 
 
 class Transcript(BaseModel):
@@ -42,7 +46,11 @@ class Transcript(BaseModel):
     prompt_hash: str
     sampling: SamplingParams
     seed: int
-    seconds: float = 0.0      # wall time from its first request to its last reply
+    # Wall time from its first request to its last reply. With continuous scheduling
+    # that is this debate's own time; in turns every debate of a chunk starts with the
+    # chunk and ends with its last batch, so all of them read the chunk's time.
+    seconds: float = 0.0
+    started_at: float | None = None  # Unix time of its first request (None: stored before)
     # "continuous" (each turn sent when its debate's last reply is back) or "turns"
     # (a barrier per turn); with per-request seeds the text does not depend on it.
     scheduling: str | None = None

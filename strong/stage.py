@@ -8,7 +8,7 @@ from typing import NamedTuple
 import numpy as np
 
 from w2s_base import console
-from w2s_base.training.classifier import ModelTrainer
+from w2s_base.training.classifier import ModelTrainer, held_out_slice
 from w2s_base.config import RunConfig
 from w2s_base.runfolder.layout import RunLayout
 from w2s_base.runfolder.stage_cache import cached, texts_hash
@@ -50,8 +50,10 @@ def student_keys(cfg: RunConfig, labellers: list[str]) -> list[StudentKey]:
 
 
 def run_strong(cfg: RunConfig, splits: Splits, labellers: dict[str, LabellerResult],
-               layout: RunLayout, histories: dict[str, list[float]] | None = None) -> dict[StudentKey, Preds]:
-    """Every student's test predictions; `histories` collects each one's loss per step."""
+               layout: RunLayout, histories: dict[str, list[float]] | None = None,
+               eval_histories: dict[str, list[dict]] | None = None) -> dict[StudentKey, Preds]:
+    """Every student's test predictions; `histories` collects each one's loss per step,
+    `eval_histories` its held-out loss and accuracy per epoch (when recorded)."""
     trainer = ModelTrainer(cfg.strong.model, cfg.strong.train, cfg.trust_remote_code, share_base=False)
     keys = student_keys(cfg, list(labellers))
     results: dict[StudentKey, Preds] = {}
@@ -66,6 +68,8 @@ def run_strong(cfg: RunConfig, splits: Splits, labellers: dict[str, LabellerResu
             results[key] = result["test"]
             if histories is not None:
                 histories[f"{key.folder}/seed{key.seed}"] = result["history"]
+            if eval_histories is not None and result.get("eval_history"):
+                eval_histories[f"{key.folder}/seed{key.seed}"] = result["eval_history"]
     trainer.release()  # the probe's feature model (LoRA students are freed after each fit)
     return results
 
@@ -89,10 +93,12 @@ def _student(cfg: RunConfig, splits: Splits, layout: RunLayout, trainer: ModelTr
     def compute() -> dict:
         trained.append(True)
         name = "ceiling" if key.is_ceiling else f"{key.labeller}|{key.loss}"
-        clf = trainer.train(transfer_texts, p1, loss, key.seed, desc=f"strong {name} seed {key.seed}")
+        # held out: test samples with their gold labels, read by the curves only
+        clf = trainer.train(transfer_texts, p1, loss, key.seed, desc=f"strong {name} seed {key.seed}",
+                            held_out=held_out_slice(test_texts, [x.label for x in splits.test]))
         clf.save(out)
         return {"test": dict(zip(test_ids, map(float, clf.predict(test_texts)))),
-                "history": clf.history}
+                "history": clf.history, "eval_history": clf.eval_history}
 
     result = cached(out / "result.json", spec, compute)
     console.advance(f"{key.folder}/seed{key.seed}", cached=not trained)

@@ -46,11 +46,12 @@ class Fits:
     def __init__(self, *a, **k):
         pass
 
-    def train(self, texts, p1, loss, seed, desc="", adapter=""):
+    def train(self, texts, p1, loss, seed, desc="", adapter="", held_out=None):
         Fits.done.append(desc)
 
         class Clf:
             history = [1.0]
+            eval_history = [{"step": 1, "loss": 0.7, "accuracy": 0.5}]
 
             def save(self, path):
                 path.mkdir(parents=True, exist_ok=True)

@@ -23,12 +23,24 @@ from factories import make_transcript  # noqa: E402
 from w2s_run.report import ReportError  # noqa: E402
 from w2s_run.report.inspect_export import export_inspect, safe_id, sample_ids, shard  # noqa: E402
 from weak.labels import LabellerResult  # noqa: E402
+from debate.prompts import load_prompt_set  # noqa: E402
+from debate.engine import turn_variables  # noqa: E402
 
 SPLITS = {"weak_train": ["w1", "w2", "w3"], "transfer": ["t1", "t2", "odd/id"], "test": ["x1", "x2"]}
 MAX = 2  # samples per log: forces parts
 
 
+TERSE = load_prompt_set("terse")
+STALE = "x1"  # its debate says it was made with a version of "terse" that no longer exists
+
+
 def _transcripts():
+    ts = [t.model_copy(update={"prompt_hash": "0ld0ld" if (t.sample_id, t.protocol) == (STALE, "debate")
+                               else TERSE.hash}) for t in _raw_transcripts()]
+    return ts
+
+
+def _raw_transcripts():
     ts = []
     for split, ids in SPLITS.items():
         for i, sid in enumerate(ids):
@@ -101,7 +113,7 @@ def test_one_log_per_protocol_and_split_in_parts(exported):
 def _by_key(files):
     out = {}
     for f in files:
-        log = read_eval_log(f)
+        log = read_eval_log(f, resolve_attachments=True)
         for s in log.samples:
             out[s.metadata["transcript_key"]] = (log, s)
     return out
@@ -121,23 +133,48 @@ def test_every_turn_in_order_with_speaker_metadata(exported):
         assert s.epoch == t.debate_index + 1
         assert s.input == t.sample_text
         assert s.target == t.positions[t.gold_label] and s.metadata["gold_label"] == t.gold_label
-        first, turns = s.messages[0], s.messages[1:]
+        rendered = t.prompt_hash == TERSE.hash
+        msgs = list(s.messages)
+        if rendered:  # the debaters' system prompt leads
+            system = msgs.pop(0)
+            assert system.role == "system" and system.text == TERSE.spec.system.strip()
+        first, rest = msgs[0], msgs[1:]
         assert first.role == "user" and first.text == t.sample_text
+        instructions, turns = rest[0::2], rest[1::2]
+        assert [m.role for m in instructions] == ["user"] * len(t.turns)
         assert [m.role for m in turns] == ["assistant"] * len(t.turns)
         assert [m.text for m in turns] == [x.text for x in t.turns]
-        for m, x in zip(turns, t.turns):
-            md = m.metadata
-            assert (md["side"], md["role"], md["position_label"]) == (x.side, x.role, x.position_label)
-            assert md["position"] == t.positions[x.position_label]
-            assert md["speaker"] == ({"A": "Debater A", "B": "Debater B"}[x.side] if t.protocol == "debate"
-                                     else "Consultant")
-            assert (md["prompt_tokens"], md["completion_tokens"]) == (x.prompt_tokens, x.completion_tokens)
+        events = [e for e in s.events if e.event == "model"]
+        assert len(events) == (len(t.turns) if rendered else 0)
+        for i, (ins, m, x) in enumerate(zip(instructions, turns, t.turns)):
+            speaker = ({"A": "Debater A", "B": "Debater B"}[x.side] if t.protocol == "debate" else "Consultant")
+            assert m.metadata["speaker"] == ins.metadata["speaker"] == speaker and m.model == t.model
+            assert ins.text.startswith(f"{speaker} · turn {i + 1} of {t.num_turns} · {x.role}: ")
+            assert m.metadata["argues"] == t.positions[x.position_label]
+            assert m.metadata["argues_gold"] == (x.position_label == t.gold_label)
+            if rendered:  # the exact request, re-rendered, with the speaker as inspect's model role
+                system, context, instruction = TERSE.parts(x.role, turn_variables(t, x.side, i))
+                assert ins.text.endswith(instruction) and instruction
+                ev = events[i]
+                assert ev.role == speaker and ev.model == t.model
+                assert [(mm.role, mm.text) for mm in ev.input] == [
+                    ("system", system), ("user", context + "\n\n" + instruction)]
+                assert ev.output.completion == x.text
+                assert (ev.output.usage.input_tokens, ev.output.usage.output_tokens) == (
+                    x.prompt_tokens, x.completion_tokens)
+        assert ("not shown" in s.metadata["prompts"]) == (not rendered)
+        assert set(s.role_usage) == {speaker_of(t, x.side) for x in t.turns}
+        assert set(log.eval.model_roles) >= set(s.role_usage)
         md = s.metadata
         assert md["sample_id"] == t.sample_id and md["a_label"] == t.a_label and md["control"] is None
         assert (md["model"], md["backend"], md["prompt_set"], md["prompt_hash"], md["seed"]) == (
             t.model, t.backend, t.prompt_set, t.prompt_hash, t.seed)
         assert md["sampling"] == t.sampling.model_dump()
         assert log.eval.viewer.trust_content is False  # model text is shown as plain text
+
+
+def speaker_of(t, side):
+    return {"A": "Debater A", "B": "Debater B"}[side] if t.protocol == "debate" else "Consultant"
 
 
 def test_scores_per_labeller(exported):
@@ -152,6 +189,9 @@ def test_scores_per_labeller(exported):
             assert score.metadata["p1"] == p1
             assert score.value == ("C" if int(p1 >= 0.5) == gold else "I")
             assert score.answer == s.metadata["positions"][int(p1 >= 0.5)]
+        # the reference labeller leads: the log list's "Score" column shows its accuracy
+        names = [es.name for es in log.results.scores]
+        assert names == sorted(names, key=lambda n: (n != "weak", n))
         # the log's accuracy per labeller is over its distinct samples
         for es in log.results.scores:
             vals = {x.metadata["sample_id"]: x.scores[es.name].value
@@ -258,3 +298,53 @@ def test_inspect_view_lists_the_logs(exported, tmp_path):
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         log.close()
+
+
+def test_the_logged_prompts_are_the_ones_the_debaters_were_sent(tmp_path):
+    """Debates run by the engine (a fake backend that echoes the last line of the prompt
+    it receives), exported: every turn's logged request ends with the line the backend
+    echoed, so the re-rendered prompt is the one sent; times are each debate's own."""
+    from data.demo_task import make_demo_samples
+    from debate.engine import DebateRunner, load_transcripts
+    from fake_backend import ContinuousSeededBackend, EchoBackend
+    from w2s_base.config import DebateConfig
+
+    samples = make_demo_samples(6, seed=0)
+    layout = RunLayout(tmp_path / "e2e")
+    layout.transcripts.parent.mkdir(parents=True)
+    DebateRunner(DebateConfig(prompts="terse", chunk_size=4, scheduling="turns"), layout.transcripts,
+                 lambda: EchoBackend()).run(samples)
+    layout.splits.write_text(json.dumps({"weak_train": [], "transfer": [s.id for s in samples], "test": []}))
+    (layout.root / "config.yaml").write_text("debate:\n  prompts: terse\n")
+    stored = {t.key: t for t in load_transcripts(layout.transcripts).values()}
+    files = export_inspect(layout)
+    logs = [read_eval_log(f, resolve_attachments=True) for f in files]
+    got = [s for log in logs for s in log.samples]
+    assert len(got) == len(samples)
+    for s in got:
+        t = stored[s.metadata["transcript_key"]]
+        events = [e for e in s.events if e.event == "model"]
+        assert len(events) == t.num_turns
+        for ev, turn in zip(events, t.turns):
+            last = ev.input[-1].text.strip().splitlines()[-1]
+            assert ev.output.completion == turn.text == f"echo<{last}>"
+            assert ev.working_time == turn.seconds is not None
+        assert s.total_time == (t.seconds or None) and s.metadata["scheduling"] == "turns"
+        assert s.started_at is not None and s.completed_at >= s.started_at
+    log = logs[0]
+    assert log.stats.started_at == min(s.started_at for s in got)
+    assert log.stats.completed_at == max(s.completed_at for s in got)
+    assert log.stats.completed_at > log.stats.started_at or all(t.seconds < 1e-3 for t in stored.values())
+    # with continuous scheduling the debates are timed one by one, each from its own first request
+    runner = DebateRunner(DebateConfig(prompts="terse", chunk_size=2, seed=1), layout.transcripts,
+                          lambda: ContinuousSeededBackend(order_seed=3))
+    out = runner.run(samples)
+    assert all(t.scheduling == "continuous" and t.started_at is not None for t in out.values())
+    # its turns' request times are disjoint stretches of its own span (rounded to 1 ms each)
+    assert all(sum(x.seconds for x in t.turns) <= t.seconds + 1e-3 * len(t.turns) for t in out.values())
+
+
+def test_the_view_command(exported):
+    from w2s_run.report.inspect_export import view_command
+    layout, files = exported
+    assert view_command(files) == f"inspect view --log-dir {layout.root / 'inspect'}"

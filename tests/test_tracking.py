@@ -202,6 +202,24 @@ def test_curve_pngs_without_a_tracker(tmp_path):
         curves / "weak.png", curves / "weak" / "none_minilm-l6_seed0.png"}
 
 
+def test_curves_with_held_out_accuracy_beside_the_training_loss(tmp_path):
+    """Held-out loss and accuracy per epoch (held_out in w2s_base/training/classifier.py):
+    a second panel in each model's PNG and the stage's, and a redraw when they change;
+    a model cached before they were recorded keeps its one-panel curve."""
+    run = tmp_path / "runs" / "demo"
+    evals = {"none/minilm-l6/seed0": [{"step": 2, "loss": 0.69, "accuracy": 0.55},
+                                      {"step": 4, "loss": 0.74, "accuracy": 0.6}]}
+    first = save_stage_curves(run, "weak", WEAK, TrainConfig(), evals)
+    curves = run / "curves"
+    one, other = curves / "weak" / "none_minilm-l6_seed0.png", curves / "weak" / "debate_minilm-l6_seed0-debate0.png"
+    assert set(first) == {curves / "weak.png", one, other}
+    w_two, _ = _valid_png(one)
+    w_one, _ = _valid_png(other)
+    assert w_two > 1.5 * w_one  # two panels side by side
+    later = {"none/minilm-l6/seed0": evals["none/minilm-l6/seed0"] + [{"step": 6, "loss": 0.8, "accuracy": 0.6}]}
+    assert set(save_stage_curves(run, "weak", WEAK, TrainConfig(), later)) == {curves / "weak.png", one}
+
+
 def test_one_curve_png_with_many_steps_and_lr(tmp_path):
     import math
     h = [math.exp(-i / 30) + 0.05 * math.sin(i) for i in range(200)]
@@ -289,12 +307,13 @@ def test_quiet_drops_warnings_and_notes_normal_drops_only_expected_ones(capfd):
 
 
 def test_stage_progress_counts_and_summarises(capfd):
+    before = console.inner_bars()  # without a terminal (pytest's capture): never
     with console.stage_progress("strong", total=3, unit="student") as bar:
         assert not console.inner_bars()
         console.advance("ceiling/seed0", cached=True)
         console.advance("w2s[weak-xent]/seed0")
         console.advance("w2s[weak+debate-xent]/seed0")
-    assert (bar.trained, bar.cached) == (2, 1) and console.inner_bars()
+    assert (bar.trained, bar.cached) == (2, 1) and console.inner_bars() == before
     assert "[strong] 3 students: 2 trained, 1 cached" in capfd.readouterr().out
     console.advance("outside a stage: nothing happens")
 

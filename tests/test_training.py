@@ -86,3 +86,40 @@ def test_a_member_trains_the_same_whether_or_not_another_trained_before_it():
     alone = train_lora(LoraBase("minilm-l6", tcfg), TEXTS, 1 - LABELS, XentLoss(), tcfg, 1, adapter="second")
     np.testing.assert_allclose(after_a.history, alone.history, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(after_a.predict(TEXTS), alone.predict(TEXTS), rtol=1e-5, atol=1e-6)
+
+
+def test_held_out_evaluation_per_epoch_leaves_training_as_it_was(tmp_path, monkeypatch):
+    """The curves' held-out loss and accuracy after each epoch: one entry per epoch, the
+    last one the trained probe's own accuracy on those texts, and the training (its
+    loss per step, its predictions) the same as without the evaluation."""
+    monkeypatch.setenv("W2SD_CACHE", str(tmp_path))
+    samples = make_demo_samples(120, seed=3)
+    tr, te = samples[:80], samples[80:]
+    tcfg = TrainConfig(mode="linear_probe", epochs=5, lr=1e-2, batch_size=16, max_length=64)
+    ex = FeatureExtractor("minilm-l6", 64)
+    y = np.array([s.label for s in tr], dtype=np.float32)
+    gold = np.array([s.label for s in te])
+    texts, held = [s.text for s in tr], [s.text for s in te]
+    with_eval = train_probe(ex, texts, y, XentLoss(), tcfg, 0, held_out=(held, gold))
+    without = train_probe(ex, texts, y, XentLoss(), tcfg, 0)
+    assert with_eval.history == pytest.approx(without.history, rel=1e-6, abs=1e-7)
+    np.testing.assert_allclose(with_eval.predict(held), without.predict(held), rtol=1e-5, atol=1e-6)
+    steps = len(with_eval.history)  # 5 epochs of 80 samples in batches of 16: 25 steps
+    assert [e["step"] for e in with_eval.eval_history] == [5, 10, 15, 20, 25] and steps == 25
+    last = with_eval.eval_history[-1]
+    assert last["accuracy"] == pytest.approx(((with_eval.predict(held) >= 0.5) == gold).mean())
+    assert all(e["loss"] > 0 and 0 <= e["accuracy"] <= 1 for e in with_eval.eval_history)
+    assert without.eval_history == []
+
+
+@pytest.mark.parametrize("epochs, n, batch, expected", [(3, 10, 4, [3, 6, 8]), (1.5, 16, 4, [4, 6]),
+                                                        (0.5, 16, 4, [2])])
+def test_on_epoch_runs_after_each_epochs_last_step(epochs, n, batch, expected):
+    from w2s_base.training.classifier import fit, soft_targets
+    head = torch.nn.Linear(3, 2)
+    x = torch.randn(n, 3, generator=torch.Generator().manual_seed(0))
+    seen = []
+    tcfg = TrainConfig(mode="linear_probe", epochs=epochs, batch_size=batch)
+    fit(head, lambda m, idx: m(x[idx]), soft_targets(np.full(n, 0.7)), XentLoss(), tcfg, 0, "t",
+        ddp=False, on_epoch=seen.append)
+    assert seen == expected

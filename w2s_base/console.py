@@ -32,6 +32,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -64,6 +65,7 @@ _STATUSES = ("MISSING", "UNEXPECTED", "MISMATCH", "CONVERSION")
 _saved_env: dict[str, str | None] = {}
 _saved_transformers: dict[str, object] = {}
 _our_warning_filters: list[tuple] = []
+_saved_handlers: list[logging.Handler] = []
 
 
 # ---------------------------------------------------------------- levels
@@ -79,6 +81,14 @@ def quiet_libraries(verbosity: Verbosity = "normal") -> None:
         raise ValueError(f"verbosity must be one of {LEVELS}, got {verbosity!r}")
     _undo()
     _verbosity = verbosity
+    if not _tty():
+        # A log file, not a terminal: the libraries' bars (tqdm, read when first imported)
+        # would fill it with carriage returns and cursor codes, and colour codes
+        # (NO_COLOR: rich, and others that honour it) would be noise; the stages' own
+        # progress lines take their place, at every level.
+        _set_env("TQDM_DISABLE", "1")
+        _set_env("NO_COLOR", "1")
+        _strip_ansi_from_library_logs()
     if verbosity == "verbose":
         return
     if verbosity == "quiet":
@@ -106,6 +116,36 @@ def quiet_libraries(verbosity: Verbosity = "normal") -> None:
             _add_warning_filter("ignore", message=pattern)
 
 
+class _NoAnsi(logging.Filter):
+    """Strips colour codes from a record (transformers colours its load reports)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            msg = record.getMessage()
+        except Exception:
+            return True
+        if "\x1b[" in msg:
+            record.msg, record.args = _ANSI_ANY.sub("", msg), None
+        return True
+
+
+_NO_ANSI = _NoAnsi()
+_ANSI_ANY = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _strip_ansi_from_library_logs() -> None:
+    """On the handlers transformers logs through (its library root logger's), so that
+    every transformers.* record written to a log file is plain text."""
+    try:
+        from transformers.utils import logging as tf_logging
+    except ImportError:  # pragma: no cover - a hard dependency
+        return
+    for h in tf_logging.get_logger().handlers:  # get_logger() with no name: the library root
+        if _NO_ANSI not in h.filters:
+            h.addFilter(_NO_ANSI)
+            _saved_handlers.append(h)
+
+
 def reset() -> None:
     """Back to the state before any quiet_libraries call (tests)."""
     global _verbosity
@@ -131,6 +171,9 @@ def _undo() -> None:
         else:
             os.environ[key] = value
     _saved_env.clear()
+    for h in _saved_handlers:
+        h.removeFilter(_NO_ANSI)
+    _saved_handlers.clear()
     for f in _our_warning_filters:
         with contextlib.suppress(ValueError):
             warnings.filters.remove(f)
@@ -264,54 +307,183 @@ def inner_bars() -> bool:
     only when verbose, or when no stage bar is running (and not quiet). For the tqdm
     calls in w2s_base/training/classifier.py: `disable=None if console.inner_bars() else True`
     (None: tqdm's own choice, off when the output is not a terminal)."""
+    if not _tty():  # a log file: the stage's progress lines say it, without \r and ANSI codes
+        return False
     if _verbosity == "verbose":
         return True
     return _verbosity != "quiet" and _bar is None
 
 
-class StageBar:
-    """One bar for a stage: done/total models, elapsed and ETA, the last model (and
-    how many were trained vs found cached); one summary line when it closes."""
+def _tty() -> bool:
+    """Whether progress goes to a terminal (stderr, where bars and progress lines go)."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
-    def __init__(self, stage: str, total: int, unit: str = "model"):
-        from tqdm.auto import tqdm
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def _dur(seconds: float) -> str:
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s" if m else f"{sec}s"
+
+
+class StageBar:
+    """A stage's progress: done/total items (models, debates), elapsed, rate and ETA,
+    what it is doing now; one summary line when it closes.
+
+    On a terminal it is one tqdm bar. Without one (nohup, slurm, CI: a log file) it
+    writes plain lines to stderr, no control characters: one each time another
+    `W2S_PROGRESS_PERCENT` % (default 10) of the stage's work is done, and one at
+    least every `W2S_PROGRESS_SECONDS` (default 60) while it runs, so a log shows life
+    during a long model or a long chunk of debates.
+
+    Work may be finer than items (`work_total`: the debate stage counts turns, so a
+    chunk of debates reports each turn): the percentage and the ETA are then over the
+    work. The rate and the ETA come from the work finished in this process (cached
+    items are not work), so the first estimate waits for the first finished unit and
+    is never extrapolated from a stage that has not done anything yet."""
+
+    def __init__(self, stage: str, total: int, unit: str = "model", *, initial: int = 0,
+                 work_total: int | None = None, work_unit: str | None = None):
         self.stage, self.total, self.unit = stage, total, unit
         self.trained = self.cached = 0
+        self.initial = initial  # done before this process started (a resumed stage)
+        self.work_total, self.work_unit, self.work = work_total, work_unit, 0
+        self.now = ""  # what it is doing (a model's step, a chunk's turn)
         self.t0 = time.perf_counter()
-        self._tqdm = tqdm(total=total, desc=f"[{stage}]", unit=unit, dynamic_ncols=True, leave=False,
-                          disable=True if _verbosity == "quiet" else None,
-                          bar_format="{desc} {n_fmt}/{total_fmt} " + unit + "s |{bar:24}| "
-                                     "{elapsed}<{remaining}{postfix}")
+        self.lines = _verbosity != "quiet" and not _tty()
+        self.every_s = _env_float("W2S_PROGRESS_SECONDS", 60.0)
+        self.step = max(_env_float("W2S_PROGRESS_PERCENT", 10.0), 0.1) / 100
+        self._next_frac = self.step
+        self._last_line = self.t0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._tqdm = None
+        if self.lines:
+            self._line("started")
+            self._beat = threading.Thread(target=self._heartbeat, daemon=True, name=f"progress-{stage}")
+            self._beat.start()
+        elif _verbosity != "quiet":
+            from tqdm.auto import tqdm
+            self._tqdm = tqdm(total=total, initial=initial, desc=f"[{stage}]", unit=unit, dynamic_ncols=True,
+                              leave=False, bar_format="{desc} {n_fmt}/{total_fmt} " + unit + "s |{bar:24}| "
+                                                      "{elapsed}<{remaining}{postfix}")
 
     @property
     def visible(self) -> bool:
-        return not self._tqdm.disable
+        """Whether a tqdm bar holds the terminal (other lines go through tqdm.write)."""
+        return self._tqdm is not None
 
+    @property
+    def done(self) -> int:
+        return self.initial + self.trained + self.cached
+
+    # ---- what moves it
     def advance(self, item: str | None = None, cached: bool = False, n: int = 1) -> None:
-        if cached:
-            self.cached += n
+        with self._lock:
+            if cached:
+                self.cached += n
+            else:
+                self.trained += n
+            if item:
+                self.now = f"{item}{' (cached)' if cached else ''}"
+        if self._tqdm is not None:
+            if item:
+                self._tqdm.set_postfix_str(self.now, refresh=False)
+            self._tqdm.update(n)
+        self._maybe_line()
+
+    def advance_work(self, n: int = 1, now: str | None = None) -> None:
+        """Finer work done (a debate's turn), counted toward the percentage and the ETA."""
+        with self._lock:
+            self.work += n
+            if now is not None:
+                self.now = now
+        if self._tqdm is not None and now is not None:
+            self._tqdm.set_postfix_str(now)
+        self._maybe_line()
+
+    def set_now(self, now: str) -> None:
+        """What it is doing now (shown with the next line; cheap enough for every step)."""
+        self.now = now
+
+    # ---- the lines
+    def _fraction(self) -> float:
+        if self.work_total:
+            return min(1.0, self.work / self.work_total)
+        return min(1.0, self.done / self.total) if self.total else 1.0
+
+    def _maybe_line(self) -> None:
+        if self.lines and self._fraction() >= self._next_frac:
+            self._line()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(min(1.0, self.every_s / 4)):
+            if time.perf_counter() - self._last_line >= self.every_s:
+                self._line()
+
+    def status(self) -> str:
+        """One line: counts, rate and ETA from this process's finished work, what it does now."""
+        elapsed = time.perf_counter() - self.t0
+        frac = self._fraction()
+        units = f"{self.done}/{self.total} {self.unit}s"
+        if self.cached or self.initial:
+            units += f" ({self.initial + self.cached} cached)"
+        parts = [f"[{self.stage}] {units}"]
+        if self.work_total:
+            parts.append(f"{self.work}/{self.work_total} {self.work_unit}s")
+        parts.append(f"{100 * frac:.0f}%")
+        finished = self.work if self.work_total else self.trained
+        left = (self.work_total - self.work) if self.work_total else (self.total - self.done)
+        label = self.work_unit if self.work_total else self.unit
+        if finished and elapsed > 0:
+            per_min = 60 * finished / elapsed
+            parts.append(f"{per_min:.0f} {label}s/min" if per_min >= 10 else f"{per_min:.2g} {label}s/min"
+                         if per_min >= 1 else f"{_dur(elapsed / finished)}/{label}")
+            parts.append(f"elapsed {_dur(elapsed)}, ETA {_dur(left * elapsed / finished)}")
         else:
-            self.trained += n
-        if item:
-            self._tqdm.set_postfix_str(f"{item}{' (cached)' if cached else ''}", refresh=False)
-        self._tqdm.update(n)
+            parts.append(f"elapsed {_dur(elapsed)}, ETA after the first finished {label}")
+        line = ", ".join(parts)
+        return line + (f"; now: {self.now}" if self.now else "")
+
+    def _line(self, prefix: str | None = None) -> None:
+        with self._lock:
+            self._last_line = time.perf_counter()
+            while self._next_frac <= self._fraction():
+                self._next_frac += self.step
+            msg = self.status() if prefix is None else f"[{self.stage}] {prefix}: {self.total} {self.unit}s" + (
+                f" ({self.initial} already done)" if self.initial else "")
+        print(msg, file=sys.stderr, flush=True)
 
     def close(self) -> None:
-        self._tqdm.close()
-        done = self.trained + self.cached
+        self._stop.set()
+        if self._tqdm is not None:
+            self._tqdm.close()
+        done = self.done
         if done:
             secs = time.perf_counter() - self.t0
             units = self.unit if done == 1 else self.unit + "s"
-            info(f"[{self.stage}] {done} {units}: {self.trained} trained, {self.cached} cached "
-                 f"({secs:.0f} s)")
+            info(f"[{self.stage}] {done} {units}: {self.trained} "
+                 f"{'trained' if self.unit in ('model', 'member', 'student') else 'done'}, "
+                 f"{self.initial + self.cached} cached ({secs:.0f} s)")
 
 
 @contextlib.contextmanager
-def stage_progress(stage: str, total: int, unit: str = "model") -> Iterator[StageBar]:
-    """The stage's one bar; `advance()` (module level) moves it from anywhere inside.
-    While it runs, inner_bars() is False (nested bars off unless verbose)."""
+def stage_progress(stage: str, total: int, unit: str = "model", **kw) -> Iterator[StageBar]:
+    """The stage's one bar (or its progress lines without a terminal); `advance()` and
+    `now()` (module level) move it from anywhere inside. While it runs, inner_bars()
+    is False (nested bars off unless verbose)."""
     global _bar
-    prev, _bar = _bar, StageBar(stage, total, unit)
+    prev, _bar = _bar, StageBar(stage, total, unit, **kw)
     bar = _bar
     try:
         yield bar
@@ -324,3 +496,10 @@ def advance(item: str | None = None, cached: bool = False, n: int = 1) -> None:
     """Move the running stage bar (a no-op outside stage_progress)."""
     if _bar is not None:
         _bar.advance(item, cached, n)
+
+
+def now(what: str) -> None:
+    """Say what the running stage is doing (a model's training step): shown in its next
+    progress line; a no-op outside stage_progress."""
+    if _bar is not None:
+        _bar.set_now(what)

@@ -203,6 +203,9 @@ def _export(args: argparse.Namespace) -> int:
     from w2s_run.report.inspect_export import export_inspect
     files = export_inspect(cfg.replicate_layout(0), args.out, max(1, args.max_samples_per_log))
     print("\n".join(map(str, files)) or f"no finished transcripts in {cfg.layout.transcripts}")
+    if files:
+        from w2s_run.report.inspect_export import view_command
+        print(f"view them: {view_command(files)}")
     return 0
 
 

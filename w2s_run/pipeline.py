@@ -292,18 +292,23 @@ def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None, env: dict)
             d.weak.release()  # free the weak base before the next one (and the strong model) loads
     if dist.is_main():
         record_stage(tracker, layout.root, "weak", {f"{_prefix(d)}{k}": v for d in draws
-                                                     for k, v in d.weak.histories.items()}, cfg.weak.train)
+                                                     for k, v in d.weak.histories.items()}, cfg.weak.train,
+                     {f"{_prefix(d)}{k}": v for d in draws for k, v in d.weak.eval_histories.items()})
     if until == "weak":
         return _stopped("weak", draws)
     with clock.stage("strong"):
         strong_curves: dict[str, list[float]] = {}
+        strong_evals: dict[str, list[dict]] = {}
         for d in draws:
             d.say("students")
             curves: dict[str, list[float]] = {}
-            d.students = run_strong(d.cfg, d.splits, d.labellers, d.layout, histories=curves)
+            evals: dict[str, list[dict]] = {}
+            d.students = run_strong(d.cfg, d.splits, d.labellers, d.layout, histories=curves,
+                                    eval_histories=evals)
             strong_curves.update({f"{_prefix(d)}{k}": v for k, v in curves.items()})
+            strong_evals.update({f"{_prefix(d)}{k}": v for k, v in evals.items()})
     if dist.is_main():
-        record_stage(tracker, layout.root, "strong", strong_curves, cfg.strong.train)
+        record_stage(tracker, layout.root, "strong", strong_curves, cfg.strong.train, strong_evals)
     if not dist.is_main():
         return None
     transcripts = any(d.transcripts for d in draws)

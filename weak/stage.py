@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from w2s_base import console
-from w2s_base.training.classifier import ModelTrainer
+from w2s_base.training.classifier import ModelTrainer, held_out_slice
 from w2s_base.config import LabellerConfig, RunConfig, Source
 from w2s_base.training.distributed import is_main
 from w2s_base.runfolder.jsonl import JsonlWriter, save_json
@@ -50,6 +50,7 @@ class MemberTrainer:
         # Each base is loaded lazily, on its first member that is not cached, then shared.
         self._trainers: dict[str, ModelTrainer] = {}
         self.histories: dict[str, list[float]] = {}  # {member: loss per step}, cached ones too
+        self.eval_histories: dict[str, list[dict]] = {}  # {member: held-out loss and accuracy per epoch}
 
     def release(self) -> None:
         """Frees every loaded weak base (members are stored; a later member reloads its base)."""
@@ -107,16 +108,20 @@ class MemberTrainer:
             trainer = self._trainers.setdefault(model, ModelTrainer(model, w.train, self.cfg.trust_remote_code))
             clf = trainer.train(inputs["weak_train"], y, XentLoss(), seed,
                                 desc=f"weak {source.key}/{out.parent.name}/{out.name}",
-                                adapter=f"{slug(source.key)}-{hashlib.sha1(model.encode()).hexdigest()[:8]}-{out.name}")
+                                adapter=f"{slug(source.key)}-{hashlib.sha1(model.encode()).hexdigest()[:8]}-{out.name}",
+                                held_out=held_out_slice(inputs["test"], [s.label for s in sp.test]))
             clf.save(out)
             preds = {name: dict(zip([s.id for s in parts[name]], map(float, clf.predict(inputs[name]))))
                      for name in PREDICTED}
-            return {**preds, "history": clf.history}  # the loss per step, kept for reruns
+            # the loss per step and the held-out loss and accuracy per epoch, kept for reruns
+            return {**preds, "history": clf.history, "eval_history": clf.eval_history}
 
         result = cached(out / "result.json", spec, compute)
         name = f"{source.key}/{out.parent.name}/{out.name}"  # its folder under weak/members/
         if result.get("history"):  # members cached before curves were kept have none
             self.histories[name] = result["history"]
+        if result.get("eval_history"):  # nor before the held-out evaluation was
+            self.eval_histories[name] = result["eval_history"]
         console.advance(name, cached=not trained)
         return result
 

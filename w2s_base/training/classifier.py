@@ -106,8 +106,10 @@ class FeatureExtractor:
                          key=lambda kv: len(kv[1]))
         if missing:
             model = self._lazy_model()
-            for idx in tqdm(list(_batches(len(missing), self.batch_size)), desc=desc, unit="batch",
-                            disable=None if console.inner_bars() else True):
+            batches = list(_batches(len(missing), self.batch_size))
+            for b, idx in enumerate(tqdm(batches, desc=desc, unit="batch",
+                                         disable=None if console.inner_bars() else True)):
+                console.now(f"{desc}: batch {b + 1}/{len(batches)}")
                 enc = self.tok([missing[i][1] for i in idx], return_tensors="pt", padding=True,
                                truncation=True, max_length=self.max_length).to(device())
                 h = model(**enc).last_hidden_state.float()
@@ -257,10 +259,12 @@ def _optimiser_step(params: list[torch.nn.Parameter], opt, sched, max_grad_norm:
 
 def fit(module: torch.nn.Module, forward: Callable[[torch.nn.Module, list[int]], torch.Tensor],
         targets: torch.Tensor, loss_fn: LossFn, tcfg: TrainConfig, seed: int,
-        desc: str, ddp: bool = True) -> list[float]:
+        desc: str, ddp: bool = True, on_epoch: Callable[[int], None] | None = None) -> list[float]:
     """Minibatch training of `module`'s trainable parameters on soft targets [N, 2];
     returns the loss per optimiser step: the mean over the whole optimiser batch
-    (batch_size * grad_accum rows), on every process.
+    (batch_size * grad_accum rows), on every process. `on_epoch(step)`, when given, is
+    called after the last optimiser step of each epoch (a held-out evaluation: it must
+    leave the module's parameters, mode and the random state as it found them).
 
     Under a multi-process launcher (w2s_base/training/distributed.py) the module is wrapped for
     DDP and each process takes its share of every batch: all processes draw the same
@@ -299,6 +303,11 @@ def fit(module: torch.nn.Module, forward: Callable[[torch.nn.Module, list[int]],
             _optimiser_step(params, opt, sched, tcfg.max_grad_norm)
             history.append(loss.item())
             bar.set_postfix(loss=f"{history[-1]:.3f}")
+            console.now(f"{desc}: step {step + 1}/{steps}, loss {history[-1]:.3f}")
+            # after the last step of each epoch (epochs may be fractional: the last step ends one)
+            if on_epoch is not None and (int((step + 1) * tcfg.epochs / steps) > int(step * tcfg.epochs / steps)
+                                         or step + 1 == steps):
+                on_epoch(step + 1)
         return history
     finally:
         # accelerate keeps every model it prepared (Accelerator._models) for the life of
@@ -356,8 +365,9 @@ class LoraClassifier:
         n_proc, rank = dist.world(), dist.state().process_index
         batches = list(_batches(len(order), self.batch_size))[rank::n_proc]
         mine: list[tuple[int, float]] = []
-        for idx in tqdm(batches, desc=desc, unit="batch", leave=False,
-                        disable=None if rank == 0 and console.inner_bars() else True):
+        for b, idx in enumerate(tqdm(batches, desc=desc, unit="batch", leave=False,
+                                     disable=None if rank == 0 and console.inner_bars() else True)):
+            console.now(f"{desc}: batch {b + 1}/{len(batches)}")
             rows = [order[i] for i in idx]
             p = torch.softmax(self.logits([texts[r] for r in rows]).float(), -1)[:, 1].cpu().numpy()
             mine += zip(rows, p.tolist())
@@ -535,10 +545,33 @@ class LoraBase:
         return self.peft, self.tok
 
 
+HeldOut = tuple[list[str], np.ndarray]  # texts and their gold labels (0/1)
+# The held-out evaluation per epoch reads at most this many test samples (the first, in
+# the split's order): a curve to read, at a cost of a few hundred forward passes an epoch.
+HELD_OUT_SAMPLES = 256
+
+
+def held_out_slice(texts: list[str], labels: list[int]) -> HeldOut:
+    """The held-out set a training curve is evaluated on: the first HELD_OUT_SAMPLES."""
+    return list(texts[:HELD_OUT_SAMPLES]), np.asarray(labels[:HELD_OUT_SAMPLES], dtype=np.int64)
+
+
+def held_out_metrics(logits: torch.Tensor, gold: np.ndarray) -> dict[str, float]:
+    """Cross-entropy against the gold labels and accuracy (ties read as label 1, as
+    w2s_base/decision.py reads a P(1) of 0.5) of a held-out evaluation."""
+    y = torch.as_tensor(np.asarray(gold), dtype=torch.long)
+    logits = logits.float().cpu()
+    p1 = torch.softmax(logits, -1)[:, 1]
+    return {"loss": float(torch.nn.functional.cross_entropy(logits, y)),
+            "accuracy": float(((p1 >= 0.5).long() == y).float().mean())}
+
+
 def train_probe(extractor: FeatureExtractor, texts: list[str], p1: np.ndarray, loss_fn: LossFn,
-                tcfg: TrainConfig, seed: int, desc: str = "train") -> ProbeClassifier:
+                tcfg: TrainConfig, seed: int, desc: str = "train",
+                held_out: HeldOut | None = None) -> ProbeClassifier:
     """A linear head on the extractor's frozen features, trained on soft labels `p1`
-    (P(label = 1) per text)."""
+    (P(label = 1) per text). `held_out`: texts with gold labels evaluated after each
+    epoch (`clf.eval_history`), for the curves only: nothing in training reads it."""
     torch.manual_seed(seed)
     targets = soft_targets(p1)
     x = extractor(texts, desc=f"{desc}: features")
@@ -551,25 +584,54 @@ def train_probe(extractor: FeatureExtractor, texts: list[str], p1: np.ndarray, l
     xs = (x - mu) / sd
     # A linear head on cached features costs milliseconds: each process fits the
     # same head itself rather than synchronising gradients for it.
-    history = fit(head, lambda m, idx: m(xs[idx]), targets, loss_fn, tcfg, seed, desc, ddp=False)
+    evals: list[dict[str, float]] = []
+    on_epoch = None
+    if held_out is not None and len(held_out[0]):
+        xh = (extractor(held_out[0], desc=f"{desc}: held-out features") - mu) / sd  # cached: predicted later
+
+        def on_epoch(step: int) -> None:
+            with torch.no_grad():
+                evals.append({"step": step, **held_out_metrics(head(xh), held_out[1])})
+    history = fit(head, lambda m, idx: m(xs[idx]), targets, loss_fn, tcfg, seed, desc, ddp=False,
+                  on_epoch=on_epoch)
     with torch.no_grad():  # fold the standardisation into the head
         w = head.weight / sd
         head.bias -= (head.weight * (mu / sd)).sum(1)
         head.weight.copy_(w)
     clf = ProbeClassifier(extractor, head)
-    clf.history = history
+    clf.history, clf.eval_history = history, evals
     return clf
 
 
 def train_lora(base: LoraBase, texts: list[str], p1: np.ndarray, loss_fn: LossFn, tcfg: TrainConfig,
-               seed: int, desc: str = "train", adapter: str = "default") -> LoraClassifier:
-    """A new LoRA adapter (and head) on `base`, trained on soft labels `p1`."""
+               seed: int, desc: str = "train", adapter: str = "default",
+               held_out: HeldOut | None = None) -> LoraClassifier:
+    """A new LoRA adapter (and head) on `base`, trained on soft labels `p1`. `held_out`:
+    texts with gold labels evaluated after each epoch (`clf.eval_history`): eval mode,
+    no gradients, the train mode restored; nothing in training reads it, and no random
+    numbers are drawn (dropout is off in eval mode), so the training is the same."""
     targets = soft_targets(p1)
     lora, tok = base.new_adapter(adapter, seed)
     clf = LoraClassifier(lora, tok, tcfg.max_length, tcfg.batch_size)
     lora.train()
+    evals: list[dict[str, float]] = []
+    on_epoch = None
+    if held_out is not None and len(held_out[0]):
+        order = sorted(range(len(held_out[0])), key=lambda i: len(held_out[0][i]))  # less padding
+
+        def on_epoch(step: int) -> None:
+            lora.eval()
+            try:
+                with torch.no_grad():
+                    rows = [clf.logits([held_out[0][order[i]] for i in idx]).float().cpu()
+                            for idx in _batches(len(order), tcfg.batch_size)]
+                gold = np.asarray(held_out[1])[order]
+                evals.append({"step": step, **held_out_metrics(torch.cat(rows), gold)})
+            finally:
+                lora.train()
     clf.history = fit(lora, lambda m, idx: clf.logits([texts[i] for i in idx], m), targets, loss_fn,
-                      tcfg, seed, desc)
+                      tcfg, seed, desc, on_epoch=on_epoch)
+    clf.eval_history = evals
     return clf
 
 
@@ -604,12 +666,12 @@ class ModelTrainer:
         free_device_memory()
 
     def train(self, texts: list[str], p1: np.ndarray, loss_fn: LossFn, seed: int, desc: str = "train",
-              adapter: str = "default"):
+              adapter: str = "default", held_out: HeldOut | None = None):
         if self.tcfg.mode == TrainMode.LINEAR_PROBE:
-            return train_probe(self.extractor, texts, p1, loss_fn, self.tcfg, seed, desc)
+            return train_probe(self.extractor, texts, p1, loss_fn, self.tcfg, seed, desc, held_out)
         if not self.share_base:
             return train_lora(LoraBase(self.model, self.tcfg, self.trust), texts, p1, loss_fn,
-                              self.tcfg, seed, desc)
+                              self.tcfg, seed, desc, held_out=held_out)
         if self._base is None:
             self._base = LoraBase(self.model, self.tcfg, self.trust)
-        return train_lora(self._base, texts, p1, loss_fn, self.tcfg, seed, desc, adapter)
+        return train_lora(self._base, texts, p1, loss_fn, self.tcfg, seed, desc, adapter, held_out)

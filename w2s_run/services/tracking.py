@@ -324,58 +324,102 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+Evals = Sequence[Mapping[str, float]]  # held-out {"step", "loss", "accuracy"} per epoch
+
+
 def save_curve_png(path: str | Path, history: Sequence[float], title: str,
-                   lrs: Sequence[float] | None = None) -> Path:
+                   lrs: Sequence[float] | None = None, evals: Evals | None = None) -> Path:
     """One model's training loss per optimiser step (raw, and a moving average when
-    there are 20 steps or more), and its learning rate on a second axis when given."""
+    there are 20 steps or more), and its learning rate on a second axis when given.
+    With `evals` (held-out loss and accuracy after each epoch) a second panel beside
+    it: held-out accuracy per epoch, and the held-out loss drawn over the training
+    loss, so a model that fits its labels but not held-out data shows it."""
     path = Path(path)
-    fig = _figure(6.4, 3.6)
-    ax = fig.add_subplot()
-    steps = list(range(len(history)))
+    fig = _figure(11.0 if evals else 6.4, 3.8)
+    ax = fig.add_subplot(1, 2, 1) if evals else fig.add_subplot()
+    steps = list(range(1, len(history) + 1))
     w = _window(len(history))
     if w > 1:
-        ax.plot(steps, history, color="#1f77b4", alpha=0.3, linewidth=0.8, label="loss")
-        ax.plot(steps, _smooth(history, w), color="#1f77b4", linewidth=1.6, label=f"loss (mean of {w})")
+        ax.plot(steps, history, color="#1f77b4", alpha=0.3, linewidth=0.8, label="training loss")
+        ax.plot(steps, _smooth(history, w), color="#1f77b4", linewidth=1.6, label=f"training loss (mean of {w})")
     else:
         ax.plot(steps, history, color="#1f77b4", linewidth=1.4, marker="." if len(history) < 30 else None,
-                label="loss")
+                label="training loss")
+    if evals:
+        ax.plot([e["step"] for e in evals], [e["loss"] for e in evals], color="#d62728", marker="o",
+                linewidth=1.4, label="held-out loss (gold labels, per epoch)")
     ax.set_xlabel("optimiser step")
-    ax.set_ylabel("training loss")
+    ax.set_ylabel("loss")
     ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
     if lrs:
         ax2 = ax.twinx()
-        ax2.plot(range(len(lrs)), lrs, color="#7f7f7f", linestyle="--", linewidth=1, label="learning rate")
+        ax2.plot(range(1, len(lrs) + 1), lrs, color="#7f7f7f", linestyle="--", linewidth=1, label="learning rate")
         ax2.set_ylabel("learning rate")
         ax2.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
         h2, l2 = ax2.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
-    ax.legend(handles, labels, loc="upper right", fontsize=8)
-    ax.set_title(title, fontsize=10)
+    ax.legend(handles, labels, loc="best", fontsize=7)
+    if evals:
+        ax.set_title("loss", fontsize=9)
+        bx = fig.add_subplot(1, 2, 2)
+        bx.plot([e["step"] for e in evals], [e["accuracy"] for e in evals], color="#d62728", marker="o",
+                linewidth=1.4, label="held-out accuracy (gold labels)")
+        bx.axhline(0.5, color="#7f7f7f", ls=":", lw=1, label="0.5")
+        bx.set_ylim(0, 1.02)
+        bx.set_xlim(0, len(history) + 1)
+        bx.set_xlabel("optimiser step (end of each epoch)")
+        bx.set_ylabel("accuracy")
+        bx.grid(alpha=0.3)
+        bx.legend(loc="lower right", fontsize=7)
+        bx.set_title("held-out accuracy", fontsize=9)
+        fig.suptitle(title, fontsize=10)
+    else:
+        ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
 
-def save_summary_png(path: str | Path, curves: Mapping[str, Sequence[float]], title: str) -> Path:
-    """Every model's loss per step in one plot (moving averages when long)."""
+def save_summary_png(path: str | Path, curves: Mapping[str, Sequence[float]], title: str,
+                     evals: Mapping[str, Evals] | None = None) -> Path:
+    """Every model's loss per step in one plot (moving averages when long), and with
+    `evals` every model's held-out accuracy per epoch beside it, in the same colours."""
     path = Path(path)
+    evals = {k: v for k, v in (evals or {}).items() if v and k in curves}
     n = len(curves)
     legend_outside = n > 8
-    fig = _figure(9.0 if legend_outside else 6.4, 4.0)
-    ax = fig.add_subplot()
+    fig = _figure((9.0 if legend_outside else 6.4) + (4.6 if evals else 0), 4.0)
+    ax = fig.add_subplot(1, 2, 1) if evals else fig.add_subplot()
     cmap = _colours(n)
     for i, (name, h) in enumerate(curves.items()):
         w = _window(len(h))
-        ax.plot(range(len(h)), _smooth(h, w) if w > 1 else list(h), color=cmap[i], linewidth=1.3,
+        ax.plot(range(1, len(h) + 1), _smooth(h, w) if w > 1 else list(h), color=cmap[i], linewidth=1.3,
                 label=name)
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("training loss" + (" (moving average)" if any(_window(len(h)) > 1 for h in curves.values())
                                      else ""))
     ax.grid(alpha=0.3)
-    ax.set_title(title, fontsize=10)
+    if evals:
+        bx = fig.add_subplot(1, 2, 2)
+        for i, name in enumerate(curves):
+            if name in evals:
+                e = evals[name]
+                bx.plot([x["step"] for x in e], [x["accuracy"] for x in e], color=cmap[i], marker="o",
+                        markersize=3, linewidth=1.2)
+        bx.axhline(0.5, color="#7f7f7f", ls=":", lw=1)
+        bx.set_ylim(0, 1.02)
+        bx.set_xlabel("optimiser step (end of each epoch)")
+        bx.set_ylabel("held-out accuracy (gold labels)")
+        bx.grid(alpha=0.3)
+        bx.set_title("held-out accuracy", fontsize=9)
+        ax.set_title("training loss", fontsize=9)
+        fig.suptitle(title, fontsize=10)
+    else:
+        ax.set_title(title, fontsize=10)
     if n:
         if legend_outside:
-            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, ncol=1 + n // 25)
+            (bx if evals else ax).legend(*ax.get_legend_handles_labels(), loc="upper left",
+                                         bbox_to_anchor=(1.01, 1.0), fontsize=7, ncol=1 + n // 25)
         else:
             ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
@@ -392,7 +436,7 @@ STAGE_TITLES = {"weak": "weak members", "strong": "strong students and ceiling"}
 
 
 def save_stage_curves(run_dir: str | Path, kind: str, curves: Mapping[str, Sequence[float] | None],
-                      tcfg=None) -> list[Path]:
+                      tcfg=None, evals: Mapping[str, Evals] | None = None) -> list[Path]:
     """The PNGs of one stage ({model name: history}; None or [] skipped):
     `<run>/curves/<kind>.png` with every curve and `<run>/curves/<kind>/<name>.png`
     per model (with its learning rate when `tcfg` is given). A PNG whose curve is
@@ -415,16 +459,19 @@ def save_stage_curves(run_dir: str | Path, kind: str, curves: Mapping[str, Seque
         rel = f"{kind}/{fname}.png"
         lrs = lr_schedule(tcfg, len(history)) if tcfg is not None else None
         title = f"{kind} {name}: loss per step ({len(history)} steps)"
-        digest = _digest([title, history, lrs])
+        ev = [dict(e) for e in (evals or {}).get(name) or []] or None
+        digest = _digest([title, history, lrs] + ([ev] if ev else []))  # unchanged digests without evals
         if index.get(rel) != digest or not (root / rel).exists():
-            written.append(save_curve_png(root / rel, history, title, lrs))
+            written.append(save_curve_png(root / rel, history, title, lrs, ev))
             index[rel] = digest
     if curves:
         rel = f"{kind}.png"
-        title = f"{STAGE_TITLES.get(kind, kind)}: training loss ({len(curves)} models)"
-        digest = _digest([title, curves])
+        some = {k: [dict(e) for e in v] for k, v in (evals or {}).items() if v and k in curves}
+        title = (f"{STAGE_TITLES.get(kind, kind)}: training loss"
+                 + (" and held-out accuracy" if some else "") + f" ({len(curves)} models)")
+        digest = _digest([title, curves] + ([some] if some else []))
         if index.get(rel) != digest or not (root / rel).exists():
-            written.append(save_summary_png(root / rel, curves, title))
+            written.append(save_summary_png(root / rel, curves, title, some))
             index[rel] = digest
     if written:
         root.mkdir(parents=True, exist_ok=True)
@@ -433,11 +480,13 @@ def save_stage_curves(run_dir: str | Path, kind: str, curves: Mapping[str, Seque
 
 
 def record_stage(tracker: Tracker, run_dir: str | Path, kind: str,
-                 curves: Mapping[str, Sequence[float] | None], tcfg=None) -> list[Path]:
-    """A finished stage's curves ({model name: loss per step}): the PNGs under
-    `<run>/curves/` and, when a tracker is on, one tracker run per model. Call it on
-    the main process only. Returns the PNGs written."""
-    written = save_stage_curves(run_dir, kind, curves, tcfg)
+                 curves: Mapping[str, Sequence[float] | None], tcfg=None,
+                 evals: Mapping[str, Evals] | None = None) -> list[Path]:
+    """A finished stage's curves ({model name: loss per step}; `evals`: {model name:
+    held-out loss and accuracy per epoch}): the PNGs under `<run>/curves/` and, when a
+    tracker is on, one tracker run per model (training loss). Call it on the main
+    process only. Returns the PNGs written."""
+    written = save_stage_curves(run_dir, kind, curves, tcfg, evals)
     tracker.log_stage(kind, curves, tcfg)
     return written
 
