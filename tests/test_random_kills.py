@@ -18,7 +18,6 @@ import json
 import math
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from typing import Callable
 import pytest
 
 from factories import report_rows
+from kills import run_until_killed, stored_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
@@ -65,12 +65,7 @@ class Progress:
 
     @classmethod
     def of(cls, rd: Path) -> "Progress":
-        store = rd / "debate" / "transcripts.jsonl"
-        try:
-            # whole lines only: a record torn by a kill is not a stored debate
-            debates = store.read_bytes().count(b"\n")
-        except FileNotFoundError:
-            debates = 0
+        debates = len(stored_lines(rd / "debate" / "transcripts.jsonl"))
         try:
             report = (rd / "report.json").stat().st_mtime
         except FileNotFoundError:
@@ -117,30 +112,6 @@ def kill_plan(seed: int) -> list[KillPoint]:
     return plan
 
 
-def _run_until_killed(args: list[str], rd: Path, point: KillPoint, log: Path) -> int | None:
-    """Start the run, SIGKILL its process group once `point` is reached (after its
-    delay); the run's return code if it ended first, else None."""
-    t0 = time.time() - 1  # file times are not finer than the clock: a second's slack
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    try:
-        while not point.reached(Progress.of(rd), t0):
-            if proc.poll() is not None:
-                return proc.returncode
-            time.sleep(0.005)
-        time.sleep(point.delay_s)
-        if proc.poll() is not None:
-            return proc.returncode
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(30)
-        return None
-    finally:
-        if proc.poll() is None:  # the test failed while the run was alive
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(30)
-
-
 def _outputs(rd: Path):
     """What a run produced: every transcript's turns, every labeller's soft labels, the
     report's deterministic fields."""
@@ -179,7 +150,9 @@ def test_seeded_kills_across_every_stage_resume_to_the_uninterrupted_report(tmp_
     args, rd = _args(tmp_path, "killed"), tmp_path / "killed"
     landed: list[tuple[str, str]] = []  # (kill point, the stage the run died in)
     for i, point in enumerate(kill_plan(seed)):
-        rc = _run_until_killed(args, rd, point, tmp_path / f"killed-{i}.log")
+        t0 = time.time() - 1  # file times are not finer than the clock: a second's slack
+        rc = run_until_killed(args, ROOT, ENV, lambda: point.reached(Progress.of(rd), t0),
+                              tmp_path / f"killed-{i}.log", point.delay_s)
         if rc is None:
             landed.append((point.what, Progress.of(rd).stage))
             continue
