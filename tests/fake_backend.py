@@ -34,15 +34,19 @@ class SeededBackend:
     name = "seeded"
     model = "seeded"
 
-    def __init__(self, fail_after_calls: int | None = None):
+    def __init__(self, fail_after_calls: int | None = None, delay_s: float = 0.0):
         self.calls = 0
         self.fail_after_calls = fail_after_calls
+        self.delay_s = delay_s  # per call: a debate stage slow enough to be killed in
 
     def generate(self, conversations, params, seeds):
         if self.fail_after_calls is not None and self.calls >= self.fail_after_calls:
             raise KeyboardInterrupt  # a kill in the middle of the stage
         self.calls += 1
         import random
+        if self.delay_s:
+            import time
+            time.sleep(self.delay_s)
         return [Generation(text=f"draw {random.Random(s).randint(0, 10**9)} for "
                                 f"{len(c[-1]['content'])} chars", prompt_tokens=1,
                            completion_tokens=3, finish_reason="stop")
@@ -55,8 +59,8 @@ class ContinuousSeededBackend(SeededBackend):
     every step answers one in-flight request drawn at random (from `order_seed`).
     Records the most requests it ever had in flight."""
 
-    def __init__(self, order_seed: int = 0, fail_after_calls: int | None = None):
-        super().__init__(fail_after_calls)
+    def __init__(self, order_seed: int = 0, fail_after_calls: int | None = None, delay_s: float = 0.0):
+        super().__init__(fail_after_calls, delay_s)
         self.order_seed = order_seed
         self.most_live = 0
         self.continuous_calls = 0
