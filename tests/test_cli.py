@@ -215,8 +215,11 @@ def test_view_and_export_refuse_a_folder_a_live_run_holds(verb, debated, capsys)
     if verb == "export":
         pytest.importorskip("inspect_ai")
     assert run.main([verb, *_on(out)]) == 0  # a killed holder does not block
-    written = capsys.readouterr().out.split()
+    lines = capsys.readouterr().out.splitlines()
+    written = [x for x in lines if not x.startswith("view them: ")]
     assert written and all(Path(p).is_file() for p in written)
+    if verb == "export":  # the command that opens them follows the files
+        assert lines[-1].startswith("view them: inspect view")
 
 
 # ------------------------------------------------------------ --quiet: the final table only
