@@ -197,7 +197,35 @@ def pool_reports(reports: list[Report], draws: list[tuple[Splits, dict[str, Labe
     pgr = [PooledPGRRow(labeller=r.labeller, loss=r.loss, reference=ref, result=st.pooled_pgr(
         [sc.student_c[(r.labeller, r.loss)] for sc in scores], [sc.weak_c for sc in scores],
         [sc.ceil_c for sc in scores], ids)) for r in first.student_rows()]
-    return first.model_copy(update={"replicates": reports, "pooled": out, "pooled_pgr": pgr})
+    pooled_report = first.model_copy(update={"replicates": reports, "pooled": out, "pooled_pgr": pgr})
+    # The negative control is judged on the pooled comparison: one draw's interval does
+    # not cover the training noise between two differently-fed weak models.
+    pooled_report.warnings = [w for w in first.warnings if not w.startswith(NEGATIVE_CONTROL)] + [
+        _negative_control_line(c.name, c.result.estimate, c.result.ci,
+                               f"pooled over {c.result.n_replicates} replicates")
+        for c in out if c.kind == "weak" and _is_shuffled(first, c.name) and c.result.direction == st.Direction.BETTER]
+    return pooled_report
+
+
+NEGATIVE_CONTROL = "NEGATIVE CONTROL"
+
+
+def _is_shuffled(report: Report, labeller: str) -> bool:
+    spec = report.control_of(labeller)
+    return bool(spec and spec.kind == ControlKind.SHUFFLED)
+
+
+def _negative_control_line(name: str, diff: float, ci, scope: str) -> str:
+    """The negative control beat the plain weak model. Pooled over replicates that is a
+    failure (information about the label reaches the weak input); in one draw it may also
+    be training noise, which that draw's test-sample interval does not cover."""
+    head = (f"{NEGATIVE_CONTROL} FAILED ({scope})" if scope.startswith("pooled")
+            else f"{NEGATIVE_CONTROL} ALERT ({scope})")
+    tail = (": information about the label leaks into the weak input" if scope.startswith("pooled") else
+            ": a leak, or the training noise between two weak models with different inputs, which this "
+            "interval (test samples only) does not cover; decide with `replicates: 3` or more")
+    return (f"{head}: `{name}` reads transcripts of OTHER samples yet beats the plain weak model by "
+            f"{100 * diff:+.1f} points (95 % CI {100 * ci[0]:+.1f} to {100 * ci[1]:+.1f}){tail}")
 
 
 def _warnings(report: Report) -> list[str]:
@@ -208,13 +236,11 @@ def _warnings(report: Report) -> list[str]:
         out.append(f"the ceiling-weak gap ({100 * g.gap:.1f} points, 95 % CI {100 * g.ci[0]:.1f} to "
                    f"{100 * g.ci[1]:.1f}) is not significant on {report.n_test} test samples: PGR is "
                    "not reported as a number (a ratio over a gap that may be zero means nothing)")
-    for r in report.weak_rows():  # the negative control must show no gain: a gain is a leak
+    for r in report.weak_rows():  # the negative control must show no gain (judged pooled: pool_reports)
         if (r.control and r.control.kind == ControlKind.SHUFFLED and r.vs_reference
                 and r.vs_reference.direction == st.Direction.BETTER):
             d = r.vs_reference
-            out.append(f"NEGATIVE CONTROL FAILED: `{r.name}` reads transcripts of OTHER samples yet beats the "
-                       f"plain weak model by {100 * d.acc_diff:+.1f} points (95 % CI {100 * d.acc_diff_ci[0]:+.1f} "
-                       f"to {100 * d.acc_diff_ci[1]:+.1f}): information about the label leaks into the weak input")
+            out.append(_negative_control_line(r.name, d.acc_diff, d.acc_diff_ci, "this draw only"))
     students = report.student_rows()
     above = [s for s in students if s.pgr.above_100]
     if above:
