@@ -9,6 +9,7 @@
   python run.py view --config configs/demo.yaml      # writes runs/demo/debates.html
   python run.py export --format inspect --config configs/demo.yaml   # inspect_ai logs (`inspect view`)
   python run.py compare runs/demo runs/demo-paper
+  python run.py verify --config configs/demo.yaml   # is the run folder intact? (what to rerun if not)
 
 Every stage writes under runs/<name>/ and reuses finished work on rerun.
 """
@@ -31,10 +32,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                        f"strong.loss_settings.<loss>.<key>=...): {describe_losses()}\n"
                                        f"debate backends (debate.backend):\n{describe_backends()}")
     p.add_argument("command", nargs="?", default="run",
-                   choices=["run", "plan", "list", "show", "view", "export", "compare"],
+                   choices=["run", "plan", "list", "show", "view", "export", "compare", "verify"],
                    help="run the pipeline (default); plan: counts and GPU memory per job, before the "
                         "spend; list or show stored debate transcripts; view: write the run's debate "
-                        "viewer; export: inspect_ai eval logs; compare two runs' reports")
+                        "viewer; export: inspect_ai eval logs; compare two runs' reports; verify: check the run "
+                        "folder's integrity (0 intact, 1 damaged/stale/missing, 2 no run)")
     p.add_argument("runs", nargs="*", help="compare: two or more run folders (or names under runs/); each "
                    "later run against the first, paired on their common test ids")
     p.add_argument("--config", "-c", default="configs/demo.yaml", help="run config (YAML)")
@@ -76,7 +78,7 @@ def load(args: argparse.Namespace):
     return load_config(args.config, ov)
 
 
-def dispatch(args: argparse.Namespace) -> None:
+def dispatch(args: argparse.Namespace) -> int | None:
     if args.command == "compare":
         from w2s_run.report.compare import compare_runs
         return print(compare_runs(args.runs), end="")
@@ -84,6 +86,9 @@ def dispatch(args: argparse.Namespace) -> None:
     if args.command == "run":
         from w2s_run.pipeline import run_pipeline
         run_pipeline(cfg, args.until)
+    elif args.command == "verify":
+        from w2s_run.services.verify import print_verify
+        return print_verify(cfg)
     elif args.command == "plan":
         from w2s_run.services.plan import print_plan
         print_plan(cfg, args.gpu_memory_gib, args.processes)
@@ -110,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     from w2s_run.pipeline import StageFailed
     from w2s_run.report import ReportError
     try:
-        dispatch(args)
+        rc = dispatch(args)
     except (ConfigError, DataError, PromptError, ModelNotFound, ReportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -123,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: finished work is saved; rerun the same command to resume", file=sys.stderr)
         return 130
-    return 0
+    return rc or 0
 
 
 if __name__ == "__main__":  # the guard matters: vLLM's engine spawns worker processes

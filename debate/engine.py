@@ -150,9 +150,12 @@ class DebateRunner:
         result, pending = self._partition(samples, protocol, num_debates, fixed)
         if not pending:
             return result
+        # the backend is loaded before the store is opened for writing: a caller that only
+        # checks the store (run.py verify) refuses in its factory, and nothing is written
+        self.backend  # noqa: B018
+        continuous = self.continuous
         bar = tqdm(total=len(jobs), initial=len(jobs) - len(pending), desc=protocol, unit="debate")
         todo = {(s.id, k) for s, k in pending}
-        continuous = self.continuous
         with JsonlWriter(self.store) as out:
             def finished(t: Transcript) -> None:  # saved the moment it ends: a kill loses none
                 out.write(t.model_dump(mode="json"))

@@ -145,6 +145,9 @@ class Report(BaseModel):
     per_sample: PerSample | None = None  # None in reports written before it existed
     replicates: list["Report"] = []
     pooled: list[PooledComparison] | None = None
+    # {path under the run folder: sha256} of each file it was built from (weak members' and
+    # students' results, labellers' outputs): run.py verify checks them. Empty in older reports.
+    inputs: dict[str, str] = {}
 
     def weak_rows(self) -> list[WeakRow]:
         return [r for r in self.rows if isinstance(r, WeakRow)]
