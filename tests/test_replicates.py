@@ -169,6 +169,7 @@ def test_two_replicates_redraw_debates_and_seeds_and_reuse_a_one_draw_run_as_rep
     from w2s_run.report.compare import compare_runs
     out = compare_runs([str(rd), str(rd)])
     assert "weak+debate" in out and "draw 0 of 2" in out
+    assert run.main(["verify"] + args + ["--set", "replicates=2"]) == 0  # every draw keyed as the run keyed it
     assert run.main(["view"] + args + ["--set", "replicates=2"]) == 0
     assert (rd / "debates.html").exists()
     pytest.importorskip("inspect_ai")

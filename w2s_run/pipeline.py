@@ -38,7 +38,7 @@ from w2s_run.report import write_report
 from w2s_run.report.model import Report, RunMeta
 from w2s_run.report.render import gold_side_line, render_table
 from w2s_run.report.scoring import build_report, pool_reports
-from strong.stage import StudentKey, run_strong
+from strong.stage import run_strong
 from weak.inputs import weak_view
 from weak.stage import MemberTrainer, run_weak
 
@@ -348,7 +348,7 @@ def report_inputs(d: Draw) -> dict[str, str]:
     checks them against these)."""
     lay = d.layout
     files = sorted(d.weak.results) + [p for name in d.labellers for p in (lay.labeller_json(name), lay.labels(name))]
-    files += [lay.student(k.folder, k.seed) / "result.json" for k in d.students if isinstance(k, StudentKey)]
+    files += [lay.student(k.folder, k.seed) / "result.json" for k in d.students]
     return {str(f.relative_to(lay.root)): file_sha256(f) for f in files if f.exists()}
 
 

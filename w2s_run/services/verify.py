@@ -20,6 +20,7 @@ cannot be keyed and is listed as not checked.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -239,7 +240,6 @@ def render(res: VerifyResult) -> str:
 def print_verify(cfg: RunConfig) -> int:
     """run.py verify: prints the findings (or "intact"); the exit code: 0 intact, 1 when
     something is wrong, 2 for a missing run."""
-    import sys
     res = verify_run(cfg)
     if not res.exists:
         print(f"error: {render(res)}", file=sys.stderr)
