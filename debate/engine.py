@@ -147,6 +147,9 @@ class DebateRunner:
         result, pending = self._partition(samples, protocol, num_debates, fixed)
         if not pending:
             return result
+        # the backend is loaded before the store is opened for writing: a caller that only
+        # checks the store (run.py verify) refuses in its factory, and nothing is written
+        self.backend  # noqa: B018
         todo = {(s.id, k) for s, k in pending}
         continuous = self.continuous
         # Progress per finished debate and, finer, per turn (a chunk of long debates

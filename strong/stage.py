@@ -59,12 +59,7 @@ def run_strong(cfg: RunConfig, splits: Splits, labellers: dict[str, LabellerResu
     results: dict[StudentKey, Preds] = {}
     with console.stage_progress("strong", len(keys), unit="student"):
         for key in keys:
-            if key.is_ceiling:
-                p1 = np.array([x.label for x in splits.transfer], dtype=np.float32)
-            else:
-                p1 = np.array([labellers[key.labeller].transfer_p1[x.id] for x in splits.transfer],
-                              dtype=np.float32)
-            result = _student(cfg, splits, layout, trainer, key, p1)
+            result = student(cfg, splits, layout, trainer, key, student_labels(key, splits, labellers))
             results[key] = result["test"]
             if histories is not None:
                 histories[f"{key.folder}/seed{key.seed}"] = result["history"]
@@ -74,8 +69,16 @@ def run_strong(cfg: RunConfig, splits: Splits, labellers: dict[str, LabellerResu
     return results
 
 
-def _student(cfg: RunConfig, splits: Splits, layout: RunLayout, trainer: ModelTrainer,
-             key: StudentKey, p1: np.ndarray) -> dict:
+def student_labels(key: StudentKey, splits: Splits, labellers: dict[str, LabellerResult]) -> np.ndarray:
+    """What a student learns from, in the transfer split's order: its labeller's soft
+    labels, or the gold labels for the ceiling."""
+    if key.is_ceiling:
+        return np.array([x.label for x in splits.transfer], dtype=np.float32)
+    return np.array([labellers[key.labeller].transfer_p1[x.id] for x in splits.transfer], dtype=np.float32)
+
+
+def student(cfg: RunConfig, splits: Splits, layout: RunLayout, trainer: ModelTrainer | None,
+            key: StudentKey, p1: np.ndarray) -> dict:
     """One student trained on soft labels `p1` of the transfer split (or read back from
     its cached result): {"test": predictions, "history": loss per step}."""
     s = cfg.strong
@@ -91,6 +94,7 @@ def _student(cfg: RunConfig, splits: Splits, layout: RunLayout, trainer: ModelTr
     trained = []
 
     def compute() -> dict:
+        assert trainer is not None, "a student to train needs a trainer (None: only checking, run.py verify)"
         trained.append(True)
         name = "ceiling" if key.is_ceiling else f"{key.labeller}|{key.loss}"
         # held out: test samples with their gold labels, read by the curves only

@@ -123,6 +123,10 @@ def test_paper_table_orchestration_with_market_making(tmp_path, monkeypatch):
     deb = report_rows(report)["deb-ens"]
     assert set(deb["members"]) == {"seed0-debate0", "seed0-debate1"}
     assert (rd / "report.png").stat().st_size > 10_000
+    # verify keys every member (placements, out-of-fold members, every protocol's transcripts)
+    # and student as the run did, without the debater
+    monkeypatch.setattr(debate.backends, "make_backend", lambda cfg: pytest.fail("verify generated"))
+    assert run.main(["verify"] + args) == 0
 
 
 @pytest.mark.slow

@@ -171,6 +171,7 @@ def test_two_replicates_redraw_debates_and_seeds_and_reuse_a_one_draw_run_as_rep
     assert "weak+debate" in out and "Both runs have 2 replicates: compared pooled over them" in out
     # a run against itself: no difference in either replicate, pooled none either
     assert "| +0.0, +0.0 | no detectable difference in 2 of 2 replicates |" in out
+    assert run.main(["verify"] + args + ["--set", "replicates=2"]) == 0  # every draw keyed as the run keyed it
     assert run.main(["view"] + args + ["--set", "replicates=2"]) == 0
     assert (rd / "debates.html").exists()
     pytest.importorskip("inspect_ai")

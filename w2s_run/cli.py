@@ -157,6 +157,21 @@ def _idle_run_with_transcripts(cfg: "RunConfig") -> "RunLayout":
     return layout
 
 
+def _verify(args: argparse.Namespace) -> int:
+    """0 intact, 1 something damaged, stale or missing, 2 no such run (creates nothing).
+    A folder a live run holds is refused: its files are still changing."""
+    from w2s_base.runfolder.runlock import describe, live_holder
+    from w2s_run.report.model import ReportError
+    cfg = load(args)
+    layout = _existing_run(cfg)
+    holder = live_holder(layout.root)
+    if holder is not None:
+        raise ReportError(f"run folder {layout.root} is in use by a live run ({describe(holder)}); "
+                          "verify it when that run has ended")
+    from w2s_run.services.verify import print_verify
+    return print_verify(cfg)
+
+
 def _run(args: argparse.Namespace) -> int:
     cfg = load(args)
     # every check that needs no model, before torch is imported: models, files, folders
@@ -226,9 +241,7 @@ class Verb:
 _CONFIG = (_config_flags,)
 # The verbs, in --help's order; the first is the default (`w2s-debate --config demo`).
 # A new verb is one entry here: its help, its flag groups, its handler (args -> exit
-# status). E.g. the run-folder integrity check, when w2s_run/services/verify.py exists:
-#   "verify": Verb("check a run folder's integrity", _CONFIG,
-#                  lambda a: verify_run(load(a))),  # with a lazy import of verify_run
+# status).
 VERBS: dict[str, Verb] = {
     "run": Verb("run the pipeline (the default verb; resumable)",
                 _CONFIG + (_debate_flags, _until_flag, _loudness_flags), _run, registries=True),
@@ -242,6 +255,9 @@ VERBS: dict[str, Verb] = {
                    "run holds the folder", _CONFIG + (_export_flags,), _export),
     "compare": Verb("compare two or more runs' reports, paired on their common test ids", (_runs_arg,),
                     _compare),
+    "verify": Verb("check a run folder's integrity against its config of record: store checksums, members' "
+                   "and students' fingerprints, the files the report was built from (0 intact, 1 not); "
+                   "refused while a live run holds the folder", _CONFIG + (_debate_flags,), _verify),
 }
 DEFAULT_VERB = next(iter(VERBS))
 

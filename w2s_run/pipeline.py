@@ -22,9 +22,10 @@ from w2s_base.config import ControlKind, RunConfig
 from w2s_base.decision import predicted_label
 from w2s_base.runfolder import faults
 from w2s_base.runfolder.environment import environment
-from w2s_base.runfolder.jsonl import JsonlWriter, save_json, write_text_atomic
+from w2s_base.runfolder.jsonl import JsonlWriter, save_json, writable, write_text_atomic
 from w2s_base.runfolder.layout import RunLayout
 from w2s_run.errors import StageFailed  # noqa: F401  (raised here; its home is torch-free)
+from w2s_base.runfolder.stage_cache import file_sha256
 from w2s_run.services.preflight import preflight
 from w2s_base.protocols import protocol as protocol_spec
 from w2s_base.runfolder.runlock import RunLock, describe, write_config_of_record
@@ -117,7 +118,7 @@ def prepare_data(cfg: RunConfig, layout: RunLayout) -> tuple[Splits, FitResult]:
 
 
 def write_splits(splits: Splits, layout: RunLayout) -> None:
-    if dist.is_main():
+    if dist.is_main() and writable():  # not under run.py verify, which recomputes them to compare
         write_text_atomic(layout.splits, json.dumps({k: [s.id for s in getattr(splits, k)]
                                                      for k in ("weak_train", "transfer", "test")}))
 
@@ -210,7 +211,7 @@ def generate_transcripts(cfg: RunConfig, splits: Splits, layout: RunLayout, plac
                                         protocol_spec(spec.protocol).num_turns(cfg.debate))
         else:
             out[tag] = shuffled_control(samples, out[spec.of], cfg.debate.seed)
-        if dist.is_main():
+        if dist.is_main() and writable():  # stored for the viewer; made in-process on every run
             store_missing(layout.transcripts, list(out[tag].values()))
         log(f"[control] {tag}: {len(out[tag])} transcripts")
     return out
@@ -322,10 +323,12 @@ def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None, env: dict)
                                 "consultant_gold_side": consultant_gold_side(d.cfg, d.splits, d.transcripts),
                                 **({"debate": d.cfg.debate.model_dump(mode="json")} if transcripts else {})}))
                for d in draws]
+    reports = [rep.model_copy(update={"inputs": report_inputs(d)}) for d, rep in zip(draws, reports)]
     if len(draws) > 1:
         for d, rep in zip(draws, reports):
             write_report(rep, d.layout)
         report = pool_reports(reports, [(d.splits, d.labellers, d.students) for d in draws])
+        report = report.model_copy(update={"inputs": {k: v for rep in reports for k, v in rep.inputs.items()}})
     else:
         report = reports[0]
     path = write_report(report, layout)
@@ -363,6 +366,14 @@ def _stopped(stage: str, draws: list[Draw]) -> None:
             where = d.layout.draw_root / "weak"
             print(f"[until weak] {d.name + ': ' if d.name else ''}weak labellers: {labs or 'none'}; in {where}/")
     return None
+def report_inputs(d: Draw) -> dict[str, str]:
+    """{path under the run folder: sha256} of every file a draw's report is built from:
+    its weak members' and students' results and its labellers' outputs (run.py verify
+    checks them against these)."""
+    lay = d.layout
+    files = sorted(d.weak.results) + [p for name in d.labellers for p in (lay.labeller_json(name), lay.labels(name))]
+    files += [lay.student(k.folder, k.seed) / "result.json" for k in d.students]
+    return {str(f.relative_to(lay.root)): file_sha256(f) for f in files if f.exists()}
 
 
 def _prefix(d: Draw) -> str:

@@ -21,7 +21,7 @@ from w2s_base import console
 from w2s_base.training.classifier import ModelTrainer, held_out_slice
 from w2s_base.config import LabellerConfig, RunConfig, Source
 from w2s_base.training.distributed import is_main
-from w2s_base.runfolder.jsonl import JsonlWriter, save_json
+from w2s_base.runfolder.jsonl import JsonlWriter, save_json, writable
 from w2s_base.runfolder.layout import RunLayout, slug
 from w2s_base.losses import XentLoss
 from w2s_base.training.models import load_tokenizer, resolve_model
@@ -51,6 +51,7 @@ class MemberTrainer:
         self._trainers: dict[str, ModelTrainer] = {}
         self.histories: dict[str, list[float]] = {}  # {member: loss per step}, cached ones too
         self.eval_histories: dict[str, list[dict]] = {}  # {member: held-out loss and accuracy per epoch}
+        self.results: set[Path] = set()  # every member result file read or written (the report's inputs)
 
     def release(self) -> None:
         """Frees every loaded weak base (members are stored; a later member reloads its base)."""
@@ -117,6 +118,7 @@ class MemberTrainer:
             return {**preds, "history": clf.history, "eval_history": clf.eval_history}
 
         result = cached(out / "result.json", spec, compute)
+        self.results.add(out / "result.json")
         name = f"{source.key}/{out.parent.name}/{out.name}"  # its folder under weak/members/
         if result.get("history"):  # members cached before curves were kept have none
             self.histories[name] = result["history"]
@@ -162,15 +164,18 @@ def member_name(lab: LabellerConfig, model: str, seed: int, k: int) -> str:
     return f"{slug(model)}-{name}" if lab.models and len(lab.models) > 1 else name
 
 
+def members_of(cfg: RunConfig, lab: LabellerConfig) -> list[tuple[str, int, int]]:
+    """(model, seed, k) of every member of a labeller, in the order they are trained."""
+    return [(model, seed, k) for model in lab.models or [cfg.weak.model]
+            for k in range(lab.debates) for seed in lab.seeds]
+
+
 def run_labeller(cfg: RunConfig, lab: LabellerConfig, trainer: MemberTrainer,
                  transcripts: Transcripts | None) -> LabellerResult:
     splits = trainer.splits
     method = lab.aggregate or cfg.weak.aggregate
-    members = {}
-    for model in lab.models or [cfg.weak.model]:
-        for k in range(lab.debates):
-            for seed in lab.seeds:
-                members[member_name(lab, model, seed, k)] = trainer(lab.source, model, seed, k, transcripts)
+    members = {member_name(lab, model, seed, k): trainer(lab.source, model, seed, k, transcripts)
+               for model, seed, k in members_of(cfg, lab)}
     names = list(members)
     agg = {}
     for split in PREDICTED:
@@ -180,7 +185,7 @@ def run_labeller(cfg: RunConfig, lab: LabellerConfig, trainer: MemberTrainer,
     out = LabellerResult(name=lab.name, protocol=lab.protocol, control=lab.control, aggregate=method,
                          members=names, transfer_p1=agg["transfer"], test_p1=agg["test"],
                          member_test_p1={m: members[m]["test"] for m in names})
-    if is_main():
+    if is_main() and writable():  # not under run.py verify, which only reads
         save_json(trainer.layout.labeller_json(lab.name), out.model_dump())
         _write_labels(trainer.layout.labels(lab.name), splits.transfer, out, members, transcripts, lab.debates)
     return out

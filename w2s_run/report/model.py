@@ -156,6 +156,9 @@ class Report(BaseModel):
     replicates: list["Report"] = []
     pooled: list[PooledComparison] | None = None
     pooled_pgr: list[PooledPGRRow] | None = None
+    # {path under the run folder: sha256} of each file it was built from (weak members' and
+    # students' results, labellers' outputs): run.py verify checks them. Empty in older reports.
+    inputs: dict[str, str] = {}
 
     def weak_rows(self) -> list[WeakRow]:
         return [r for r in self.rows if isinstance(r, WeakRow)]
