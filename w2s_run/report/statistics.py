@@ -119,6 +119,43 @@ conservative again). With ``R = 1`` and ``tau > 0`` one draw's difference carrie
 ``tau^2``. ``tests/test_power.py`` checks by simulation that :func:`paired_difference`
 detects a true difference of this size in about ``power`` of the runs.
 
+Error similarity: CAPA (:func:`capa`)
+--------------------------------------
+Chance Adjusted Probabilistic Agreement, kappa_p of Goel et al. 2025 ("Great models think
+alike and this undermines AI oversight", eqs. 2-4, and appendix A.3 for classification),
+for a binary task from each model's P(label = 1) per sample, ``p_a`` and ``p_b``, and the
+gold labels:
+
+* observed agreement ``cp_obs`` = mean over samples of ``sum_k p_a(k) p_b(k)`` =
+  ``p_a p_b + (1 - p_a)(1 - p_b)``: how often the two would agree if each sampled its
+  answer from its own probabilities (no gold label needed);
+* each model's chance term ``q_j`` = mean over samples of the probability it puts on the
+  gold label (its accuracy, for a model that answers 0/1);
+* expected agreement ``cp_exp`` = ``q_a q_b + (1 - q_a)(1 - q_b)`` (the paper's
+  ``q_a q_b + (1 - q_a)(1 - q_b) / (|C| - 1)`` with two classes): the agreement of two
+  independent models with these accuracies, which agree on a sample both get wrong;
+* ``capa`` = ``(cp_obs - cp_exp) / (1 - cp_exp)``, in [-1, 1]: 0 for models whose errors
+  are independent, 1 for identical 0/1 predictions, lower for models that err on
+  different samples. ``None`` when ``cp_exp`` = 1 (both models put all their mass on
+  the gold label everywhere: there are no errors to compare). Two identical models that
+  are unsure (P(1) near 0.5) score below 1: sampling from them disagrees by chance.
+  With 0/1 predictions it is Geirhos et al.'s error consistency.
+
+Interval: the percentile interval over the test-sample resamples (``_resample_means`` of
+the per-sample agreement and the two per-sample gold probabilities: each resample's
+``cp_obs``, ``q_a`` and ``q_b``), resamples whose ``cp_exp`` is 1 dropped.
+``tests/test_audit.py`` checks by simulation that it covers the true 0 of two models
+with independent errors in about 95 % of runs.
+
+Rate (:func:`rate`)
+-------------------
+A share pooled over several trials per sample, e.g. how often a weak judge's prediction
+follows the side a transcript favours, over every (member, sample) pair: ``rate`` =
+``sum_i hits_i / sum_i trials_i`` over the samples ``i``, with the percentile interval of
+the same ratio over the test-sample resamples (a sample's trials move together, so the
+interval is clustered by sample); resamples with no trial are dropped. ``None`` (rate and
+interval) when no sample has a trial.
+
 Seed spread (:func:`seed_spread`)
 ---------------------------------
 Mean, sample standard deviation (``ddof=1``; ``None`` for a single seed), min and max of a
@@ -709,6 +746,73 @@ def error_breakdown(student_c, weak_c, student_pred, weak_pred) -> ErrorBreakdow
         student_wrong_given_weak_wrong=None if acc_w is None else 1 - acc_w,
         agreement=float(agree.mean()), agreement_on_weak_right=on(agree, right),
         agreement_on_weak_wrong=on(agree, ~right))
+
+
+@dataclass(frozen=True)
+class CapaResult(_Result):
+    capa: float | None              # (observed - expected) / (1 - expected); None when expected == 1
+    ci: list[float] | None          # percentile interval over the resamples with expected < 1
+    observed: float                 # cp_obs: mean of p_a p_b + (1 - p_a)(1 - p_b)
+    expected: float                 # cp_exp: q_a q_b + (1 - q_a)(1 - q_b)
+    gold_prob_a: float              # q_a: mean probability model a puts on the gold label
+    gold_prob_b: float
+    n: int
+    n_resamples: int
+    level: float
+
+
+def _kappa(obs: np.ndarray, qa: np.ndarray, qb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    exp = qa * qb + (1 - qa) * (1 - qb)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(exp < 1, (obs - exp) / np.where(exp < 1, 1 - exp, 1.0), np.nan), exp
+
+
+def capa(p_a, p_b, gold, n: int = N_RESAMPLES, seed: int = SEED, level: float = LEVEL) -> CapaResult:
+    """CAPA (kappa_p, Goel et al. 2025) of two models on a binary task from their
+    P(label = 1) per sample and the gold labels, with its paired-bootstrap interval
+    (module docstring)."""
+    _check(n, level)
+    p_a, p_b, gold = _aligned(p_a=p_a, p_b=p_b, gold=gold)
+    if not np.all((gold == 0) | (gold == 1)):
+        raise ValueError("gold must be 0/1 labels")
+    X = np.stack([p_a * p_b + (1 - p_a) * (1 - p_b),          # per-sample agreement
+                  np.where(gold == 1, p_a, 1 - p_a), np.where(gold == 1, p_b, 1 - p_b)])
+    obs, qa, qb = X.mean(axis=1)
+    k, exp = _kappa(np.array(obs), np.array(qa), np.array(qb))
+    k_b, _ = _kappa(*_resample_means(X, n, seed))
+    kept = k_b[np.isfinite(k_b)]
+    return CapaResult(capa=float(k) if np.isfinite(k) else None, ci=_ci(kept, level) if kept.size else None,
+                      observed=float(obs), expected=float(exp), gold_prob_a=float(qa), gold_prob_b=float(qb),
+                      n=len(gold), n_resamples=n, level=float(level))
+
+
+@dataclass(frozen=True)
+class RateResult(_Result):
+    rate: float | None              # sum(hits) / sum(trials); None when there is no trial
+    ci: list[float] | None          # percentile interval over the sample resamples with a trial
+    hits: float
+    trials: float
+    n_samples: int                  # samples with at least one trial
+    n_resamples: int
+    level: float
+
+
+def rate(hits, trials, n: int = N_RESAMPLES, seed: int = SEED, level: float = LEVEL) -> RateResult:
+    """A share pooled over every sample's trials (``hits[i]`` of ``trials[i]``), with
+    its interval over the test-sample resamples (module docstring)."""
+    _check(n, level)
+    h, t = (np.asarray(x, dtype=float) for x in (hits, trials))
+    if h.shape != t.shape or h.ndim != 1 or h.size == 0:
+        raise ValueError("hits and trials must be non-empty 1-D arrays of one length")
+    if np.any(t < 0) or np.any(h < 0) or np.any(h > t):
+        raise ValueError("need 0 <= hits <= trials")
+    h_b, t_b = _resample_means(np.stack([h, t]), n, seed)
+    keep = t_b > 0
+    total = float(t.sum())
+    return RateResult(rate=float(h.sum() / total) if total > 0 else None,
+                      ci=_ci(h_b[keep] / t_b[keep], level) if total > 0 and keep.any() else None,
+                      hits=float(h.sum()), trials=total, n_samples=int(np.count_nonzero(t)),
+                      n_resamples=n, level=float(level))
 
 
 def _check_probabilities(n_test: int, n_runs: int, **ps: float) -> None:
