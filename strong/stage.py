@@ -3,6 +3,7 @@ of the transfer split (one per labeller, loss and seed), and the strong ceiling
 trained on the same split's gold labels (one per seed)."""
 from __future__ import annotations
 
+import hashlib
 from typing import NamedTuple
 
 import numpy as np
@@ -49,12 +50,60 @@ def student_keys(cfg: RunConfig, labellers: list[str]) -> list[StudentKey]:
             + [StudentKey(lab, loss, seed) for lab, loss in runs for seed in cfg.strong.seeds])
 
 
+def strong_trainer(cfg: RunConfig) -> ModelTrainer:
+    """The strong model's trainer (nothing loads until it trains): each LoRA student
+    loads its own base; a probe's feature model is shared."""
+    return ModelTrainer(cfg.strong.model, cfg.strong.train, cfg.trust_remote_code, share_base=False)
+
+
+CEILING_FOLDS = 2
+
+
+def ceiling_out_of_fold(cfg: RunConfig, splits: Splits, layout: RunLayout, trainer: ModelTrainer | None,
+                        folds: int = CEILING_FOLDS) -> Preds:
+    """P(label = 1) of every TRANSFER sample from a strong ceiling that never saw its gold
+    label (cross-fitting): the ceiling itself trains on transfer's gold labels, so its
+    accuracy there is a training accuracy. Transfer is cut into `folds` parts by a
+    seeded hash of the sample id; a ceiling (the first strong seed, the ceiling's loss
+    and settings) trained on the other parts predicts each part. Each fold trains on
+    (folds - 1) / folds of transfer, so it is a slightly weaker proxy of the ceiling;
+    it is what the audit (w2s_run/report/audit.py) scores before any student trains.
+    Cached per fold; the ceiling's own result is untouched."""
+    s, seed = cfg.strong, cfg.strong.seeds[0]
+    loss = s.loss(StudentKey.ceiling(seed).loss)
+    fold_of = {x.id: i % folds for i, x in enumerate(sorted(
+        splits.transfer, key=lambda x: hashlib.sha256(f"{seed}|{x.id}".encode()).hexdigest()))}
+    out: Preds = {}
+    for f in range(folds):
+        fit_on = [x for x in splits.transfer if fold_of[x.id] != f]
+        held = [x for x in splits.transfer if fold_of[x.id] == f]
+        fit_text, held_text = [x.text for x in fit_on], [x.text for x in held]
+        spec = {"v": 1, "model": s.model, "train": s.train.result_spec(), "loss": loss.spec(), "seed": seed,
+                "fit_on": texts_hash(fit_on, fit_text), "labels": texts_hash(fit_on, [x.label for x in fit_on]),
+                "held": texts_hash(held, held_text)}
+
+        def compute() -> Preds:
+            assert trainer is not None, "a fold to train needs a trainer (None: only checking, run.py verify)"
+            clf = trainer.train(fit_text, np.array([x.label for x in fit_on], dtype=np.float32), loss, seed,
+                                desc=f"strong ceiling out-of-fold {f + 1}/{folds}")
+            return dict(zip([x.id for x in held], map(float, clf.predict(held_text))))
+
+        out.update(cached(ceiling_out_of_fold_path(layout, seed, f, folds), spec, compute))
+    return out
+
+
+def ceiling_out_of_fold_path(layout: RunLayout, seed: int, fold: int, folds: int = CEILING_FOLDS):
+    return layout.student("ceiling-out-of-fold", seed) / f"fold{fold}-of-{folds}" / "result.json"
+
+
 def run_strong(cfg: RunConfig, splits: Splits, labellers: dict[str, LabellerResult],
                layout: RunLayout, histories: dict[str, list[float]] | None = None,
-               eval_histories: dict[str, list[dict]] | None = None) -> dict[StudentKey, Preds]:
+               eval_histories: dict[str, list[dict]] | None = None,
+               trainer: ModelTrainer | None = None) -> dict[StudentKey, Preds]:
     """Every student's test predictions; `histories` collects each one's loss per step,
-    `eval_histories` its held-out loss and accuracy per epoch (when recorded)."""
-    trainer = ModelTrainer(cfg.strong.model, cfg.strong.train, cfg.trust_remote_code, share_base=False)
+    `eval_histories` its held-out loss and accuracy per epoch (when recorded); `trainer`:
+    one already used for this model (the audit's out-of-fold ceiling), released at the end."""
+    trainer = trainer or strong_trainer(cfg)
     keys = student_keys(cfg, list(labellers))
     results: dict[StudentKey, Preds] = {}
     with console.stage_progress("strong", len(keys), unit="student"):

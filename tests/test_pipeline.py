@@ -39,6 +39,15 @@ def test_demo_pipeline_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
     assert len(labels) == 16 and all(len(l["debate_keys"]) == 1 for l in labels)
     transcripts = (rd / "debate" / "transcripts.jsonl").read_text().splitlines()
     assert len(transcripts) == 48
+    # the audit: logged before the students, in report.json and report.md
+    audit = report["audit"]
+    assert audit["split"] == "transfer" and audit["n"] == len(labels)
+    assert [g["labeller"] for g in audit["gaps"]] == ["weak", "weak+debate"]
+    assert [s["labeller"] for s in audit["sensitivity"]] == ["weak+debate"]
+    assert audit["sensitivity"][0]["follows_transcript"]["trials"] == len(labels)
+    assert "## Audit, before any student trained" in (rd / "report.md").read_text()
+    out = capsys.readouterr()
+    assert "[audit] ## Audit, before any student trained" in out.out + out.err
 
     # Rerun: nothing is generated or trained again.
     import debate.backends

@@ -1,6 +1,7 @@
 """The pipeline, top to bottom, in the order it really runs:
 
     data -> weak reference (only for market-making) -> debates -> weak labellers
+         -> audit (an out-of-fold ceiling on transfer; logged before any student trains)
          -> strong students and ceiling -> report
 
 Each stage reads typed inputs and leaves its outputs in the run folder
@@ -37,10 +38,11 @@ from data.source import samples_for
 from data.splits import Splits, make_splits
 from debate.transcript import Transcript
 from w2s_run.report import write_report
-from w2s_run.report.model import Report, RunMeta
-from w2s_run.report.render import gold_side_line, render_summary, render_table
+from w2s_run.report.audit import build_audit
+from w2s_run.report.model import Audit, Report, RunMeta
+from w2s_run.report.render import gold_side_line, render_audit, render_summary, render_table
 from w2s_run.report.scoring import build_report, pool_reports
-from strong.stage import run_strong
+from strong.stage import CEILING_FOLDS, ceiling_out_of_fold, ceiling_out_of_fold_path, run_strong, strong_trainer
 from weak.inputs import weak_view
 from weak.stage import MemberTrainer, run_weak
 
@@ -250,6 +252,8 @@ class Draw:
         self.transcripts: Transcripts = {}
         self.labellers: dict = {}
         self.students: dict = {}
+        self.audit: Audit | None = None
+        self.strong = None  # the strong model's trainer, made by the audit and used by the students
 
     def say(self, what: str) -> None:
         """Names the replicate and its seeds before its share of a stage (silent for one draw)."""
@@ -297,6 +301,11 @@ def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None, env: dict)
                      {f"{_prefix(d)}{k}": v for d in draws for k, v in d.weak.eval_histories.items()})
     if until == "weak":
         return _stopped("weak", draws)
+    with clock.stage("audit"):  # before any student trains
+        for d in draws:
+            d.say("audit")
+            d.strong = strong_trainer(d.cfg)
+            d.audit = run_audit(d)
     with clock.stage("strong"):
         strong_curves: dict[str, list[float]] = {}
         strong_evals: dict[str, list[dict]] = {}
@@ -305,7 +314,7 @@ def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None, env: dict)
             curves: dict[str, list[float]] = {}
             evals: dict[str, list[dict]] = {}
             d.students = run_strong(d.cfg, d.splits, d.labellers, d.layout, histories=curves,
-                                    eval_histories=evals)
+                                    eval_histories=evals, trainer=d.strong)
             strong_curves.update({f"{_prefix(d)}{k}": v for k, v in curves.items()})
             strong_evals.update({f"{_prefix(d)}{k}": v for k, v in evals.items()})
     if dist.is_main():
@@ -323,7 +332,7 @@ def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None, env: dict)
                                 "consultant_gold_side": consultant_gold_side(d.cfg, d.splits, d.transcripts),
                                 **({"debate": d.cfg.debate.model_dump(mode="json")} if transcripts else {})}))
                for d in draws]
-    reports = [rep.model_copy(update={"inputs": report_inputs(d)}) for d, rep in zip(draws, reports)]
+    reports = [rep.model_copy(update={"inputs": report_inputs(d), "audit": d.audit}) for d, rep in zip(draws, reports)]
     if len(draws) > 1:
         for d, rep in zip(draws, reports):
             write_report(rep, d.layout)
@@ -346,6 +355,22 @@ def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None, env: dict)
         console.info(f"[view] debates: {write_viewer(draws[0].layout)}")
     console.info(f"[report] {path}")
     return report
+
+
+def run_audit(d: Draw) -> Audit:
+    """The audit of one draw (w2s_run/report/audit.py), logged before its students train:
+    the out-of-fold ceiling on transfer first (cached), then the measurements."""
+    c = d.cfg
+    ceiling_p1 = ceiling_out_of_fold(c, d.splits, d.layout, d.strong)
+    transcripts = {lab.name: d.transcripts[lab.source.key] for lab in c.labellers
+                   if lab.name in d.labellers and lab.source.reads_transcripts}
+    audit = build_audit(d.splits, d.labellers, ceiling_p1, transcripts, c.weak.reference,
+                        f"out of fold on transfer ({CEILING_FOLDS} folds, strong seed {c.strong.seeds[0]}; each "
+                        f"sample predicted by a ceiling trained on the other folds' gold labels)")
+    for line in render_audit(audit):
+        if line:
+            log(f"[audit] {line}")
+    return audit
 
 
 def _stopped(stage: str, draws: list[Draw]) -> None:
@@ -373,6 +398,7 @@ def report_inputs(d: Draw) -> dict[str, str]:
     lay = d.layout
     files = sorted(d.weak.results) + [p for name in d.labellers for p in (lay.labeller_json(name), lay.labels(name))]
     files += [lay.student(k.folder, k.seed) / "result.json" for k in d.students]
+    files += [ceiling_out_of_fold_path(lay, d.cfg.strong.seeds[0], f) for f in range(CEILING_FOLDS)] if d.audit else []
     return {str(f.relative_to(lay.root)): file_sha256(f) for f in files if f.exists()}
 
 

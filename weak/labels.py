@@ -24,3 +24,8 @@ class LabellerResult(BaseModel):
     transfer_p1: dict[str, float]
     test_p1: dict[str, float]
     member_test_p1: dict[str, dict[str, float]]
+    # each member's soft labels on transfer, and the transcript index k it reads (labellers
+    # that read transcripts): what the audit (w2s_run/report/audit.py) compares members on.
+    # Empty in labeller files written before they existed.
+    member_transfer_p1: dict[str, dict[str, float]] = {}
+    member_debate: dict[str, int] = {}

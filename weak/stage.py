@@ -174,8 +174,8 @@ def run_labeller(cfg: RunConfig, lab: LabellerConfig, trainer: MemberTrainer,
                  transcripts: Transcripts | None) -> LabellerResult:
     splits = trainer.splits
     method = lab.aggregate or cfg.weak.aggregate
-    members = {member_name(lab, model, seed, k): trainer(lab.source, model, seed, k, transcripts)
-               for model, seed, k in members_of(cfg, lab)}
+    units = {member_name(lab, model, seed, k): (model, seed, k) for model, seed, k in members_of(cfg, lab)}
+    members = {m: trainer(lab.source, model, seed, k, transcripts) for m, (model, seed, k) in units.items()}
     names = list(members)
     agg = {}
     for split in PREDICTED:
@@ -184,7 +184,9 @@ def run_labeller(cfg: RunConfig, lab: LabellerConfig, trainer: MemberTrainer,
         agg[split] = dict(zip(ids, map(float, p)))
     out = LabellerResult(name=lab.name, protocol=lab.protocol, control=lab.control, aggregate=method,
                          members=names, transfer_p1=agg["transfer"], test_p1=agg["test"],
-                         member_test_p1={m: members[m]["test"] for m in names})
+                         member_test_p1={m: members[m]["test"] for m in names},
+                         member_transfer_p1={m: members[m]["transfer"] for m in names},
+                         member_debate={m: units[m][2] for m in names} if lab.source.reads_transcripts else {})
     if is_main() and writable():  # not under run.py verify, which only reads
         save_json(trainer.layout.labeller_json(lab.name), out.model_dump())
         _write_labels(trainer.layout.labels(lab.name), splits.transfer, out, members, transcripts, lab.debates)

@@ -12,8 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from w2s_base.config import ControlSpec, ControlTag
 from w2s_base.runfolder.layout import RunLayout
-from w2s_run.report.statistics import (ErrorBreakdown, GapResult, PairedDifferenceResult, PGRResult, PooledDifference,
-                                       PooledPGR, SeedSpread)
+from w2s_run.report.statistics import (AccuracyDifferenceResult, CapaResult, ErrorBreakdown, GapResult,
+                                       PairedDifferenceResult, PGRResult, PooledDifference, PooledPGR, RateResult,
+                                       SeedSpread)
 
 # 2: PGR with its verdict and dropped share, the weak-ceiling gap, paired student
 #    comparisons, seed spread and error breakdowns (w2s_run/report/statistics.py).
@@ -134,6 +135,56 @@ class PooledPGRRow(BaseModel):
     result: PooledPGR
 
 
+class AuditGap(BaseModel):
+    """A weak labeller's accuracy on the transfer split against the strong ceiling's
+    (out-of-fold), paired over transfer samples: `result.acc` the ceiling's,
+    `result.reference_acc` the labeller's, `result.acc_diff` ceiling − labeller."""
+    labeller: str
+    control: ControlTag | None = None
+    accuracy: float                    # the labeller's accuracy on transfer (its soft labels' argmax)
+    acc_ci: list[float]
+    result: AccuracyDifferenceResult
+
+
+class AuditCapa(BaseModel):
+    """CAPA (statistics.capa) of two models on the transfer split: two members of one
+    labeller (kind "members") or a labeller and the out-of-fold ceiling (kind "ceiling")."""
+    kind: Literal["members", "ceiling"]
+    labeller: str
+    a: str
+    b: str
+    result: CapaResult
+
+
+class AuditSensitivity(BaseModel):
+    """How a labeller that reads transcripts follows them, over every (member, transfer
+    sample) pair, each member reading its own transcript k (statistics.rate, clustered by
+    sample). The side a transcript favours: audit.favoured_label."""
+    labeller: str
+    protocol: str
+    control: ControlTag | None = None
+    transcript_right: RateResult       # P(transcript side = gold): the critic's accuracy
+    follows_transcript: RateResult     # P(prediction = transcript side)
+    follows_gold: RateResult           # P(prediction = gold)
+    follows_wrong_transcript: RateResult  # P(prediction = transcript side | transcript side != gold)
+
+
+class Audit(BaseModel):
+    """What the run can be expected to show, measured before any student trains
+    (w2s_run/report/audit.py): the capability gap and error similarity on the transfer
+    split, and how the weak judges follow their transcripts; `expectation` says what the
+    literature leads one to expect under these conditions, never a result."""
+    split: Literal["transfer"] = "transfer"
+    n: int                             # transfer samples
+    ceiling: str                       # how the ceiling's transfer predictions were made
+    ceiling_accuracy: float
+    ceiling_acc_ci: list[float]
+    gaps: list[AuditGap]
+    capa: list[AuditCapa]
+    sensitivity: list[AuditSensitivity]
+    expectation: list[str]
+
+
 class Report(BaseModel):
     """One draw's results. A run with `replicates` > 1 writes a Report whose own fields are
     replicate 0's draw (what a one-draw reader has always read), `replicates` every
@@ -156,6 +207,9 @@ class Report(BaseModel):
     replicates: list["Report"] = []
     pooled: list[PooledComparison] | None = None
     pooled_pgr: list[PooledPGRRow] | None = None
+    # the audit printed before any student trained (replicate 0's in a pooled report); None in
+    # older reports and in reports built without one
+    audit: Audit | None = None
     # {path under the run folder: sha256} of each file it was built from (weak members' and
     # students' results, labellers' outputs): run.py verify checks them. Empty in older reports.
     inputs: dict[str, str] = {}

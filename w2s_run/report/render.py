@@ -6,7 +6,7 @@ from w2s_base.config import ControlSpec
 from w2s_base.runfolder.environment import one_line
 from w2s_run.report.statistics import Direction, Verdict
 
-from w2s_run.report.model import CeilingRow, Report, StudentRow, WeakRow
+from w2s_run.report.model import Audit, CeilingRow, Report, StudentRow, WeakRow
 
 
 def _control(control: ControlSpec | None) -> str:
@@ -206,6 +206,47 @@ def _members_table(report: Report) -> list[str]:
     return lines
 
 
+def _capa_cell(c) -> str:
+    if c.capa is None:
+        return "n/a (neither model errs)"
+    return f"{c.capa:.2f}" + (f" ({c.ci[0]:.2f} to {c.ci[1]:.2f})" if c.ci else "")
+
+
+def _rate_cell(r) -> str:
+    return "n/a" if r.rate is None else f"{fmt(r.rate)}{_ci(r.ci)} (n {r.trials:.0f})"
+
+
+def render_audit(audit: Audit) -> list[str]:
+    """The audit (w2s_run/report/audit.py) as a report section, also logged by the pipeline
+    before any student trains."""
+    lines = ["", f"## Audit, before any student trained ({audit.split} split, {audit.n} samples)", "",
+             f"Strong ceiling: {audit.ceiling}: {fmt(audit.ceiling_accuracy)}{_ci(audit.ceiling_acc_ci)} %.", "",
+             "| weak labeller | transfer acc % (95% CI) | ceiling − labeller, points (95% CI) |", "|---|---:|---:|"]
+    for g in audit.gaps:
+        lines.append(f"| {g.labeller}{_control(g.control)} | {fmt(g.accuracy)}{_ci(g.acc_ci)} | {_acc_diff(g.result)} |")
+    lines += ["", "Error similarity, CAPA (Goel et al. 2025; 0: independent errors, 1: identical; 95% CI):", "",
+              "| labeller | between | CAPA (95% CI) |", "|---|---|---:|"]
+    for c in audit.capa:
+        lines.append(f"| {c.labeller} | {c.a} and {c.b} | {_capa_cell(c.result)} |")
+    if audit.sensitivity:
+        lines += ["", "Judge sensitivity to the transcript (each member with its own transcript; the side a "
+                      "transcript favours: the position of its last turn that does not concede, for consultancy "
+                      "the consultant's):", "",
+                  "| labeller | transcript favours gold % | prediction = transcript side % | prediction = gold % | "
+                  "prediction = transcript side where it is wrong % |", "|---|---:|---:|---:|---:|"]
+        for s in audit.sensitivity:
+            lines.append(f"| {s.labeller}{_control(s.control)} | {_rate_cell(s.transcript_right)} | "
+                         f"{_rate_cell(s.follows_transcript)} | {_rate_cell(s.follows_gold)} | "
+                         f"{_rate_cell(s.follows_wrong_transcript)} |")
+    lines += ["", "What the literature leads one to expect here (an expectation stated before training, not a result):", ""]
+    lines += [f"- {e}" for e in audit.expectation]
+    return lines
+
+
+def _audit_section(report: Report) -> list[str]:
+    return render_audit(report.audit) if report.audit else []
+
+
 def gold_side_line(protocol: str, rates: dict[str, float]) -> str:
     """Market-making's placement per split, as the report and the [debate] log say it."""
     return (f"{protocol}: the consultant argues the gold label in "
@@ -251,7 +292,8 @@ def _notes(report: Report) -> list[str]:
 
 
 def render_table(report: Report) -> str:
-    sections = (_pooled_table, _main_table, _vs_reference_table, _comparisons_table, _errors_table, _members_table, _notes)
+    sections = (_pooled_table, _main_table, _vs_reference_table, _comparisons_table, _errors_table, _members_table, _audit_section,
+                _notes)
     return "\n".join(line for section in sections for line in section(report)) + "\n"
 
 

@@ -116,7 +116,7 @@ def _check_stores(cfg: RunConfig, out: _Collector) -> None:
 
 def _check_draw(cfg: RunConfig, r: int, shared_splits, out: _Collector):
     """Key every member and student of replicate r as the run would; returns its splits."""
-    from strong.stage import student, student_keys, student_labels
+    from strong.stage import ceiling_out_of_fold, student, student_keys, student_labels
     from w2s_run.pipeline import generate_transcripts, placements, prepare_data
     from weak.stage import MemberTrainer, members_of, run_labeller
 
@@ -166,6 +166,10 @@ def _check_draw(cfg: RunConfig, r: int, shared_splits, out: _Collector):
             student(d_cfg, splits, lay, None, key, student_labels(key, splits, labellers))
         except NotBuilt:
             pass  # recorded by the audit
+    try:  # the audit's out-of-fold ceiling (report.json records its folds among its inputs)
+        ceiling_out_of_fold(d_cfg, splits, lay, None)
+    except NotBuilt:
+        pass
     return splits
 
 
