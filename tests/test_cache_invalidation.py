@@ -22,6 +22,8 @@ LONG = "long-0"
 MEMBERS = {"weak none/minilm-l6/seed0", "weak debate/minilm-l6/seed0-debate0"}
 STUDENTS = {f"strong {lab}|{loss} seed 0" for lab in ("weak", "weak+debate") for loss in ("xent", "logconf")}
 CEILING = {"strong ceiling seed 0"}
+# the audit's out-of-fold ceiling (strong/stage.py ceiling_out_of_fold): reads transfer only
+AUDIT = {"strong ceiling out-of-fold 1/2", "strong ceiling out-of-fold 2/2"}
 
 
 def _rows(long_words: int = 0) -> list[dict]:
@@ -112,14 +114,17 @@ def _split_of(rd, sample_id: str) -> str:
 def _readers_of(split: str) -> set[str]:
     """Every model that reads a sample of `split`: each weak member reads all three
     splits (it trains on weak_train and labels the others); students and the ceiling
-    read transfer and test."""
-    return MEMBERS if split == "weak_train" else MEMBERS | STUDENTS | CEILING
+    read transfer and test; the audit's out-of-fold ceiling transfer only (a sample there
+    is held by one fold and trained on by the other)."""
+    if split == "weak_train":
+        return MEMBERS
+    return MEMBERS | STUDENTS | CEILING | (AUDIT if split == "transfer" else set())
 
 
 def test_an_unchanged_rerun_trains_nothing_and_a_loss_setting_retrains_only_its_students(pipeline):
     _write(pipeline.data, _rows())
     fit, debates = pipeline()
-    assert fit == MEMBERS | STUDENTS | CEILING and debates == 3 * N
+    assert fit == MEMBERS | STUDENTS | CEILING | AUDIT and debates == 3 * N
     assert pipeline() == (set(), 0)
     fit, debates = pipeline("strong.loss_settings.logconf.aux_coef=0.25")
     assert fit == {s for s in STUDENTS if "|logconf" in s} and debates == 0

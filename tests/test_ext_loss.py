@@ -89,7 +89,8 @@ def test_a_loss_in_one_file_runs_end_to_end_and_its_settings_key_its_students(tm
 
     first = run_with()
     assert set(first) == {"strong ceiling seed 0", "strong weak|xent seed 0", "strong weak|smoothed_xent seed 0",
-                          "strong weak|logconf seed 0"}
+                          "strong weak|logconf seed 0",  # and the audit's out-of-fold ceiling (xent, gold labels)
+                          "strong ceiling out-of-fold 1/2", "strong ceiling out-of-fold 2/2"}
     assert first["strong weak|smoothed_xent seed 0"] == SmoothedXentLoss(smoothing=0.1)
     report = json.loads((tmp_path / "toy" / "report.json").read_text())
     rows = report_rows(report)
