@@ -30,6 +30,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from difflib import SequenceMatcher
+from functools import lru_cache
 from typing import Literal
 
 from pydantic import BaseModel
@@ -109,6 +110,8 @@ def near_match(q: list[str], p: list[str], threshold: float) -> bool:
     return flips is False
 
 
+# Each weak model (and the report's count) grades the same quotes again: keep the answers.
+@lru_cache(maxsize=1 << 16)
 def grade(quote: str, passage: str, fuzzy_threshold: float) -> Grade:
     q, p = words(quote), words(passage)
     if not q:

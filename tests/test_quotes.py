@@ -174,3 +174,78 @@ def test_the_fuzzy_threshold_is_in_the_key_of_every_member_whose_reading_it_chan
     verbatim = {i: t.model_copy(update={"turns": t.turns[:1] and [t.turns[0].model_copy(
         update={"text": "<quote>completed in 1889</quote>"})]}) for i, t in tr.items()}
     assert key(0.91, verbatim) == key(0.9, verbatim)   # a verbatim quote reads the same at any threshold
+
+
+class QuotingBackend:
+    """A debater that quotes the passage in its prompt: ten words of it verbatim but one
+    (similarity 0.9: fuzzy at 0.9, unverified above), four words verbatim, and three
+    invented words. Deterministic, for testing orchestration only."""
+    name = model = "quoting"
+
+    def generate(self, conversations, params, seeds):
+        from debate.backends.base import Generation
+        out = []
+        for conv in conversations:
+            prompt = "\n".join(m["content"] for m in conv)
+            passage = next(line for line in prompt.splitlines() if line.startswith("Passage: "))
+            w = passage.split()[1:]
+            near = " ".join(w[:4] + ["zzz"] + w[5:10])
+            out.append(Generation(text=f"<quote>{near}</quote> <quote>{' '.join(w[:4])}</quote> "
+                                       "<quote>purple elephants dance</quote>",
+                                  prompt_tokens=len(prompt.split()), completion_tokens=20, finish_reason="stop"))
+        return out
+
+
+def test_a_run_records_the_grades_and_a_new_threshold_retrains_only_the_debate_readers(tmp_path, monkeypatch):
+    """The pipeline for real (data, debates from a quoting stand-in, caches, report); the
+    trainer records which models are fit (tests/test_cache_invalidation.py's Fits)."""
+    import json
+
+    import yaml
+
+    import debate.backends
+    import run
+    import strong.stage
+    import weak.stage
+    from test_cache_invalidation import Fits
+    monkeypatch.setattr(weak.stage, "ModelTrainer", Fits)
+    monkeypatch.setattr(strong.stage, "ModelTrainer", Fits)
+    monkeypatch.setattr(debate.backends, "make_backend", lambda cfg: QuotingBackend())
+    data = tmp_path / "boolq.jsonl"
+    data.write_text("".join(json.dumps({
+        "question": f"is claim {i} true", "answer": bool(i % 2),
+        "passage": f"Record {i}: the survey of the northern valley counted {i * 7} nesting birds in the spring "
+                   "of that year, more than any earlier count."}) + "\n" for i in range(24)))
+    cfg = tmp_path / "q.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "name": "q", "output_dir": str(tmp_path / "runs"),
+        "data": {"task": "boolq", "path": str(data), "n_weak_train": 8, "n_transfer": 8, "n_test": 8},
+        "debate": {"prompts": "quotes", "num_turns": 2, "sampling": {"max_new_tokens": 4}},
+        "weak": {"model": "minilm-l6", "sees": "without_passage", "verify_quotes": True, "transcript_reserve": 16,
+                 "labellers": [{"name": "weak"}, {"name": "weak+debate", "protocol": "debate"}],
+                 "train": {"epochs": 1, "max_length": 64}},
+        "strong": {"model": "smollm2-135m", "train": {"mode": "linear_probe", "epochs": 1, "max_length": 96}}}))
+    rd = tmp_path / "runs" / "q"
+
+    def go(*overrides: str) -> set[str]:
+        Fits.done = []
+        assert run.main(["--config", str(cfg), *[a for o in overrides for a in ("--set", o)]]) == 0
+        return set(Fits.done)
+
+    assert "weak debate/minilm-l6/seed0-debate0" in go()
+    store = rd / "debate" / "transcripts.jsonl"
+    n_debates = len(store.read_text().splitlines())
+    lines = [json.loads(x) for x in (rd / "weak" / "quote_grades.jsonl").read_text().splitlines()]
+    assert len(lines) == 24 and all(len(x["turns"]) == 2 for x in lines)
+    assert {tuple(t["grades"]) for x in lines for t in x["turns"]} == {("fuzzy", "verified", "unverified")}
+    quotes = json.loads((rd / "report.json").read_text())["meta"]["quotes"]["debate"]
+    assert quotes["by_side"]["A"] == {"verified": 24, "fuzzy": 24, "unverified": 24} == quotes["by_side"]["B"]
+    assert "| debate | A | 72 | 24 | 24 | 24 |" in (rd / "report.md").read_text()
+
+    # the near quote turns unverified: the debate member reads another text and retrains;
+    # the plain weak model, the debates (no new line in the store) and the students do not
+    assert go("weak.fuzzy_quote_threshold=0.95") == {"weak debate/minilm-l6/seed0-debate0"}
+    assert len(store.read_text().splitlines()) == n_debates
+    quotes = json.loads((rd / "report.json").read_text())["meta"]["quotes"]["debate"]
+    assert quotes["fuzzy_threshold"] == 0.95 and quotes["by_side"]["A"]["unverified"] == 48
+    assert go("weak.fuzzy_quote_threshold=0.95") == set()
