@@ -35,6 +35,7 @@ from data.fit import FitResult, fit_samples, make_reader
 from data.schema import Sample
 from data.source import samples_for
 from data.splits import Splits, make_splits
+from debate.quotes import QuoteTally
 from debate.transcript import Transcript
 from w2s_run.report import write_report
 from w2s_run.report.model import Report, RunMeta
@@ -42,7 +43,7 @@ from w2s_run.report.render import gold_side_line, render_summary, render_table
 from w2s_run.report.scoring import build_report, pool_reports
 from strong.stage import run_strong
 from weak.inputs import weak_view
-from weak.stage import MemberTrainer, run_weak
+from weak.stage import MemberTrainer, quote_grades, run_weak, write_quote_grades
 
 Transcripts = dict[str, dict[tuple[str, int], Transcript]]  # {source: {(sample id, k): transcript}}; a source is a protocol or a control tag
 
@@ -249,6 +250,7 @@ class Draw:
         self.weak: MemberTrainer
         self.transcripts: Transcripts = {}
         self.labellers: dict = {}
+        self.quotes: dict[str, QuoteTally] = {}  # {source: its quotes' grades counted} (weak.verify_quotes)
         self.students: dict = {}
 
     def say(self, what: str) -> None:
@@ -290,6 +292,11 @@ def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None, env: dict)
         for d in draws:
             d.say("weak labellers")
             d.labellers = run_weak(d.cfg, d.weak, d.transcripts)
+            grades = quote_grades(d.cfg, d.splits, d.transcripts)
+            if dist.is_main() and writable():  # not under run.py verify, which only reads
+                write_quote_grades(d.layout.quote_grades, grades)
+            d.quotes = {source: QuoteTally.of(records, d.cfg.weak.fuzzy_quote_threshold)
+                        for source, records in grades.items()}
             d.weak.release()  # free the weak base before the next one (and the strong model) loads
     if dist.is_main():
         record_stage(tracker, layout.root, "weak", {f"{_prefix(d)}{k}": v for d in draws
@@ -321,6 +328,7 @@ def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None, env: dict)
                             meta.model_copy(update={
                                 "fit": d.fit.summary(),
                                 "consultant_gold_side": consultant_gold_side(d.cfg, d.splits, d.transcripts),
+                                "quotes": d.quotes,
                                 **({"debate": d.cfg.debate.model_dump(mode="json")} if transcripts else {})}))
                for d in draws]
     reports = [rep.model_copy(update={"inputs": report_inputs(d)}) for d, rep in zip(draws, reports)]
