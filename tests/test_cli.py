@@ -149,15 +149,15 @@ def debated(tmp_path_factory):
     """The controls config (scripted transcripts: no debater model runs), stopped after
     the debate stage: a run folder with a transcript store and no report."""
     out = tmp_path_factory.mktemp("runs")
-    argv = ["--config", "controls", "--set", f"output_dir={out}", *TINY_DATA, "--until", "debate"]
+    argv = [*_on(out), "--until", "debate"]
     r = subprocess.run([sys.executable, str(ROOT / "run.py"), *argv], cwd=out, env=ENV, capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return out, r.stdout
 
 
-def _on(out: Path) -> list[str]:
-    return ["--config", "controls", "--set", f"output_dir={out}", *TINY_DATA]
+def _on(out: Path) -> list[str]:  # one draw (the shipped controls run three replicates)
+    return ["--config", "controls", "--set", f"output_dir={out}", "--set", "replicates=1", *TINY_DATA]
 
 
 def test_until_says_what_it_made_and_the_next_command(debated):

@@ -2,7 +2,12 @@
 a control that must show an effect (scripted transcripts carrying the label with
 reliability 0.9), its no-information version (0.5) that must not, and a negative
 control (the 0.9 transcripts given to other samples) that must not either.
-Fixed seeds and margins far from the measured values: deterministic, not flaky."""
+
+configs/controls.yaml runs three replicates and the verdicts that must NOT show an effect
+are read pooled over them: one draw's interval covers test samples only, and single weak
+models differ by several points between seeds (one draw of the shuffled control read +4.2,
++0.5 to +8.0, at the earlier learning rate). Fixed seeds and margins far from the measured
+values: deterministic, not flaky."""
 import json
 
 import pytest
@@ -20,9 +25,13 @@ def report(tmp_path_factory):
     return json.loads((out / "controls" / "report.json").read_text())
 
 
+def pooled(report, kind, name):
+    return next(p["result"] for p in report["pooled"] if p["kind"] == kind and p["name"] == name)
+
+
 @pytest.mark.slow
 def test_positive_control_shows_the_effect(report):
-    rows = report_rows(report)
+    rows = report_rows(report)  # replicate 0's draw
     weak, p5, p9 = rows["weak"], rows["pos-0.5"], rows["pos-0.9"]
     # dose-response: the informative transcripts lift the weak model and its student
     assert p9["accuracy"] > p5["accuracy"] + 0.1 and p9["accuracy"] > weak["accuracy"] + 0.05
@@ -31,20 +40,18 @@ def test_positive_control_shows_the_effect(report):
     cmp = {c["labeller"]: c["result"] for c in report["comparisons"]}
     assert cmp["pos-0.9"]["direction"] == "better"  # the paired interval excludes zero
     assert cmp["pos-0.9"]["acc_diff_ci"][0] > 0
+    # and pooled over the three replicates, for the weak model and its student
+    assert len(report["replicates"]) == 3
+    for kind, name in (("weak", "pos-0.9"), ("student", "pos-0.9|xent")):
+        res = pooled(report, kind, name)
+        assert res["direction"] == "better" and res["ci"][0] > 0, (kind, name, res)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "OPEN (issue 20 follow-up): at 200/400/800 one draw of the shuffled-0.9 control read +4.2 "
-    "(+0.5 to +8.0) over the plain weak model (earlier one-draw runs read -5.3). A one-draw "
-    "interval covers test noise only, not the training noise between two LoRA models with "
-    "different inputs; whether this is that noise or a leak needs the check pooled over "
-    "replicates. The report itself still prints NEGATIVE CONTROL FAILED for such a draw."))
 def test_no_information_and_negative_control_show_no_gain(report):
-    rows = report_rows(report)
-    cmp = {c["labeller"]: c["result"] for c in report["comparisons"]}
-    for name in ("pos-0.5", "shuffled-0.9"):
-        assert rows[name]["vs_reference"]["direction"] != "better", name
-        assert cmp[name]["direction"] != "better", name
+    for kind, name in (("weak", "pos-0.5"), ("weak", "shuffled-0.9"),
+                       ("student", "pos-0.5|xent"), ("student", "shuffled-0.9|xent")):
+        res = pooled(report, kind, name)
+        assert res["direction"] != "better", (kind, name, res)
     assert not any("NEGATIVE CONTROL FAILED" in w for w in report["warnings"])
-    assert rows["shuffled-0.9"]["control"] == "shuffled:positive:0.9"
+    assert report_rows(report)["shuffled-0.9"]["control"] == "shuffled:positive:0.9"

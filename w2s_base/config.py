@@ -553,9 +553,11 @@ class WeakConfig(Strict):
     # information-asymmetric debate (Khan et al. 2024): the debaters and the strong
     # model read the passage, the weak judge only the question (and candidate).
     sees: Literal["all", "without_passage"] = "all"
-    # Mark each <quote> in a transcript verified or not against the sample's passage
-    # (debate/quotes.py) in what the weak model reads.
+    # Grade each <quote> in a transcript against the sample's passage (debate/quotes.py)
+    # in what the weak model reads: <v_quote> verbatim, <f_quote> a near match (word
+    # similarity to its best passage window ≥ fuzzy_quote_threshold), <u_quote> neither.
     verify_quotes: bool = False
+    fuzzy_quote_threshold: float = Field(0.9, gt=0, le=1)
     # Market-making on weak_train: the consultant's side comes from plain weak models
     # trained on the other folds (cross-fitting), never from one that saw the label.
     placement_folds: int = Field(2, ge=2)

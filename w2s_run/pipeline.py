@@ -36,6 +36,7 @@ from data.fit import FitResult, fit_samples, make_reader
 from data.schema import Sample
 from data.source import samples_for
 from data.splits import Splits, make_splits
+from debate.quotes import QuoteTally
 from debate.transcript import Transcript
 from w2s_run.report import write_report
 from w2s_run.report.audit import build_audit
@@ -44,7 +45,7 @@ from w2s_run.report.render import gold_side_line, render_audit, render_summary, 
 from w2s_run.report.scoring import build_report, pool_reports
 from strong.stage import CEILING_FOLDS, ceiling_out_of_fold, ceiling_out_of_fold_path, run_strong, strong_trainer
 from weak.inputs import weak_view
-from weak.stage import MemberTrainer, run_weak
+from weak.stage import MemberTrainer, quote_grades, run_weak, write_quote_grades
 
 Transcripts = dict[str, dict[tuple[str, int], Transcript]]  # {source: {(sample id, k): transcript}}; a source is a protocol or a control tag
 
@@ -251,6 +252,7 @@ class Draw:
         self.weak: MemberTrainer
         self.transcripts: Transcripts = {}
         self.labellers: dict = {}
+        self.quotes: dict[str, QuoteTally] = {}  # {source: its quotes' grades counted} (weak.verify_quotes)
         self.students: dict = {}
         self.audit: Audit | None = None
         self.strong = None  # the strong model's trainer, made by the audit and used by the students
@@ -294,6 +296,11 @@ def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None, env: dict)
         for d in draws:
             d.say("weak labellers")
             d.labellers = run_weak(d.cfg, d.weak, d.transcripts)
+            grades = quote_grades(d.cfg, d.splits, d.transcripts)
+            if dist.is_main() and writable():  # not under run.py verify, which only reads
+                write_quote_grades(d.layout.quote_grades, grades)
+            d.quotes = {source: QuoteTally.of(records, d.cfg.weak.fuzzy_quote_threshold)
+                        for source, records in grades.items()}
             d.weak.release()  # free the weak base before the next one (and the strong model) loads
     if dist.is_main():
         record_stage(tracker, layout.root, "weak", {f"{_prefix(d)}{k}": v for d in draws
@@ -330,6 +337,7 @@ def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None, env: dict)
                             meta.model_copy(update={
                                 "fit": d.fit.summary(),
                                 "consultant_gold_side": consultant_gold_side(d.cfg, d.splits, d.transcripts),
+                                "quotes": d.quotes,
                                 **({"debate": d.cfg.debate.model_dump(mode="json")} if transcripts else {})}))
                for d in draws]
     reports = [rep.model_copy(update={"inputs": report_inputs(d), "audit": d.audit}) for d, rep in zip(draws, reports)]

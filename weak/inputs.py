@@ -6,14 +6,16 @@ sample and keeps each turn's beginning, so a long first turn can never push the
 second debater out of the window. `head` keeps everything up to the limit (the
 tokenizer's plain truncation), which can cut whole turns off the end.
 
-With a `passage` (information-asymmetric debate, weak.verify_quotes), every
-<quote> in a turn is checked against it and shown as <v_quote> or <u_quote>.
+With `quotes` (information-asymmetric debate, weak.verify_quotes), every <quote> in
+a turn is graded against the sample's passage and shown as <v_quote> (verbatim),
+<f_quote> (a near match) or <u_quote> (neither): debate/quotes.py.
 """
 from __future__ import annotations
 
+from w2s_base.config import WeakConfig
 from w2s_base.protocols import protocol as protocol_spec
 from data.schema import DataError, Sample
-from debate.quotes import mark_quotes
+from debate.quotes import QuoteCheck
 from debate.transcript import Transcript
 
 def weak_view(sample: Sample, sees: str) -> str:
@@ -28,6 +30,13 @@ def weak_view(sample: Sample, sees: str) -> str:
     return view
 
 
+def quote_check(sample: Sample, w: WeakConfig) -> QuoteCheck | None:
+    """What a sample's quotes are graded against under weak.verify_quotes; None: they are
+    shown as written (quotes not verified, or a task without a passage)."""
+    passage = sample.meta.get("passage")
+    return QuoteCheck(passage, w.fuzzy_quote_threshold) if w.verify_quotes and passage is not None else None
+
+
 def turn_line(t: Transcript, i: int, text: str) -> str:
     turn = t.turns[i]
     speaker = protocol_spec(t.protocol).reader_name(turn.side)
@@ -35,10 +44,10 @@ def turn_line(t: Transcript, i: int, text: str) -> str:
 
 
 def weak_input(sample_text: str, transcript: Transcript | None, tok, max_length: int,
-               strategy: str = "per_turn", passage: str | None = None) -> str:
+               strategy: str = "per_turn", quotes: QuoteCheck | None = None) -> str:
     if transcript is None or not transcript.turns:
         return sample_text
-    texts = [x.text if passage is None else mark_quotes(x.text, passage)[0] for x in transcript.turns]
+    texts = [x.text if quotes is None else quotes.mark(x.text)[0] for x in transcript.turns]
     head = f"{sample_text}\n\nDebate:"
     if strategy == "head":
         return head + "\n" + "\n".join(turn_line(transcript, i, x) for i, x in enumerate(texts))

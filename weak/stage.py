@@ -28,10 +28,11 @@ from w2s_base.training.models import load_tokenizer, resolve_model
 from w2s_base.runfolder.stage_cache import cached, fingerprint, texts_hash
 from data.schema import Sample
 from data.splits import Splits
+from debate.quotes import TranscriptQuotes
 from debate.transcript import Transcript
 
 from .ensemble import aggregate
-from .inputs import weak_input, weak_view
+from .inputs import quote_check, weak_input, weak_view
 from .labels import LabellerResult, WeakLabel
 
 Transcripts = dict[tuple[str, int], Transcript]
@@ -81,10 +82,21 @@ class MemberTrainer:
             self._inputs = key, {
                 name: [weak_input(weak_view(s, w.sees), transcripts[(s.id, k)] if transcripts else None, tok,
                                   w.train.max_length, w.transcript_budget,
-                                  passage=s.meta.get("passage") if w.verify_quotes else None)
+                                  quotes=quote_check(s, w))
                        for s in getattr(self.splits, name)]
                 for name in SPLITS}
         return self._inputs[1]
+
+    def spec(self, source: Source, model: str, seed: int, k: int, inputs: dict[str, list[str]]) -> dict:
+        """Member (source, model, seed, k)'s cache key, given the texts it reads (inputs())."""
+        w, sp = self.cfg.weak, self.splits
+        # v 4: what the member reads is keyed by its texts (view, transcript, fitting,
+        # quote grades and so their threshold all end up in them), not by sample ids and
+        # transcript keys.
+        return {"v": 4, "model": model, "train": w.train.result_spec(), "loss": XentLoss().spec(),
+                "seed": seed, "k": k, "protocol": source.key,
+                "reads": {name: texts_hash(getattr(sp, name), inputs[name]) for name in SPLITS},
+                "labels": texts_hash(sp.weak_train, [s.label for s in sp.weak_train])}
 
     def __call__(self, source: Source, model: str, seed: int, k: int,
                  transcripts: Transcripts | None) -> dict[str, dict[str, float]]:
@@ -94,12 +106,7 @@ class MemberTrainer:
         out = self.folder(source, model, seed, k)
         parts = {name: getattr(sp, name) for name in SPLITS}
         inputs = self.inputs(source, model, k, transcripts)
-        # v 4: what the member reads is keyed by its texts (view, transcript, fitting,
-        # quote marks all end up in them), not by sample ids and transcript keys.
-        spec = {"v": 4, "model": model, "train": w.train.result_spec(), "loss": XentLoss().spec(),
-                "seed": seed, "k": k, "protocol": source.key,
-                "reads": {name: texts_hash(parts[name], inputs[name]) for name in SPLITS},
-                "labels": texts_hash(sp.weak_train, [s.label for s in sp.weak_train])}
+        spec = self.spec(source, model, seed, k, inputs)
 
         trained = []
 
@@ -218,3 +225,28 @@ def _write_labels(path: Path, transfer: list[Sample], lab: LabellerResult, membe
                 members={m: r["transfer"][s.id] for m, r in members.items()},
                 debate_keys=[tr[(s.id, k)].key for k in range(n_debates)] if tr else [],
                 gold_label=s.label).model_dump())
+
+
+def quote_grades(cfg: RunConfig, splits: Splits, transcripts: dict[str, Transcripts]
+                 ) -> dict[str, list[TranscriptQuotes]]:
+    """{source: every transcript's quote grades, turn by turn}, as the weak members of
+    the sources in `transcripts` read them (weak.verify_quotes; {} without it)."""
+    if not cfg.weak.verify_quotes:
+        return {}
+    sample = {s.id: s for s in splits.all()}
+    out = {}
+    for source, tr in transcripts.items():
+        checks = ((t, quote_check(sample[t.sample_id], cfg.weak)) for _, t in sorted(tr.items()))
+        out[source] = [TranscriptQuotes.of(source, t, check) for t, check in checks if check is not None]
+    return out
+
+
+def write_quote_grades(path: Path, grades: dict[str, list[TranscriptQuotes]]) -> None:
+    """Every transcript's quote grades, turn by turn, one line each (provenance of the
+    report's quote table; cheap to recompute from the transcripts, so rewritten)."""
+    path.unlink(missing_ok=True)
+    if grades:
+        with JsonlWriter(path) as f:
+            for records in grades.values():
+                for r in records:
+                    f.write(r.model_dump())

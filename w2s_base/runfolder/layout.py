@@ -105,6 +105,11 @@ class RunLayout:
     def labels(self, name: str) -> Path:
         return self.labeller(name) / "labels.jsonl"
 
+    @property
+    def quote_grades(self) -> Path:
+        """Every transcript's quote grades as the weak members read them (weak.verify_quotes)."""
+        return self.draw_root / "weak" / "quote_grades.jsonl"
+
     def labeller_jsons(self) -> list[Path]:
         weak = self.draw_root / "weak"
         return sorted(weak.glob("*/labeller.json")) if weak.is_dir() else []

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from w2s_base.config import ControlSpec, ControlTag
 from w2s_base.runfolder.layout import RunLayout
+from debate.quotes import QuoteTally
 from w2s_run.report.statistics import (AccuracyDifferenceResult, CapaResult, ErrorBreakdown, GapResult,
                                        PairedDifferenceResult, PGRResult, PooledDifference, PooledPGR, RateResult,
                                        SeedSpread)
@@ -109,6 +110,9 @@ class RunMeta(BaseModel):
     # market-making: per protocol and split, the share of samples whose consultant argues
     # the gold label (w2s_run/pipeline.py consultant_gold_side)
     consultant_gold_side: dict[str, dict[str, float]] = {}
+    # weak.verify_quotes: per source (protocol or control tag), its quotes counted per grade
+    # (verified / fuzzy / unverified) per debater and per transcript (debate/quotes.py)
+    quotes: dict[str, QuoteTally] = {}
     environment: dict | None = None    # packages, code commit, device (w2s_base/runfolder/environment.py)
     seconds: dict[str, float] = {}     # this invocation's stage times
     peak_rss_mb_after: dict[str, float] = {}

@@ -247,6 +247,26 @@ def _audit_section(report: Report) -> list[str]:
     return render_audit(report.audit) if report.audit else []
 
 
+def _quotes_table(report: Report) -> list[str]:
+    """weak.verify_quotes: each source's quotes by grade, per debater and per transcript."""
+    tallies = report.meta.quotes if report.meta else {}
+    if not tallies:
+        return []
+    threshold = next(iter(tallies.values())).fuzzy_threshold
+    lines = ["", "Quotes the weak judge read, graded against the passage (verified: verbatim after "
+                 f"normalisation; fuzzy: word similarity ≥ {threshold:g} to a passage window; debate/quotes.py):",
+             "", "| source | debater | quotes | verified | fuzzy | unverified |", "|---|---|---:|---:|---:|---:|"]
+    for source, t in tallies.items():
+        for side, c in t.by_side.items():
+            lines.append(f"| {source} | {side} | {c.total} | {c.verified} | {c.fuzzy} | {c.unverified} |")
+        n, total = t.transcripts, t.total
+        mean = [f"{x / n:.2f}" if n else "–" for x in (total.total, total.verified, total.fuzzy, total.unverified)]
+        lines.append(f"| {source} | per transcript (mean of {n}) | " + " | ".join(mean) + " |")
+        w = t.with_any
+        lines.append(f"| {source} | transcripts with any | | {w.verified} | {w.fuzzy} | {w.unverified} |")
+    return lines
+
+
 def gold_side_line(protocol: str, rates: dict[str, float]) -> str:
     """Market-making's placement per split, as the report and the [debate] log say it."""
     return (f"{protocol}: the consultant argues the gold label in "
@@ -292,8 +312,8 @@ def _notes(report: Report) -> list[str]:
 
 
 def render_table(report: Report) -> str:
-    sections = (_pooled_table, _main_table, _vs_reference_table, _comparisons_table, _errors_table, _members_table, _audit_section,
-                _notes)
+    sections = (_pooled_table, _main_table, _vs_reference_table, _comparisons_table, _errors_table, _members_table,
+                _quotes_table, _audit_section, _notes)
     return "\n".join(line for section in sections for line in section(report)) + "\n"
 
 
