@@ -204,6 +204,7 @@ def _one_error_line(p: subprocess.CompletedProcess, filled: bool) -> str:
     for bad in TRACEBACK_MARKS:
         assert bad not in both, both[-3000:]
     assert ("No space left on device" if filled else "RuntimeError: ") in errors[0], errors
+    print(errors[0])  # shown with -rP
     return errors[0]
 
 

@@ -16,6 +16,7 @@ is written after `save_artifact` returns, so a failed save never has a result.""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 from pathlib import Path
@@ -83,7 +84,9 @@ def _swap_in(tmp: Path, path: Path) -> None:
 
 
 def _sync(p: Path) -> None:
-    """fsync a file, or every file and folder under a folder."""
+    """fsync a file, or every file and folder under a folder. Its errors count (a
+    network filesystem may report a full disk only here), except a filesystem that
+    cannot sync at all."""
     if p.is_dir():
         for sub in sorted(p.rglob("*")):
             _sync(sub)
@@ -92,17 +95,22 @@ def _sync(p: Path) -> None:
     fd = os.open(p, os.O_RDONLY)
     try:
         os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
     finally:
         os.close(fd)
 
 
 def _sync_folder(folder: Path) -> None:
-    """Make a rename in `folder` durable."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Make a rename in `folder` durable, where the filesystem can (some cannot sync
+    a folder: the rename is done all the same)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _remove(p: Path) -> None:
