@@ -149,7 +149,7 @@ def student(cfg: RunConfig, splits: Splits, layout: RunLayout, trainer: ModelTra
         # held out: test samples with their gold labels, read by the curves only
         clf = trainer.train(transfer_texts, p1, loss, key.seed, desc=f"strong {name} seed {key.seed}",
                             held_out=held_out_slice(test_texts, [x.label for x in splits.test]))
-        clf.save(out)
+        clf.save(out)  # before its result is recorded: a failed save records nothing
         return {"test": dict(zip(test_ids, map(float, clf.predict(test_texts)))),
                 "history": clf.history, "eval_history": clf.eval_history}
 

@@ -8,6 +8,7 @@
 """
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import run
 from w2s_base.config import ConfigError, load_config
 from w2s_base.training.models import EMBEDDED, ModelNotFound, check_model, resolve_model
 from w2s_run.services.preflight import needed_models, preflight
+from w2s_base.runfolder.faults import RunFolderError
 from w2s_base.runfolder.runlock import LOCK_NAME, RunLock, RunLocked, write_config_of_record
 from factories import start_lock_holder as _start_holder
 
@@ -114,7 +116,7 @@ def test_config_of_record_is_written_under_the_lock_and_atomically(tmp_path, mon
         def crash(*a, **k):
             raise OSError("disk full")
         monkeypatch.setattr(os, "replace", crash)
-        with pytest.raises(OSError, match="disk full"):
+        with pytest.raises(RunFolderError, match=re.escape(f"cannot write {path}: OSError: disk full")):
             write_config_of_record(other, layout)
         assert path.read_text() == before
     assert sorted(p.name for p in layout.root.iterdir()) == [LOCK_NAME, "config.yaml"]  # no temp files

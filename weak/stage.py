@@ -118,7 +118,7 @@ class MemberTrainer:
                                 desc=f"weak {source.key}/{out.parent.name}/{out.name}",
                                 adapter=f"{slug(source.key)}-{hashlib.sha1(model.encode()).hexdigest()[:8]}-{out.name}",
                                 held_out=held_out_slice(inputs["test"], [s.label for s in sp.test]))
-            clf.save(out)
+            clf.save(out)  # before its result is recorded: a failed save records nothing
             preds = {name: dict(zip([s.id for s in parts[name]], map(float, clf.predict(inputs[name]))))
                      for name in PREDICTED}
             # the loss per step and the held-out loss and accuracy per epoch, kept for reruns

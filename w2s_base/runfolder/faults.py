@@ -4,9 +4,13 @@ running writer), the run stops with one line naming the path and the cause:
 
     error: cannot write runs/x/debate/transcripts.jsonl: No space left on device (errno 28); free space and rerun to resume
 
-`RunFolderError` is that one exception type. The run folder's writers (jsonl.py)
-raise it with their path; `under(root)` turns any other OSError that names a path
-inside the run folder (a library saving a model) into one. `run.py` prints it as one
+`RunFolderError` is that one exception type. The run folder's writers (jsonl.py,
+and artifacts.save_artifact for weights and caches) raise it with their path;
+`under(root)` turns any other OSError that names a path inside the run folder into
+one. Libraries that save weights often fail without an errno (`torch.save` on a full
+disk raises `RuntimeError: basic_ios::clear: iostream error`, safetensors a
+`SafetensorError`): `while_writing` finds the cause from what is real, the errno
+the library's message carries or the free space left where it wrote. `run.py` prints it as one
 line, rc 1. What was stored before the fault stays stored (records are appended and
 flushed one by one, whole files replaced atomically), so the rerun resumes.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -28,6 +33,24 @@ HINTS = {
     errno.ENOENT: "the run folder was removed or moved during the run; rerun to redo what is missing",
 }
 DEFAULT_HINT = "fix the cause and rerun to resume"
+
+# Below this much free space a failed write is taken as disk full: a filesystem that
+# refused a write for space has less than a block or two left (tmpfs: none).
+NEARLY_FULL_BYTES = 1 << 20
+
+# An errno in a library's message: Rust's std::io::Error ("... (os error 28)"), which
+# safetensors passes on as text only.
+_OS_ERROR_IN_TEXT = re.compile(r"\(os error (\d+)\)")
+
+
+def free_bytes(folder: str | os.PathLike[str]) -> int | None:
+    """Space this process may still write in `folder`'s filesystem (root may use the
+    blocks reserved for it); None when it cannot be asked."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    return (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize
 
 
 class RunFolderError(Exception):
@@ -46,6 +69,31 @@ class RunFolderError(Exception):
         if e.errno is not None:
             cause += f" (errno {e.errno})"
         return cls(action, path, cause, e.errno)
+
+    @classmethod
+    def while_writing(cls, e: BaseException, path: str | os.PathLike[str],
+                      folder: str | os.PathLike[str]) -> "RunFolderError":
+        """`e` was raised while `path` was written in `folder`. Its cause, first found:
+        an OSError with an errno in its chain; an errno in its message; the disk full
+        (free space in `folder` below NEARLY_FULL_BYTES, asked before the partial file
+        is removed); else its own message, errno unknown."""
+        seen: set[int] = set()
+        x: BaseException | None = e
+        while x is not None and id(x) not in seen:
+            seen.add(id(x))
+            if isinstance(x, OSError) and x.errno is not None:
+                return cls.from_os(x, path)
+            x = x.__cause__ or x.__context__
+        m = _OS_ERROR_IN_TEXT.search(str(e))
+        if m:
+            n = int(m.group(1))
+            return cls("write", path, f"{os.strerror(n)} (errno {n})", n)
+        free = free_bytes(folder)
+        if free is not None and free < NEARLY_FULL_BYTES:
+            # no errno was reported: the free space is what says so
+            return cls("write", path, f"No space left on device ({free} bytes free)", errno.ENOSPC)
+        text = (str(e).strip().splitlines() or [""])[0]
+        return cls("write", path, f"{type(e).__name__}: {text}" if text else type(e).__name__)
 
 
 @contextmanager

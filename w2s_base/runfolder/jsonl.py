@@ -33,6 +33,7 @@ from typing import Any, Iterator
 
 from w2s_base import console
 
+from .artifacts import save_artifact
 from .faults import RunFolderError, guard
 
 SHA = "_sha"
@@ -254,18 +255,9 @@ class JsonlWriter:
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """A kill mid-write leaves the old file, never a torn one; a fault leaves no
-    temporary file behind."""
+    temporary file behind (artifacts.save_artifact)."""
     _refuse_if_read_only(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with guard(path):
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(data)
-            tmp.replace(path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-            raise
+    save_artifact(path, lambda tmp: tmp.write_bytes(data))
 
 
 def write_text_atomic(path: Path, text: str) -> None:

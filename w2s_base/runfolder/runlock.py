@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from w2s_base.config import ConfigError
+from w2s_base.runfolder.artifacts import save_artifact
 
 if TYPE_CHECKING:
     from w2s_base.config import RunConfig
@@ -197,24 +198,7 @@ def write_config_of_record(cfg: "RunConfig", layout: "RunLayout") -> Path:
     of the run folder's lock may write it."""
     if not is_held_here(layout.root):
         raise RuntimeError(f"config of record for {layout.root}: take RunLock({layout.root}) first")
-    layout.root.mkdir(parents=True, exist_ok=True)
     target = layout.config
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w") as f:
-            f.write(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(layout.root, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    save_artifact(target, lambda tmp: tmp.write_text(text))
     return target

@@ -34,6 +34,7 @@ from w2s_base import console
 from w2s_base.training import distributed as dist
 from w2s_base.training import schedule
 from w2s_base.config import TrainConfig, TrainMode
+from w2s_base.runfolder.artifacts import save_artifact
 from w2s_base.training.distributed import device
 from w2s_base.training.models import cache_root, load_tokenizer, resolve_model
 
@@ -123,10 +124,7 @@ class FeatureExtractor:
                 for i, f in zip(idx, feats.cpu()):
                     cache[missing[i][0]] = f.clone()
             if dist.is_main():  # the other processes computed the same features
-                self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-                tmp = self.cache_file.with_suffix(".tmp")
-                torch.save(cache, tmp)
-                tmp.replace(self.cache_file)
+                save_artifact(self.cache_file, lambda tmp: torch.save(cache, tmp))
         return torch.stack([cache[k] for k in keys])
 
 
@@ -336,8 +334,7 @@ class ProbeClassifier:
 
     def save(self, out: Path) -> None:
         if dist.is_main():
-            out.mkdir(parents=True, exist_ok=True)
-            torch.save(self.head.state_dict(), out / "head.pt")
+            save_artifact(out / "head.pt", lambda tmp: torch.save(self.head.state_dict(), tmp))
 
 
 class LoraClassifier:
@@ -381,7 +378,8 @@ class LoraClassifier:
     def save(self, out: Path) -> None:
         # only the member's own adapter, when several share one base
         if dist.is_main():
-            self.model.save_pretrained(out / "adapter", selected_adapters=[self.adapter])
+            save_artifact(out / "adapter",
+                          lambda tmp: self.model.save_pretrained(tmp, selected_adapters=[self.adapter]))
 
 
 def _head_module(model) -> torch.nn.Module | None:

@@ -11,9 +11,10 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+from w2s_base.runfolder.artifacts import save_artifact
 
 
 @dataclass(frozen=True)
@@ -71,22 +72,19 @@ def embedded_source(name: str) -> Path:
 def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    # One temporary folder per process: under a multi-process launcher every process
-    # may convert at once; the first rename wins and the others discard their copy.
-    tmp = out_dir.with_name(f"{out_dir.name}.tmp{os.getpid()}")
     tok = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer.remove_quantization_config(model)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    # Rename last, so an interrupted conversion is never mistaken for a finished one.
-    try:
-        tmp.rename(out_dir)
-    except OSError:
-        if not (out_dir / "config.json").exists():
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+
+    # Renamed into place once whole, so an interrupted conversion is never mistaken for
+    # a finished one. Under a multi-process launcher every process may convert at once:
+    # the first in place is kept, the others discard their copy.
+    save_artifact(out_dir, write, keep_existing=True)
 
 
 def resolve_model(name: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+from w2s_base.runfolder.artifacts import save_artifact
 from w2s_run.report.statistics import Verdict
 
 from w2s_run.report.model import CeilingRow, Report, StudentRow, WeakRow
@@ -35,8 +36,10 @@ def plot_report(report: Report, out: Path) -> Path | None:
     except ImportError:
         return None
     fig = draw_report(report)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    try:
+        save_artifact(out, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    finally:
+        plt.close(fig)
     return out
 
 

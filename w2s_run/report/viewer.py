@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 from array import array
 from collections.abc import Iterator
@@ -55,6 +54,7 @@ import numpy as np
 
 from w2s_base.decision import predicted_label_tie_as_1
 from w2s_base.runfolder.layout import RunLayout
+from w2s_base.runfolder.artifacts import save_artifact
 from w2s_base.protocols import PROTOCOLS
 from w2s_base.protocols import protocol as protocol_spec
 from debate.engine import load_transcripts
@@ -909,14 +909,10 @@ def write_viewer(layout: RunLayout, out: Path | None = None) -> Path:
             page_text = text  # written last: the page never points at missing data
             continue
         path = data / Path(rel).name
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        save_artifact(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         written.add(path.name)
     for stale in data.iterdir():  # data files of an earlier, larger run (or an older viewer's search.js)
         if _OWN.fullmatch(stale.name) and stale.name not in written:
             stale.unlink()
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page_text, encoding="utf-8")
-    os.replace(tmp, out)
+    save_artifact(out, lambda tmp: tmp.write_text(page_text, encoding="utf-8"))
     return out

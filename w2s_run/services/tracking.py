@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
 from w2s_base.config import TrackingConfig
+from w2s_base.runfolder.artifacts import save_artifact
 from w2s_base.training.schedule import lr_schedule
 from w2s_run.report.statistics import Verdict
 
@@ -187,10 +188,8 @@ class Tracker:
 
     def _remember(self, run: str, digest: str) -> None:
         self._ledger.setdefault(self._ledger_key, {})[run] = digest
-        self._ledger_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._ledger_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self._ledger, indent=1, sort_keys=True))
-        tmp.replace(self._ledger_path)
+        text = json.dumps(self._ledger, indent=1, sort_keys=True)
+        save_artifact(self._ledger_path, lambda tmp: tmp.write_text(text))
 
     # -- one tracker run
     def _run(self, name: str, config: dict, records: Iterable[tuple[int | None, dict]]) -> None:
@@ -317,10 +316,7 @@ def _figure(width: float, height: float):
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, format="png")
-    tmp.replace(path)
+    save_artifact(path, lambda tmp: fig.savefig(tmp, format="png"))
     return path
 
 
@@ -474,8 +470,8 @@ def save_stage_curves(run_dir: str | Path, kind: str, curves: Mapping[str, Seque
             written.append(save_summary_png(root / rel, curves, title, some))
             index[rel] = digest
     if written:
-        root.mkdir(parents=True, exist_ok=True)
-        index_path.write_text(json.dumps(index, indent=1, sort_keys=True))
+        text = json.dumps(index, indent=1, sort_keys=True)
+        save_artifact(index_path, lambda tmp: tmp.write_text(text))
     return written
 
 
