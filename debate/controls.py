@@ -18,6 +18,21 @@ read real debates while never mixing them into real results:
   a seeded derangement (no sample keeps its own debate), per debate index k. The
   text distribution is that of real debates, but the debate is about another
   sample, so a labeller reading them should gain nothing over no debate.
+- **deceptive** (`deceptive_control`): the positive control at reliability 1.0,
+  except that on a fraction `rate` (d) of the transfer and test samples the
+  confident winner argues the WRONG label (the loser still concedes). Each
+  transcript records whether it was deceptive (`Transcript.deceptive`). It measures
+  what a debater that misleads the weak judge does to the labels and to the student
+  trained on them: the weak labeller's accuracy should fall toward 1 - d, and the
+  report gives the dose-response over d and the deception view per d.
+
+  Why the weak-train split stays honest: the weak judge is trained there against
+  gold labels, so a debater deceiving there would be caught (the judge would learn
+  the deceiver's rate: at d > 0.5 it would learn to read the verdict backwards, and
+  the control would measure calibration, not deception). Deceiving everywhere at rate
+  d is, in distribution, the positive control at r = 1 - d, which exists already.
+  The honest debates use reliability 1.0 so the only wrong verdicts are the
+  deceptive ones: the dose is d itself.
 
 Caveat of the shuffled control: the turn *texts* are the source sample's and may
 quote the source sample's positions, while the `positions` field (and so the
@@ -28,7 +43,10 @@ positions the mismatch is visible to the reader.
 
 Every random draw is seeded by what the unit is (seed, control kind, sample id,
 k), never taken from a shared stream, so a sample's positive-control transcript
-does not depend on which other samples are in the run.
+does not depend on which other samples are in the run. The deceptive control's
+draw leaves the rate out of the seed (a sample is deceived at rate d iff its
+uniform draw is below d), so the samples deceived at 0.3 are among those deceived
+at 0.6: the rates of a dose-response differ only by the added deceptions.
 """
 from __future__ import annotations
 
@@ -62,7 +80,9 @@ def control_hash(spec: ControlSpec) -> str:
     """Content hash of what generates a control's text (kind, r, templates); stands
     in for the prompt hash in the keys of positive-control transcripts."""
     payload = {"kind": spec.kind, "reliability": spec.reliability, "of": spec.of}
-    if spec.kind == "positive":
+    if spec.kind == "deceptive":  # only here, so the positive controls' hashes (and keys) stay as they were
+        payload["rate"] = spec.rate
+    if spec.kind in ("positive", "deceptive"):
         payload["templates"] = [POSITIVE_WINNER_TEXT, POSITIVE_LOSER_TEXT]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -87,11 +107,10 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
-def _positive_one(s: Sample, k: int, spec: ControlSpec, seed: int, num_turns: int) -> Transcript:
-    r = float(spec.reliability)
+def _scripted_one(s: Sample, k: int, spec: ControlSpec, seed: int, num_turns: int, winner_label: int,
+                  model: str, deceptive: bool | None = None) -> Transcript:
+    """A scripted debate on sample s (debate k) whose confident side defends `winner_label`."""
     a_label = draw_a_label(seed, s.id, k)  # the engine's draw
-    winner_label = s.label if winner_defends_gold(seed, r, s.id, k) else 1 - s.label
-    model = positive_model(r)
     sampling = SamplingParams()
     turns: list[Turn] = []
     # What a debater "read" before speaking: the sample and the turns so far, in words.
@@ -106,12 +125,20 @@ def _positive_one(s: Sample, k: int, spec: ControlSpec, seed: int, num_turns: in
     key = debate_key(sample_id=s.id, sample_text=s.text, positions=s.positions, prompt_hash=control_hash(spec),
                      model=model, sampling=sampling, seed=seed, debate_index=k, protocol=spec.protocol,
                      num_turns=num_turns)
+    if deceptive is not None:  # the same sample is honest on weak_train and may be deceived elsewhere
+        key = hashlib.sha256(json.dumps([key, deceptive]).encode()).hexdigest()[:24]
     return Transcript(
         key=key, sample_id=s.id, task=s.task, sample_text=s.text, positions=s.positions,
         gold_label=s.label, debate_index=k, protocol=spec.protocol, num_turns=num_turns, a_label=a_label,
         turns=turns, model=model, backend=CONTROL_BACKEND, prompt_set="control", prompt_hash=control_hash(spec),
-        sampling=sampling, seed=seed, control=spec.tag,
+        sampling=sampling, seed=seed, control=spec.tag, deceptive=deceptive,
     )
+
+
+def _positive_one(s: Sample, k: int, spec: ControlSpec, seed: int, num_turns: int) -> Transcript:
+    r = float(spec.reliability)
+    winner_label = s.label if winner_defends_gold(seed, r, s.id, k) else 1 - s.label
+    return _scripted_one(s, k, spec, seed, num_turns, winner_label, positive_model(r))
 
 
 def _check_unique_ids(samples: list[Sample]) -> None:
@@ -119,6 +146,13 @@ def _check_unique_ids(samples: list[Sample]) -> None:
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
         raise ValueError(f"controls need distinct sample ids; repeated: {dup}")
+
+
+def _check_counts(num_debates: int, num_turns: int) -> None:
+    if num_debates < 1:
+        raise ValueError(f"num_debates must be at least 1, got {num_debates}")
+    if num_turns < 1:
+        raise ValueError(f"num_turns must be at least 1, got {num_turns}")
 
 
 def positive_control(samples: list[Sample], num_debates: int, reliability: float, seed: int,
@@ -134,13 +168,49 @@ def positive_control(samples: list[Sample], num_debates: int, reliability: float
     `control="positive:<r>"`, `backend="control"` and keys that cannot collide with
     real debates' (the model and prompt hash differ)."""
     spec = ControlSpec(kind="positive", reliability=reliability)
-    if num_debates < 1:
-        raise ValueError(f"num_debates must be at least 1, got {num_debates}")
-    if num_turns < 1:
-        raise ValueError(f"num_turns must be at least 1, got {num_turns}")
+    _check_counts(num_debates, num_turns)
     _check_unique_ids(samples)
     return {(s.id, k): _positive_one(s, k, spec, seed, num_turns)
             for k in range(num_debates) for s in samples}
+
+
+# ---------------------------------------------------------------------------
+# deceptive control
+
+
+def deception_draw(seed: int, sample_id: str, k: int) -> float:
+    """The uniform draw that decides whether debate k of a sample is deceptive (it is at
+    rate d iff the draw is below d). The rate is not in the seed, so deceptions nest
+    across rates (module docstring)."""
+    return random.Random(f"{seed}|deceptive|{sample_id}|{k}").random()
+
+
+def deceptive_model(rate: float) -> str:
+    """The `model` field of deceptive-control transcripts, e.g. "control:deceptive-d0.3"."""
+    return f"control:deceptive-d{_fmt_r(rate)}"
+
+
+def deceptive_control(samples: list[Sample], num_debates: int, rate: float, seed: int, num_turns: int = 3,
+                      honest: frozenset[str] | set[str] = frozenset()) -> dict[tuple[str, int], Transcript]:
+    """{(sample id, k): scripted debate} for every sample and k < num_debates: the
+    positive control at reliability 1.0 (the winner names the gold label), except that
+    where `deception_draw` < `rate` and the sample is not in `honest` the winner names
+    the wrong label, the loser still conceding. `honest` holds the ids of the samples
+    the weak judge is trained on against gold labels (the pipeline passes weak_train;
+    see the module docstring for why). Every transcript records `deceptive` (True or
+    False) and carries `control="deceptive:<d>"`, `backend="control"`, and keys that
+    differ from the positive control's and from real debates'."""
+    spec = ControlSpec(kind="deceptive", rate=rate)
+    _check_counts(num_debates, num_turns)
+    _check_unique_ids(samples)
+    model = deceptive_model(rate)
+    out = {}
+    for k in range(num_debates):
+        for s in samples:
+            lie = s.id not in honest and deception_draw(seed, s.id, k) < rate
+            out[(s.id, k)] = _scripted_one(s, k, spec, seed, num_turns, 1 - s.label if lie else s.label,
+                                           model, deceptive=lie)
+    return out
 
 
 # ---------------------------------------------------------------------------

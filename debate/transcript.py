@@ -57,8 +57,12 @@ class Transcript(BaseModel):
     error: str | None = None  # set when a backend call failed; such debates are retried on rerun
     seeded: bool = True       # false: sampled without per-request seeds (debate.seeded), not replayable
     # Set only on scripted/permuted control transcripts (debate/controls.py), e.g.
-    # "positive:0.9" or "shuffled"; None for every real debate.
+    # "positive:0.9", "deceptive:0.3" or "shuffled"; None for every real debate.
     control: str | None = None
+    # Whether this debate's winner argues the wrong label on purpose: True or False on a
+    # deceptive control's transcripts (debate/controls.py deceptive_control), None where
+    # nobody was asked to deceive (every other transcript).
+    deceptive: bool | None = None
 
     @property
     def ok(self) -> bool:

@@ -1,4 +1,4 @@
-"""Positive and negative (shuffled) controls: debate/controls.py."""
+"""Positive, deceptive and negative (shuffled) controls: debate/controls.py."""
 from __future__ import annotations
 
 import json
@@ -12,8 +12,8 @@ from w2s_base.protocols import draw_a_label
 from data.demo_task import make_demo_samples
 from data.schema import Sample
 from debate.controls import (
-    POSITIVE_LOSER_TEXT, POSITIVE_WINNER_TEXT, VERDICT, ControlSpec, control_hash, _derangement, positive_control,
-    shuffled_control, winner_defends_gold,
+    POSITIVE_LOSER_TEXT, POSITIVE_WINNER_TEXT, VERDICT, ControlSpec, control_hash, _derangement, deception_draw,
+    deceptive_control, positive_control, shuffled_control, winner_defends_gold,
 )
 from debate.engine import DebateRunner
 from debate.transcript import Transcript
@@ -58,6 +58,21 @@ def test_spec_tags_and_validation():
         with pytest.raises(ValidationError):
             ControlSpec(**bad)
     assert control_hash(ControlSpec(kind="positive", reliability=0.7)) != control_hash(ControlSpec(kind="positive", reliability=0.9))
+
+
+def test_deceptive_spec_tags_and_validation():
+    spec = ControlSpec(kind="deceptive", rate=0.3)
+    assert spec.tag == "deceptive:0.3" and ControlSpec.from_tag("deceptive:0.3") == spec
+    assert spec.protocol == "debate" and not spec.needs_debater
+    for bad in [dict(kind="deceptive"), dict(kind="deceptive", rate=1.5), dict(kind="deceptive", rate=-0.1),
+                dict(kind="deceptive", rate=0.3, reliability=0.9), dict(kind="deceptive", rate=0.3, of="consultancy"),
+                dict(kind="positive", reliability=0.9, rate=0.3), dict(kind="shuffled", rate=0.3)]:
+        with pytest.raises(ValidationError):
+            ControlSpec(**bad)
+    with pytest.raises(ValueError, match="deceptive:<rate>"):
+        ControlSpec.from_tag("deceptive:lots")
+    hashes = {control_hash(ControlSpec(kind="deceptive", rate=d)) for d in (0.0, 0.3, 0.6)}
+    assert len(hashes) == 3 and control_hash(ControlSpec(kind="positive", reliability=1.0)) not in hashes
 
 
 # ---- positive control
@@ -139,6 +154,98 @@ def test_positive_rejects_bad_input(samples):
         positive_control(samples[:3], 0, 0.9, SEED)
     with pytest.raises(ValueError):
         positive_control([samples[0], samples[0]], 1, 0.9, SEED)
+
+
+# ---- deceptive control
+
+
+def test_deceptive_winner_argues_the_wrong_label_exactly_where_recorded(samples):
+    sub = samples[:400]
+    honest = {s.id for s in sub[:100]}
+    ts = deceptive_control(sub, 2, 0.6, SEED, num_turns=4, honest=honest)
+    assert set(ts) == {(s.id, k) for s in sub for k in range(2)}
+    for (sid, k), t in ts.items():
+        assert t.control == "deceptive:0.6" and t.backend == "control" and t.model == "control:deceptive-d0.6"
+        assert t.a_label == draw_a_label(SEED, sid, k) and t.num_turns == 4 and t.ok
+        # the text says what the record says: the confident side names the wrong label iff deceptive
+        assert (winner_label(t) != t.gold_label) is t.deceptive
+        assert t.deceptive == (sid not in honest and deception_draw(SEED, sid, k) < 0.6)
+        Transcript.model_validate_json(t.model_dump_json())  # round-trips through the store
+    assert not any(ts[(sid, k)].deceptive for sid in honest for k in range(2))  # weak_train stays honest
+    assert len({t.key for t in ts.values()}) == len(ts)
+    assert not {t.key for t in ts.values()} & {t.key for t in positive_control(sub, 2, 1.0, SEED, 4).values()}
+    # the same debate honest (on weak_train) and deceived (elsewhere) has two keys: the store keeps both
+    other = deceptive_control(sub, 2, 0.6, SEED, num_turns=4)
+    assert {t.key for (sid, _), t in other.items() if sid in honest and t.deceptive}.isdisjoint(
+        {t.key for t in ts.values()})
+
+
+@pytest.mark.parametrize("d", [0.0, 0.3, 0.6, 1.0])
+def test_deceptive_share_is_the_rate(samples, d):
+    ts = deceptive_control(samples, 1, d, SEED)
+    share = sum(t.deceptive for t in ts.values()) / len(ts)
+    assert abs(share - d) < tol(d, len(ts)), share
+    # honest debates name the gold label always (reliability 1.0): the winner's accuracy is 1 - d
+    assert sum(winner_label(t) == t.gold_label for t in ts.values()) == len(ts) - sum(t.deceptive for t in ts.values())
+    # deception does not depend on the gold label
+    for gold in (0, 1):
+        group = [t for t in ts.values() if t.gold_label == gold]
+        assert abs(sum(t.deceptive for t in group) / len(group) - d) < tol(d, len(group)), gold
+
+
+def test_deceptions_nest_across_rates_and_are_seeded_by_the_unit(samples):
+    sub = samples[:600]
+    lied = {d: {key for key, t in deceptive_control(sub, 2, d, SEED).items() if t.deceptive} for d in (0.3, 0.6)}
+    assert lied[0.3] < lied[0.6]  # a dose adds deceptions, it does not re-draw them
+    once = dump(deceptive_control(sub, 2, 0.3, SEED, honest={sub[0].id}))
+    fewer = dump(deceptive_control(sub[100:150], 2, 0.3, SEED, honest={sub[0].id}))
+    assert all(once[key] == text for key, text in fewer.items())
+    other_seed = {key for key, t in deceptive_control(sub, 2, 0.3, SEED + 1).items() if t.deceptive}
+    assert other_seed != lied[0.3]
+
+
+def test_deceptive_rejects_bad_input(samples):
+    with pytest.raises(ValidationError):
+        deceptive_control(samples[:3], 1, 1.2, SEED)
+    with pytest.raises(ValueError):
+        deceptive_control(samples[:3], 0, 0.3, SEED)
+    with pytest.raises(ValueError):
+        deceptive_control([samples[0], samples[0]], 1, 0.3, SEED)
+
+
+def test_report_gives_the_deceptive_dose_response():
+    """The deception table, from the real build_report and render_table: one row per
+    (rate, student), ordered by rate, with the deception view of each student."""
+    from factories import _scripted_labeller, scripted_draw
+    from strong.stage import StudentKey
+    from w2s_run.report.model import Report
+    from w2s_run.report.render import render_table
+    from w2s_run.report.scoring import build_report
+
+    splits, labs, students = scripted_draw(n_test=60)
+    y = {x.id: x.label for x in splits.test}
+    right = lambda k: {i: (float(y[i]) if j < k else 1.0 - y[i]) for j, i in enumerate(y)}  # noqa: E731
+    tr = {x.id: 0.5 for x in splits.transfer}
+    for name, d, k_weak, k_student in (("dec-hi", 0.6, 24, 27), ("dec-0", 0.0, 58, 50)):  # config order != rate order
+        labs[name] = _scripted_labeller(name, right(k_weak), tr).model_copy(
+            update={"protocol": "debate", "control": ControlSpec(kind="deceptive", rate=d)})
+        students[StudentKey(name, "xent", 0)] = right(k_student)
+    report = Report.model_validate_json(build_report("r", splits, labs, students).model_dump_json())
+    assert [r.name for r in report.deceptive_rows()] == ["dec-0", "dec-hi"]
+    table = render_table(report)
+    section = table[table.index("Deceptive debater"):].split("\n\n")[1].splitlines()
+    rows = [line for line in section if line.startswith("| 0")]
+    assert [r.split(" | ")[1] for r in rows] == ["dec-0", "dec-hi"]
+    # student right on the first 27, weak on the first 24: never wrong where weak is right;
+    # wrong on 33 of the 36 where the weak labeller is wrong
+    hi = next(s for s in report.student_rows() if s.labeller == "dec-hi")
+    assert hi.errors.student_wrong_given_weak_right == 0.0
+    assert hi.errors.student_wrong_given_weak_wrong == pytest.approx(33 / 36)
+    cells = rows[1].split(" | ")
+    assert cells[0] == "| 0.6" and cells[2].startswith("40.0 (") and cells[3].startswith("-10.0 (")
+    assert cells[4] == "xent" and cells[5].startswith("45.0 (") and cells[6:] == ["0.000", "0.917 |"]
+    assert "| weak: dec-hi [CONTROL deceptive:0.6] |" in table
+    assert "| dec-hi [CONTROL deceptive:0.6] (xent) |" in table  # the error table marks it too
 
 
 # ---- shuffled (negative) control

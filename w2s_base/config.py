@@ -389,6 +389,7 @@ def fmt_reliability(reliability: float) -> str:
 class ControlKind(StrEnum):
     POSITIVE = "positive"   # scripted transcripts whose winner names the gold label with some reliability
     SHUFFLED = "shuffled"   # another source's transcripts, each given to another sample
+    DECEPTIVE = "deceptive"  # scripted transcripts whose winner argues the WRONG label on a fraction `rate`
 
 
 class ControlSpec(BaseModel):
@@ -399,20 +400,31 @@ class ControlSpec(BaseModel):
     permutes across samples the transcripts of `of` — a protocol's real ones, or a
     positive control's ("positive:0.9": each sample then reads a transcript that
     carries another sample's label, the strictest leak check) — and takes no
-    reliability."""
+    reliability. `kind="deceptive"` needs `rate` (0..1: the fraction of transfer and
+    test samples on which the scripted winner argues the wrong label; debate/controls.py
+    deceptive_control)."""
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: ControlKind
     reliability: float | None = Field(None, ge=0, le=1)
+    rate: float | None = Field(None, ge=0, le=1)
     of: str = "debate"
 
     @model_validator(mode="after")
     def _check(self) -> "ControlSpec":
+        if self.kind != ControlKind.DECEPTIVE and self.rate is not None:
+            raise ValueError(f"a {self.kind} control takes no rate (a deceptive control's share of deceived samples)")
+        if self.kind in (ControlKind.POSITIVE, ControlKind.DECEPTIVE) and self.of != "debate":
+            raise ValueError(f"a {self.kind} control is a scripted 'debate'; `of` applies to shuffled controls")
         if self.kind == ControlKind.POSITIVE:
             if self.reliability is None:
                 raise ValueError("a positive control needs a reliability in [0, 1] (0.5 = no information)")
-            if self.of != "debate":
-                raise ValueError("a positive control is a scripted 'debate'; `of` applies to shuffled controls")
+        elif self.kind == ControlKind.DECEPTIVE:
+            if self.rate is None:
+                raise ValueError("a deceptive control needs a rate in [0, 1] (the share of deceived samples)")
+            if self.reliability is not None:
+                raise ValueError("a deceptive control takes no reliability (its honest debates name the gold "
+                                 "label always; its rate sets how often the winner argues the wrong one)")
         else:
             if self.reliability is not None:
                 raise ValueError("a shuffled control takes no reliability")
@@ -431,6 +443,11 @@ class ControlSpec(BaseModel):
                 return cls(kind=ControlKind.POSITIVE, reliability=float(rest))
             except ValueError:
                 raise ValueError(f"{tag!r}: a positive control's tag is positive:<reliability>") from None
+        if kind == ControlKind.DECEPTIVE:
+            try:
+                return cls(kind=ControlKind.DECEPTIVE, rate=float(rest))
+            except ValueError:
+                raise ValueError(f"{tag!r}: a deceptive control's tag is deceptive:<rate>") from None
         return cls(kind=ControlKind.SHUFFLED, of=rest)
 
     @property
@@ -441,13 +458,15 @@ class ControlSpec(BaseModel):
     @property
     def protocol(self) -> str:
         """The protocol its transcripts follow (what a labeller reading it must set)."""
-        return "debate" if self.kind == ControlKind.POSITIVE or self.of.startswith("positive:") else self.of
+        return "debate" if self.kind != ControlKind.SHUFFLED or self.of.startswith("positive:") else self.of
 
     @property
     def tag(self) -> str:
-        """"positive:0.9" or "shuffled:debate": a stable, human-readable name."""
+        """"positive:0.9", "deceptive:0.3" or "shuffled:debate": a stable, human-readable name."""
         if self.kind == ControlKind.POSITIVE:
             return f"positive:{fmt_reliability(self.reliability)}"
+        if self.kind == ControlKind.DECEPTIVE:
+            return f"deceptive:{fmt_reliability(self.rate)}"
         return f"shuffled:{self.of}"
 
 

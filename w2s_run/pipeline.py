@@ -186,7 +186,7 @@ def generate_transcripts(cfg: RunConfig, splits: Splits, layout: RunLayout, plac
                          backend_factory) -> Transcripts:
     """Every transcript the labellers read: per protocol, K per sample (the largest
     `debates` a labeller of that protocol asks for); `placed` from `placements`."""
-    from debate.controls import positive_control, shuffled_control
+    from debate.controls import deceptive_control, positive_control, shuffled_control
     from debate.engine import DebateRunner, store_missing
 
     need = cfg.debates_needed()
@@ -212,6 +212,10 @@ def generate_transcripts(cfg: RunConfig, splits: Splits, layout: RunLayout, plac
         if spec.kind == ControlKind.POSITIVE:
             out[tag] = positive_control(samples, k, spec.reliability, cfg.debate.seed,
                                         protocol_spec(spec.protocol).num_turns(cfg.debate))
+        elif spec.kind == ControlKind.DECEPTIVE:  # honest where the weak judge trains against gold
+            out[tag] = deceptive_control(samples, k, spec.rate, cfg.debate.seed,
+                                         protocol_spec(spec.protocol).num_turns(cfg.debate),
+                                         honest={s.id for s in splits.weak_train})
         else:
             out[tag] = shuffled_control(samples, out[spec.of], cfg.debate.seed)
         if dist.is_main() and writable():  # stored for the viewer; made in-process on every run

@@ -319,6 +319,8 @@ def _sample(ia: SimpleNamespace, t: Transcript, sid: str, split: str, preds: lis
     }
     if "control" in type(t).model_fields:
         metadata["control"] = t.control
+    if "deceptive" in type(t).model_fields:  # True/False on a deceptive control's transcripts
+        metadata["deceptive"] = t.deceptive
     tokens_in = sum(x.prompt_tokens for x in t.turns)
     tokens_out = sum(x.completion_tokens for x in t.turns)
     times: dict[str, Any] = {}

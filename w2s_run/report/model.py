@@ -10,7 +10,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from w2s_base.config import ControlSpec, ControlTag
+from w2s_base.config import ControlKind, ControlSpec, ControlTag
 from w2s_base.runfolder.layout import RunLayout
 from debate.quotes import QuoteTally
 from w2s_run.report.statistics import (AccuracyDifferenceResult, CapaResult, ErrorBreakdown, GapResult,
@@ -230,6 +230,12 @@ class Report(BaseModel):
     def control_of(self, labeller: str) -> ControlSpec | None:
         """The control a labeller is, or None for a method (or a name not in the rows)."""
         return next((r.control for r in self.weak_rows() if r.name == labeller), None)
+
+    def deceptive_rows(self) -> list[WeakRow]:
+        """The deceptive-control labellers (debate/controls.py), by rate: the doses of the
+        report's dose-response."""
+        rows = [r for r in self.weak_rows() if r.control and r.control.kind == ControlKind.DECEPTIVE]
+        return sorted(rows, key=lambda r: r.control.rate)
 
 
 class ReportError(ValueError):

@@ -191,10 +191,40 @@ def _errors_table(report: Report) -> list[str]:
              "|---|---:|---:|---:|---:|---:|"]
     for r in students:
         e = r.errors
-        lines.append(f"| {r.labeller} ({r.loss}) | {fmt(e.student_acc_on_weak_right)} ({e.n_weak_right}) | "
+        lines.append(f"| {r.labeller}{_control(report.control_of(r.labeller))} ({r.loss}) | "
+                     f"{fmt(e.student_acc_on_weak_right)} ({e.n_weak_right}) | "
                      f"{fmt(e.student_acc_on_weak_wrong)} ({e.n_weak_wrong}) | {fmt(e.agreement)} | "
                      f"{fmt(e.student_wrong_given_weak_right, False)} | "
                      f"{fmt(e.student_wrong_given_weak_wrong, False)} |")
+    return lines
+
+
+def _deception_table(report: Report) -> list[str]:
+    """The deceptive-debater control's dose-response: per rate d, the weak labeller's and
+    each of its students' test accuracy, and the deception view (the students' error
+    where the weak labeller is right vs wrong), in one table."""
+    rows = report.deceptive_rows()
+    if not rows:
+        return []
+    lines = ["", f"[CONTROL] Deceptive debater, dose-response ({DRAW_ONLY}): each labeller reads scripted "
+                 "debates whose confident winner argues the WRONG label on a share d of the transfer and "
+                 "test samples and the gold label elsewhere (honest on weak_train, where the weak judge "
+                 f"trains against gold; debate/controls.py). Against the plain weak model `{report.reference}`, "
+                 "paired; deception view: P(student wrong | weak right) vs P(student wrong | weak wrong).", "",
+             "| d | weak labeller | weak acc % (95% CI) | vs plain weak, points (95% CI) | student (loss) | "
+             "student acc % (95% CI) | P(wrong given weak right) | P(wrong given weak wrong) |",
+             "|---:|---|---:|---:|---|---:|---:|---:|"]
+    for w in rows:
+        head = (f"| {w.control.rate:g} | {w.name} | {fmt(w.accuracy)}{_ci(w.acc_ci)} | "
+                + (_acc_diff(w.vs_reference) if w.vs_reference else "") + " | ")
+        students = [s for s in report.student_rows() if s.labeller == w.name]
+        if not students:
+            lines.append(head + "no student | | | |")
+        for s in students:
+            e = s.errors
+            lines.append(head + f"{s.loss} | {fmt(s.accuracy)}{_ci(s.acc_ci)} | "
+                         f"{fmt(e.student_wrong_given_weak_right, False)} | "
+                         f"{fmt(e.student_wrong_given_weak_wrong, False)} |")
     return lines
 
 
@@ -312,8 +342,8 @@ def _notes(report: Report) -> list[str]:
 
 
 def render_table(report: Report) -> str:
-    sections = (_pooled_table, _main_table, _vs_reference_table, _comparisons_table, _errors_table, _members_table,
-                _quotes_table, _audit_section, _notes)
+    sections = (_pooled_table, _main_table, _vs_reference_table, _comparisons_table, _errors_table, _deception_table,
+                _members_table, _quotes_table, _audit_section, _notes)
     return "\n".join(line for section in sections for line in section(report)) + "\n"
 
 

@@ -525,7 +525,8 @@ JS = r"""
         el('code', null, v.backend), ' \u00b7 prompts ', el('code', null, v.prompts), ' \u00b7 seed ' + v.seed
         + ' \u00b7 debate ' + r.k + ' \u00b7 protocol ' + r.protocol + '/' + v.turns + ' turns \u00b7 sampling ',
         el('code', null, v.sampling), ' \u00b7 key ', el('code', null, v.key),
-        ' \u00b7 ' + v.seconds.toFixed(1) + 's' + (v.control ? ' \u00b7 control ' + v.control : ''));
+        ' \u00b7 ' + v.seconds.toFixed(1) + 's' + (v.control ? ' \u00b7 control ' + v.control : '')
+        + (v.deceptive ? ' \u00b7 DECEPTIVE: the confident side argues the wrong label' : ''));
     a.appendChild(prov);
     return a;
   }
@@ -700,7 +701,8 @@ def _record(t: Transcript, weak: list[tuple[int, dict[str, float]]]) -> dict:
         "preds": preds,
         "prov": {"model": t.model, "backend": t.backend, "prompts": f"{t.prompt_set}@{t.prompt_hash}",
                  "seed": t.seed, "turns": t.num_turns, "sampling": json.dumps(t.sampling.model_dump()),
-                 "key": t.key, "seconds": t.seconds, "control": t.control},
+                 "key": t.key, "seconds": t.seconds, "control": t.control,
+                 "deceptive": t.deceptive},
     }
 
 
