@@ -147,13 +147,14 @@ def test_positive_reproducible_and_independent_of_other_samples(samples):
     assert all(three[key] == text for key, text in once.items())
 
 
-def test_positive_rejects_bad_input(samples):
-    with pytest.raises(ValidationError):
-        positive_control(samples[:3], 1, 1.2, SEED)
+@pytest.mark.parametrize("build", [positive_control, deceptive_control], ids=["positive", "deceptive"])
+def test_scripted_controls_reject_bad_input(samples, build):
+    with pytest.raises(ValidationError):  # a reliability or rate above 1
+        build(samples[:3], 1, 1.2, SEED)
     with pytest.raises(ValueError):
-        positive_control(samples[:3], 0, 0.9, SEED)
+        build(samples[:3], 0, 0.3, SEED)
     with pytest.raises(ValueError):
-        positive_control([samples[0], samples[0]], 1, 0.9, SEED)
+        build([samples[0], samples[0]], 1, 0.3, SEED)
 
 
 # ---- deceptive control
@@ -202,15 +203,6 @@ def test_deceptions_nest_across_rates_and_are_seeded_by_the_unit(samples):
     assert all(once[key] == text for key, text in fewer.items())
     other_seed = {key for key, t in deceptive_control(sub, 2, 0.3, SEED + 1).items() if t.deceptive}
     assert other_seed != lied[0.3]
-
-
-def test_deceptive_rejects_bad_input(samples):
-    with pytest.raises(ValidationError):
-        deceptive_control(samples[:3], 1, 1.2, SEED)
-    with pytest.raises(ValueError):
-        deceptive_control(samples[:3], 0, 0.3, SEED)
-    with pytest.raises(ValueError):
-        deceptive_control([samples[0], samples[0]], 1, 0.3, SEED)
 
 
 def test_report_gives_the_deceptive_dose_response():

@@ -237,7 +237,7 @@ def _warnings(report: Report) -> list[str]:
                    f"{100 * g.ci[1]:.1f}) is not significant on {report.n_test} test samples: PGR is "
                    "not reported as a number (a ratio over a gap that may be zero means nothing)")
     for r in report.weak_rows():  # the negative control must show no gain (judged pooled: pool_reports)
-        if (r.control and r.control.kind == ControlKind.SHUFFLED and r.vs_reference
+        if (_is_shuffled(report, r.name) and r.vs_reference
                 and r.vs_reference.direction == st.Direction.BETTER):
             d = r.vs_reference
             out.append(_negative_control_line(r.name, d.acc_diff, d.acc_diff_ci, "this draw only"))
