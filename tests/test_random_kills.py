@@ -4,13 +4,17 @@ equals an uninterrupted run's.
 The run is `run.py` in its own process (and process group) on the demo task with the
 real embedded weak and strong models and the fake seeded debater
 (tests/extensions/seeded_backend.py: a reply is a function of its conversation and
-seed, each taking `delay_s`). Each kill is a seeded point of the run's own progress
-as its files show it (debates stored, weak members and labellers saved, students
-saved, the report written) plus a seeded delay, so the kills land in the debate,
-weak, strong and report stages whatever the machine's speed; the whole process group
-is SIGKILLed there (no clean-up runs), and the same command is started again. What
-the test asserts does not depend on where a kill lands: after the last rerun the
-transcripts, weak labels and report equal the uninterrupted run's.
+seed, each taking `delay_s`). Each kill is a point of the run's own progress, as its
+files and its log show it (debates stored, "[weak] started" printed by this process,
+weak members and labellers saved, "[strong] started", students saved, the report
+written), plus a seeded delay. Which stage a kill lands in must not depend on the
+machine's speed (on a fast machine the tiny weak and strong stages take well under a
+second): one kill per stage has no delay and fires on an event that leaves that stage's
+work undone (the stage's first line; every student saved), and the points with a
+seeded delay come where overshooting cannot take the next one's stage away. The whole
+process group is SIGKILLed (no clean-up runs), and the same command is started again.
+What the test asserts last does not depend on where a kill lands: after the last rerun
+the transcripts, weak labels and report equal the uninterrupted run's.
 """
 from __future__ import annotations
 
@@ -87,29 +91,42 @@ class Progress:
 @dataclass(frozen=True)
 class KillPoint:
     what: str
-    reached: Callable[[Progress, float], bool]  # (progress, this process's start time)
+    reached: Callable[[Progress, float, str], bool]  # (progress, this process's start time, its log so far)
     delay_s: float
 
 
 def kill_plan(seed: int) -> list[KillPoint]:
-    """11 kills, in the order the run gets there: 3 while debating, 3 in the weak stage,
-    3 in the strong one, 2 in the report (the last, once report.json is written, may
-    come after the run has ended: then it is no kill)."""
+    """11 kills, in the order the run gets there: one in start-up, 3 while debating, 3 in
+    the weak stage (the first as it begins), 2 in the audit and strong stage (the second as
+    students begin), 2 once every student is saved (the last, once report.json is written,
+    may come after the run has ended: then it is no kill)."""
     rng = random.Random(seed)
     u = rng.uniform
-    plan = [KillPoint(f"{k} debates stored", lambda p, t0, k=k: p.debates >= k, u(0, 0.1))
-            for k in sorted(rng.sample(range(2, DEBATES - 4), 3))]
+    # Start-up: the fresh run dies in imports, data or its first debates (the debates alone
+    # take > 2 s of the fake's sleeps, so it cannot get past them).
+    plan = [KillPoint("start-up", lambda p, t0, log: True, u(0.3, 2.0))]
+    plan += [KillPoint(f"{k} debates stored", lambda p, t0, log, k=k: p.debates >= k, u(0, 0.1))
+             for k in sorted(rng.sample(range(2, DEBATES - 4), 3))]  # >= 5 debates (0.3 s of sleeps) remain
     plan += [
-        KillPoint("every debate stored", lambda p, t0: p.debates >= DEBATES, u(0.5, 2.5)),
-        KillPoint("1 weak member saved", lambda p, t0: p.members >= 1, u(0, 1.5)),
-        KillPoint("2 weak members saved", lambda p, t0: p.members >= 2, u(0, 0.05)),
-        KillPoint("every weak labeller saved", lambda p, t0: p.labellers >= LABELLERS, u(0.2, 1.5)),
-        KillPoint("1 student saved", lambda p, t0: p.students >= 1, u(0, 0.5)),
-        KillPoint("2 students saved", lambda p, t0: p.students >= 2, u(0, 0.5)),
-        KillPoint("every student saved", lambda p, t0: p.students >= STUDENTS, u(0, 0.3)),
-        KillPoint("report.json written", lambda p, t0: (p.report_mtime or 0) >= t0, 0.0),
+        # no delay: the stage's first line, before its first member can be saved
+        KillPoint("weak stage begun", lambda p, t0, log: "[weak] started" in log, 0.0),
+        KillPoint("1 weak member saved", lambda p, t0, log: p.members >= 1, u(0, 0.05)),
+        # no delay: the labels are saved, the audit trains its folds; no student yet
+        KillPoint("every weak labeller saved", lambda p, t0, log: p.labellers >= LABELLERS, 0.0),
+        KillPoint("strong stage begun", lambda p, t0, log: "[strong] started" in log, 0.0),
+        KillPoint("1 student saved", lambda p, t0, log: p.students >= 1, u(0, 0.05)),
+        # no delay: the report is not yet written (overshooting could let the run end)
+        KillPoint("every student saved", lambda p, t0, log: p.students >= STUDENTS, 0.0),
+        KillPoint("report.json written", lambda p, t0, log: (p.report_mtime or 0) >= t0, 0.0),
     ]
     return plan
+
+
+def _text(log: Path) -> str:
+    try:
+        return log.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
 
 
 def _outputs(rd: Path):
@@ -151,8 +168,9 @@ def test_seeded_kills_across_every_stage_resume_to_the_uninterrupted_report(tmp_
     landed: list[tuple[str, str]] = []  # (kill point, the stage the run died in)
     for i, point in enumerate(kill_plan(seed)):
         t0 = time.time() - 1  # file times are not finer than the clock: a second's slack
-        rc = run_until_killed(args, ROOT, ENV, lambda: point.reached(Progress.of(rd), t0),
-                              tmp_path / f"killed-{i}.log", point.delay_s)
+        log = tmp_path / f"killed-{i}.log"
+        rc = run_until_killed(args, ROOT, ENV, lambda: point.reached(Progress.of(rd), t0, _text(log)),
+                              log, point.delay_s)
         if rc is None:
             landed.append((point.what, Progress.of(rd).stage))
             continue
@@ -162,6 +180,10 @@ def test_seeded_kills_across_every_stage_resume_to_the_uninterrupted_report(tmp_
     print(f"\n[random kills, seed {seed}] {len(landed)} kills: {landed}")
     assert len(landed) >= 10
     assert {stage for _, stage in landed} == {"debate", "weak", "strong", "report"}, landed
+    # the kills without a delay land where they were placed, whatever the machine's speed
+    where = dict(landed)
+    assert (where["weak stage begun"], where["strong stage begun"], where["every student saved"]) == \
+        ("weak", "strong", "report"), landed
 
     last = subprocess.run(args, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
     assert last.returncode == 0, last.stdout[-3000:] + last.stderr[-3000:]
