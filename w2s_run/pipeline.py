@@ -194,14 +194,21 @@ def generate_transcripts(cfg: RunConfig, splits: Splits, layout: RunLayout, plac
     runner = DebateRunner(cfg.debate, layout.transcripts, backend_factory, tuple(need))
     backend = backend_spec(cfg.debate.backend)
     out: Transcripts = {}
+    # debate.mislead tells no debater to mislead where the weak judge trains against gold
+    # (as the scripted deceptive control: debate/controls.py says why)
+    honest = frozenset(s.id for s in splits.weak_train)
     for protocol, k in need.items():
         fixed = placed.get(protocol)
-        if dist.world() > 1 and backend.in_process_engine and runner.missing(samples, protocol, k, fixed):
+        if dist.world() > 1 and backend.in_process_engine and runner.missing(samples, protocol, k, fixed, honest):
             raise StageFailed("an in-process vLLM engine cannot start inside a multi-process launch: "
                               "generate the debates first with `python run.py --until debate ...`, "
                               "then launch the training")
         with dist.main_first():  # the main process generates; the others then read the store
-            out[protocol] = runner.run(samples, protocol, k, fixed_a_labels=fixed)
+            out[protocol] = runner.run(samples, protocol, k, fixed_a_labels=fixed, honest=honest)
+        if cfg.debate.mislead is not None:
+            told = sum(bool(t.deceptive) for t in out[protocol].values())
+            log(f"[debate] [CONTROL] debate.mislead: {protocol}: the wrong side was told to mislead in {told} "
+                f"of {len(out[protocol])} debates (rate {cfg.debate.mislead.rate:g} of transfer and test)")
         missing = len(samples) * k - len(out[protocol])
         if missing:
             raise StageFailed(f"{missing} {protocol} transcripts failed; rerun to retry them "
