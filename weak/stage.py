@@ -21,7 +21,7 @@ from w2s_base import console
 from w2s_base.training.classifier import ModelTrainer, held_out_slice
 from w2s_base.config import LabellerConfig, RunConfig, Source
 from w2s_base.training.distributed import is_main
-from w2s_base.runfolder.jsonl import JsonlWriter, save_json, writable
+from w2s_base.runfolder.jsonl import JsonlWriter, read_jsonl, save_json, writable
 from w2s_base.runfolder.layout import RunLayout, slug
 from w2s_base.losses import XentLoss
 from w2s_base.training.models import load_tokenizer, resolve_model
@@ -189,7 +189,8 @@ def run_labeller(cfg: RunConfig, lab: LabellerConfig, trainer: MemberTrainer,
         ids = [s.id for s in getattr(splits, split)]
         p = aggregate(np.array([[members[m][split][i] for i in ids] for m in names]), method)
         agg[split] = dict(zip(ids, map(float, p)))
-    out = LabellerResult(name=lab.name, protocol=lab.protocol, control=lab.control, aggregate=method,
+    mislead = cfg.debate.mislead.rate if cfg.debate.mislead and lab.reads_transcript and lab.control is None else None
+    out = LabellerResult(name=lab.name, protocol=lab.protocol, control=lab.control, mislead=mislead, aggregate=method,
                          members=names, transfer_p1=agg["transfer"], test_p1=agg["test"],
                          member_test_p1={m: members[m]["test"] for m in names},
                          member_transfer_p1={m: members[m]["transfer"] for m in names},
@@ -250,3 +251,18 @@ def write_quote_grades(path: Path, grades: dict[str, list[TranscriptQuotes]]) ->
             for records in grades.values():
                 for r in records:
                     f.write(r.model_dump())
+
+
+def read_quote_grades(path: Path) -> dict[str, list[list[str]]]:
+    """{transcript key: its quotes' grades per turn} from a run's quote_grades.jsonl (what
+    write_quote_grades wrote; {} without weak.verify_quotes): what debates.html and the
+    inspect export show. A transcript read under several sources has one record per source,
+    of the same grades (one threshold per run): the first is kept."""
+    out: dict[str, list[list[str]]] = {}
+    for r in read_jsonl(path):
+        try:
+            q = TranscriptQuotes.model_validate(r)
+        except ValueError:
+            continue  # not a record of this build: that transcript is shown ungraded
+        out.setdefault(q.key, [list(turn.grades) for turn in q.turns])
+    return out
