@@ -144,3 +144,72 @@ def test_every_shipped_set_has_a_mislead_instruction_and_a_set_without_one_is_re
     with pytest.raises(ValidationError):
         DebateConfig(mislead={"rate": 1.5})
     assert "mislead" not in DebateConfig().model_dump()  # configs without it are recorded as before
+
+
+@pytest.mark.slow
+def test_a_mislead_run_end_to_end_with_the_seeded_fake(tmp_path, capsys):
+    """A tiny demo run whose debates come from the seeded fake (tests/extensions/seeded_backend.py)
+    with debate.mislead: the flag is stored on every transfer/test transcript and never
+    set on weak_train, the report labels the run and its labeller [CONTROL] and puts it in
+    the dose-response table, the viewer's title says so; a rerun generates nothing new."""
+    import json
+
+    import run
+    from debate.engine import load_transcripts
+    from w2s_run.report.model import Report
+
+    args = ["--config", "configs/demo.yaml", "--name", "mis", "--set", f"output_dir={tmp_path}"]
+    for o in ["extensions=[tests/extensions/seeded_backend.py]", "debate.backend=fake_seeded",
+              "debate.mislead={rate: 0.5}", "data.n_weak_train=16", "data.n_transfer=16", "data.n_test=16",
+              "weak.train.epochs=1", "weak.train.max_length=96", "strong.train.epochs=1"]:
+        args += ["--set", o]
+    assert run.main(args) == 0
+    rd = tmp_path / "mis"
+    splits = json.loads((rd / "splits.json").read_text())
+    ts = load_transcripts(rd / "debate" / "transcripts.jsonl")
+    flags = {t.sample_id: t.deceptive for t in ts.values()}
+    assert len(flags) == 48 and all(flags[i] is False for i in splits["weak_train"])
+    elsewhere = [flags[i] for part in ("transfer", "test") for i in splits[part]]
+    assert all(f in (True, False) for f in elsewhere) and 0 < sum(elsewhere) < len(elsewhere)
+    assert all((t.mislead_hash is not None) is t.deceptive for t in ts.values())
+    report = Report.model_validate_json((rd / "report.json").read_text())
+    assert [(r.name, r.mislead) for r in report.deceptive_rows()] == [("weak+debate", 0.5)]
+    assert report.meta.debate["mislead"] == {"rate": 0.5}
+    md = (rd / "report.md").read_text()
+    assert "**[CONTROL] debate.mislead 0.5**" in md and "weak: weak+debate [CONTROL mislead:0.5]" in md
+    assert "| 0.5 | real (debate) | weak+debate |" in md
+    assert "[CONTROL: debate.mislead]" in (rd / "debates.html").read_text()
+    capsys.readouterr()
+    assert run.main(args) == 0  # everything cached: the same transcripts, none added
+    assert load_transcripts(rd / "debate" / "transcripts.jsonl").keys() == ts.keys()
+
+
+@pytest.mark.slow
+def test_the_transformers_backend_renders_the_mislead_instruction(tmp_path, strong_backend):
+    """The real backend: the chat template it feeds the model holds the mislead instruction
+    for the wrong side's turns of a chosen debate, and only there."""
+    import debate.backends.transformers_backend as tb
+
+    seen: list[str] = []
+    real = tb.TransformersBackend._prompt
+
+    def spy(self, conv):
+        seen.append(real(self, conv))
+        return seen[-1]
+
+    sample = make_demo_samples(1)
+    cfg = DebateConfig(prompts="paper", mislead={"rate": 1.0}, chunk_size=1, scheduling="turns")
+    cfg.sampling.max_new_tokens = 2
+    mp = pytest.MonkeyPatch()
+    mp.setattr(tb.TransformersBackend, "_prompt", spy)
+    try:
+        out = DebateRunner(cfg, tmp_path / "t.jsonl", lambda: strong_backend).run(sample)
+    finally:
+        mp.undo()
+    t = out[(sample[0].id, 0)]
+    assert t.deceptive and len(seen) == 3
+    text = (BUILTIN_DIR / "paper" / MISLEAD_FILE).read_text().split("{{")[0].strip()  # its fixed opening
+    for prompt, turn in zip(seen, t.turns):
+        assert (text in prompt) is misleads(t, turn.side)
+        assert strong_backend.tok.apply_chat_template(  # the model's own chat format around it
+            [{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True)[-12:] in prompt

@@ -21,7 +21,7 @@ from w2s_base import console
 from w2s_base.training.classifier import ModelTrainer, held_out_slice
 from w2s_base.config import LabellerConfig, RunConfig, Source
 from w2s_base.training.distributed import is_main
-from w2s_base.runfolder.jsonl import JsonlWriter, read_jsonl, save_json, writable
+from w2s_base.runfolder.jsonl import JsonlWriter, save_json, writable
 from w2s_base.runfolder.layout import RunLayout, slug
 from w2s_base.losses import XentLoss
 from w2s_base.training.models import load_tokenizer, resolve_model
@@ -252,17 +252,3 @@ def write_quote_grades(path: Path, grades: dict[str, list[TranscriptQuotes]]) ->
                 for r in records:
                     f.write(r.model_dump())
 
-
-def read_quote_grades(path: Path) -> dict[str, list[list[str]]]:
-    """{transcript key: its quotes' grades per turn} from a run's quote_grades.jsonl (what
-    write_quote_grades wrote; {} without weak.verify_quotes): what debates.html and the
-    inspect export show. A transcript read under several sources has one record per source,
-    of the same grades (one threshold per run): the first is kept."""
-    out: dict[str, list[list[str]]] = {}
-    for r in read_jsonl(path):
-        try:
-            q = TranscriptQuotes.model_validate(r)
-        except ValueError:
-            continue  # not a record of this build: that transcript is shown ungraded
-        out.setdefault(q.key, [list(turn.grades) for turn in q.turns])
-    return out

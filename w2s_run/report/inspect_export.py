@@ -92,10 +92,9 @@ from w2s_base.protocols import PROTOCOLS
 from w2s_base.protocols import protocol as protocol_spec
 from debate.engine import load_transcripts, misleads, turn_variables
 from debate.prompts import PromptError, load_prompt_set
-from debate.quotes import GradeCounts
+from debate.quotes import GradeCounts, read_quote_grades
 from debate.transcript import Transcript
 from weak.labels import LabellerResult
-from weak.stage import read_quote_grades
 
 from w2s_run.report import ReportError
 

@@ -58,10 +58,9 @@ from w2s_base.runfolder.artifacts import save_artifact
 from w2s_base.protocols import PROTOCOLS
 from w2s_base.protocols import protocol as protocol_spec
 from debate.engine import load_transcripts
-from debate.quotes import GradeCounts
+from debate.quotes import GradeCounts, read_quote_grades
 from debate.transcript import Transcript, Turn
 from weak.labels import LabellerResult
-from weak.stage import read_quote_grades
 
 FILE_SIZE = 200       # transcripts per data file
 PER_PAGE = 50         # transcripts rendered per page of cards
@@ -880,7 +879,7 @@ def render_viewer(transcripts: list[Transcript], weak_preds: dict[str, dict[str,
     ("<data_dir>.html"), then data_dir/index.js, the search shards data_dir/tNNNNN.js and
     one data_dir/pNNNNN.js per `file_size` transcripts, in display order. `splits` is
     {sample_id: weak_train | transfer | test} (read_split_of); `quote_grades` {transcript
-    key: its quotes' grades per turn} (weak/stage.py read_quote_grades)."""
+    key: its quotes' grades per turn} (debate/quotes.py read_quote_grades)."""
     grades = quote_grades or {}
     ts = display_order(transcripts)
     labellers = list(weak_preds or {})
