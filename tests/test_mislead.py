@@ -213,3 +213,16 @@ def test_the_transformers_backend_renders_the_mislead_instruction(tmp_path, stro
         assert (text in prompt) is misleads(t, turn.side)
         assert strong_backend.tok.apply_chat_template(  # the model's own chat format around it
             [{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True)[-12:] in prompt
+
+
+def test_mislead_without_the_instruction_is_a_one_line_error(tmp_path, capsys):
+    import run
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(BUILTIN_DIR / "terse" / "prompts.yaml", bare / "prompts.yaml")
+    argv = ["--config", "configs/demo.yaml", "--set", f"output_dir={tmp_path}", "--prompts", str(bare),
+            "--set", "debate.mislead={rate: 0.3}"]
+    assert run.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: prompt set 'bare' has no mislead.jinja")
+    assert not (tmp_path / "demo").exists()  # refused before anything ran
