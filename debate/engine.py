@@ -11,6 +11,7 @@ prompt change) generates only the debates whose key is not stored yet.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -24,6 +25,7 @@ from w2s_base.protocols import draw_a_label, protocol as protocol_spec
 from data.schema import Sample
 
 from .backends.base import Backend, ContinuousBackend, Generation, NextRequest, Request, run_in_turns
+from .controls import deception_draw
 from .prompts import PromptSet, prompts_for
 from .transcript import Transcript, Turn, debate_key
 
@@ -53,6 +55,12 @@ def store_missing(path: Path, transcripts: list[Transcript]) -> int:
             for t in new:
                 out.write(t.model_dump(mode="json"))
     return len(new)
+
+
+def misleads(t: Transcript, side: str) -> bool:
+    """Whether side `side` of `t` was given the mislead instruction (debate.mislead): the
+    side arguing the wrong label, in a debate chosen to mislead."""
+    return bool(t.mislead_hash) and (t.a_label if side == "A" else 1 - t.a_label) != t.gold_label
 
 
 def turn_variables(t: Transcript, side: str, turn: int) -> dict:
@@ -93,35 +101,62 @@ class DebateRunner:
     def backend_tag(self) -> str:
         return backend_spec(self.cfg.backend).transcript_tag(self.cfg)
 
-    def key(self, sample: Sample, k: int, protocol: str = "debate",
-            fixed: dict[str, int] | None = None) -> str:
-        c = self.cfg
-        return debate_key(sample_id=sample.id, sample_text=sample.text, positions=sample.positions,
-                          prompt_hash=self.prompts.hash, model=f"{c.model}|{self.backend_tag}",
-                          sampling=c.sampling, seed=c.seed, debate_index=k, protocol=protocol,
-                          num_turns=self.num_turns(protocol),
-                          fixed_a_label=fixed[sample.id] if fixed else None, seeded=c.seeded)
+    def _a_label(self, sample: Sample, k: int, fixed: dict[str, int] | None) -> int:
+        return fixed[sample.id] if fixed else draw_a_label(self.cfg.seed, sample.id, k)
 
-    def _new(self, sample: Sample, k: int, protocol: str, fixed: dict[str, int] | None) -> Transcript:
+    def deceptive(self, sample: Sample, k: int, protocol: str = "debate", fixed: dict[str, int] | None = None,
+                  honest: frozenset[str] = frozenset()) -> bool | None:
+        """debate.mislead: whether debate k of `sample` has its wrong side told to mislead:
+        its draw (deception_draw, shared with the scripted deceptive control) is below the
+        rate, the sample is not in `honest` (weak_train), and a debater of the protocol
+        argues the wrong label (a lone consultant on the gold side has nobody to tell).
+        None without debate.mislead."""
+        m = self.cfg.mislead
+        if m is None:
+            return None
+        a = self._a_label(sample, k, fixed)
+        wrong_side = any((a if side == "A" else 1 - a) != sample.label for side, _ in self.schedule(protocol))
+        return sample.id not in honest and wrong_side and deception_draw(self.cfg.seed, sample.id, k) < m.rate
+
+    def key(self, sample: Sample, k: int, protocol: str = "debate",
+            fixed: dict[str, int] | None = None, honest: frozenset[str] = frozenset()) -> str:
         c = self.cfg
+        key = debate_key(sample_id=sample.id, sample_text=sample.text, positions=sample.positions,
+                         prompt_hash=self.prompts.hash, model=f"{c.model}|{self.backend_tag}",
+                         sampling=c.sampling, seed=c.seed, debate_index=k, protocol=protocol,
+                         num_turns=self.num_turns(protocol),
+                         fixed_a_label=fixed[sample.id] if fixed else None, seeded=c.seeded)
+        lie = self.deceptive(sample, k, protocol, fixed, honest)
+        if lie is None:  # without debate.mislead keys stay as they were
+            return key
+        # the flag, and for a misleading debate the instruction's text (by its hash): a new
+        # mislead.jinja regenerates only the debates it reaches
+        payload = [key, "mislead", lie, self.prompts.mislead_hash if lie else None]
+        return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:24]
+
+    def _new(self, sample: Sample, k: int, protocol: str, fixed: dict[str, int] | None,
+             honest: frozenset[str] = frozenset()) -> Transcript:
+        c = self.cfg
+        lie = self.deceptive(sample, k, protocol, fixed, honest)
         return Transcript(
-            key=self.key(sample, k, protocol, fixed), sample_id=sample.id, task=sample.task,
+            key=self.key(sample, k, protocol, fixed, honest), sample_id=sample.id, task=sample.task,
             sample_text=sample.text, positions=sample.positions, gold_label=sample.label,
             debate_index=k, protocol=protocol, num_turns=self.num_turns(protocol),
-            a_label=fixed[sample.id] if fixed else draw_a_label(c.seed, sample.id, k), turns=[], model=c.model,
+            a_label=self._a_label(sample, k, fixed), turns=[], model=c.model,
             backend=self.backend_tag, prompt_set=self.prompts.name, prompt_hash=self.prompts.hash,
             sampling=c.sampling, seed=c.seed, seeded=c.seeded,
+            deceptive=lie, mislead_hash=self.prompts.mislead_hash if lie else None,
         )
 
     def _partition(self, samples: list[Sample], protocol: str, num_debates: int,
-                   fixed: dict[str, int] | None):
+                   fixed: dict[str, int] | None, honest: frozenset[str] = frozenset()):
         """({(sample id, k): stored finished transcript}, [(sample, k) still to generate])."""
         stored = load_transcripts(self.store)
         done: dict[tuple[str, int], Transcript] = {}
         pending = []
         for k in range(num_debates):
             for s in samples:
-                t = stored.get(self.key(s, k, protocol, fixed))
+                t = stored.get(self.key(s, k, protocol, fixed, honest))
                 if t is not None and t.ok:
                     done[(s.id, k)] = t
                 else:
@@ -129,22 +164,25 @@ class DebateRunner:
         return done, pending
 
     def missing(self, samples: list[Sample], protocol: str = "debate", num_debates: int = 1,
-                fixed_a_labels: dict[str, int] | None = None) -> int:
+                fixed_a_labels: dict[str, int] | None = None, honest: frozenset[str] = frozenset()) -> int:
         """How many of these debates are not stored (finished) yet."""
-        return len(self._partition(samples, protocol, num_debates, fixed_a_labels)[1])
+        return len(self._partition(samples, protocol, num_debates, fixed_a_labels, honest)[1])
 
     def run(self, samples: list[Sample], protocol: str = "debate", num_debates: int = 1,
-            fixed_a_labels: dict[str, int] | None = None) -> dict[tuple[str, int], Transcript]:
+            fixed_a_labels: dict[str, int] | None = None,
+            honest: frozenset[str] = frozenset()) -> dict[tuple[str, int], Transcript]:
         """Return {(sample_id, k): transcript} for every sample and k < num_debates.
 
         `fixed_a_labels` sets the label side A defends per sample instead of a random
-        draw: protocols placed against the reference weak model need it."""
+        draw: protocols placed against the reference weak model need it. `honest`: the
+        ids of the samples no debater is told to mislead on (debate.mislead; the pipeline
+        passes weak_train)."""
         if protocol_spec(protocol).needs_reference and fixed_a_labels is None:
             raise ValueError(f"{protocol} needs the side of every sample (fixed_a_labels)")
         fixed = fixed_a_labels
         turns = self.schedule(protocol)
         jobs = [(s, k) for k in range(num_debates) for s in samples]
-        result, pending = self._partition(samples, protocol, num_debates, fixed)
+        result, pending = self._partition(samples, protocol, num_debates, fixed, honest)
         if not pending:
             return result
         # the backend is loaded before the store is opened for writing: a caller that only
@@ -170,7 +208,7 @@ class DebateRunner:
                 # One window sliding over the pending debates, in job order: a debate
                 # starts when another ends, and each turn goes out when its own debate's
                 # last reply is back.
-                live = [self._new(s, k, protocol, fixed) for s, k in jobs if (s.id, k) in todo]
+                live = [self._new(s, k, protocol, fixed, honest) for s, k in jobs if (s.id, k) in todo]
                 self.backend.generate_continuous(  # type: ignore[attr-defined]
                     len(live), self._next_request(live, turns, finished, "continuous", bar),
                     self.cfg.sampling, max_live=self.cfg.chunk_size)
@@ -180,7 +218,7 @@ class DebateRunner:
                 # (the transformers backend's sampling depends on its batch).
                 n_chunks = -(-len(jobs) // self.cfg.chunk_size)
                 for ci in range(0, len(jobs), self.cfg.chunk_size):
-                    chunk = [self._new(s, k, protocol, fixed)
+                    chunk = [self._new(s, k, protocol, fixed, honest)
                              for s, k in jobs[ci: ci + self.cfg.chunk_size] if (s.id, k) in todo]
                     if chunk:
                         where = f"chunk {ci // self.cfg.chunk_size + 1}/{n_chunks} ({len(chunk)} debates)"
@@ -238,7 +276,7 @@ class DebateRunner:
             side, role = turns[ti]
             seed = (turn_seed(self.cfg.seed, t.protocol, t.sample_id, t.debate_index, ti)
                     if self.cfg.seeded else None)  # None: unseeded sampling (debate.seeded false)
-            request = Request(self.prompts.messages(role, turn_variables(t, side, ti)), seed)
+            request = Request(self.prompts.messages(role, turn_variables(t, side, ti), misleads(t, side)), seed)
             sent[i] = time.perf_counter()
             return request
 

@@ -9,6 +9,12 @@ A prompt set is a folder holding `prompts.yaml` with:
                  it is used with
   variables:     the variables the templates may use (a subset of ENGINE_VARIABLES)
 
+and, optionally, `mislead.jinja` beside it (for a set given as a file x.yaml:
+x.mislead.jinja): the instruction the wrong side's debater gets, after its turn's own,
+on the debates `debate.mislead` chooses (w2s_base/config.py MisleadConfig). A template
+over the same variables, kept apart from prompts.yaml so that adding or editing it
+changes no honest debate's key; a run with debate.mislead refuses a set without one.
+
 Each turn's prompt is system + (context, then instruction): what both debaters
 share comes first, so a prefix-caching server (vLLM) reuses it across sides.
 
@@ -149,15 +155,22 @@ def _unsafe_access(ast: nodes.Template, env: jinja2.Environment) -> str | None:
     return None
 
 
+MISLEAD_FILE = "mislead.jinja"
+
+
 class PromptSet:
-    def __init__(self, name: str, spec: PromptFile, digest: str):
+    def __init__(self, name: str, spec: PromptFile, digest: str, mislead: str | None = None):
         self.name, self.spec, self.hash = name, spec, digest
+        self.mislead_text = mislead
+        # the mislead instruction's own hash: in the keys of the debates it reaches only
+        self.mislead_hash = None if mislead is None else hashlib.sha256(mislead.encode()).hexdigest()[:16]
         env = make_environment()
         self._env = env
         self._validate()
         self.system = env.from_string(spec.system)
         self.context = env.from_string(spec.context)
         self.instructions = {k: env.from_string(v) for k, v in spec.instructions.items()}
+        self.mislead = None if mislead is None else env.from_string(mislead)
 
     def _validate(self) -> None:
         declared = set(self.spec.variables)
@@ -171,7 +184,8 @@ class PromptSet:
             raise PromptError(f"prompt set {self.name!r}: unknown instruction roles {sorted(bad_roles)}; "
                               f"known: {sorted(roles)}")
         parts = {"system": self.spec.system, "context": self.spec.context,
-                 **{f"instructions.{k}": v for k, v in self.spec.instructions.items()}}
+                 **{f"instructions.{k}": v for k, v in self.spec.instructions.items()},
+                 **({"mislead": self.mislead_text} if self.mislead_text is not None else {})}
         for where, text in parts.items():
             try:
                 ast = self._env.parse(text)
@@ -209,29 +223,40 @@ class PromptSet:
             raise PromptError(f"prompt set {self.name!r}, {where} failed to render{at}: "
                               f"{type(e).__name__}: {e}") from e
 
-    def parts(self, role: str, variables: dict[str, Any]) -> tuple[str, str, str]:
-        """(system, context, instruction) of one turn, rendered: what `messages` sends,
-        kept apart for readers that show the instruction on its own (the inspect export)."""
-        self.require_roles({role})
-        return (self._render("system", self.system, variables),
-                self._render("context", self.context, variables),
-                self._render(f"instructions.{role}", self.instructions[role], variables))
+    def require_mislead(self) -> None:
+        if self.mislead is None:
+            raise PromptError(f"prompt set {self.name!r} has no {MISLEAD_FILE} (the wrong side's instruction), "
+                              "which debate.mislead needs: add one beside its prompts.yaml, or drop debate.mislead")
 
-    def messages(self, role: str, variables: dict[str, Any]) -> list[dict[str, str]]:
-        system, context, instruction = self.parts(role, variables)
+    def parts(self, role: str, variables: dict[str, Any], mislead: bool = False) -> tuple[str, str, str]:
+        """(system, context, instruction) of one turn, rendered: what `messages` sends,
+        kept apart for readers that show the instruction on its own (the inspect export).
+        `mislead`: the mislead instruction follows the turn's own (the side-specific part,
+        so a prefix cache still shares system and context across sides)."""
+        self.require_roles({role})
+        instruction = self._render(f"instructions.{role}", self.instructions[role], variables)
+        if mislead:
+            self.require_mislead()
+            instruction += "\n\n" + self._render("mislead", self.mislead, variables)
+        return (self._render("system", self.system, variables),
+                self._render("context", self.context, variables), instruction)
+
+    def messages(self, role: str, variables: dict[str, Any], mislead: bool = False) -> list[dict[str, str]]:
+        system, context, instruction = self.parts(role, variables, mislead)
         return [{"role": "system", "content": system},
                 {"role": "user", "content": context + "\n\n" + instruction}]
 
-    def check_renders(self, turns: Sequence[tuple[str, str]], num_turns: int) -> None:
+    def check_renders(self, turns: Sequence[tuple[str, str]], num_turns: int, mislead: bool = False) -> None:
         """Render system + context + the role's instruction for every turn of the schedule
         `turns` ((side, role) per turn, e.g. a protocol's schedule for `num_turns` turns)
-        with representative variables, for both labels side A may defend. Raises
+        with representative variables, for both labels side A may defend (and with the
+        mislead instruction, when `mislead`). Raises
         PromptError naming the set, the template and the turn on the first failure, so a
         template that only fails when rendered is refused before any generation."""
         self.require_roles({role for _side, role in turns})
         for index, (_side, role) in enumerate(turns):
             for a_label in (0, 1):
-                self.messages(role, representative_variables(turns, index, num_turns, a_label))
+                self.messages(role, representative_variables(turns, index, num_turns, a_label), mislead)
 
 
 def load_prompt_set(name_or_path: str) -> PromptSet:
@@ -252,7 +277,12 @@ def load_prompt_set(name_or_path: str) -> PromptSet:
     except (yaml.YAMLError, ValueError) as e:
         raise PromptError(f"prompt set {p}: {e}") from e
     name = p.parent.name if p.name == "prompts.yaml" else p.stem
-    return PromptSet(name, spec, hashlib.sha256(raw).hexdigest()[:16])
+    m = p.parent / (MISLEAD_FILE if p.name == "prompts.yaml" else f"{p.stem}.{MISLEAD_FILE}")
+    try:
+        mislead = m.read_text(encoding="utf-8") if m.is_file() else None
+    except (OSError, UnicodeDecodeError) as e:
+        raise PromptError(f"prompt set {p}: {m.name}: {e}") from e
+    return PromptSet(name, spec, hashlib.sha256(raw).hexdigest()[:16], mislead)
 
 
 def prompts_for(cfg: "DebateConfig", protocols: Sequence[str]) -> PromptSet:
@@ -261,10 +291,12 @@ def prompts_for(cfg: "DebateConfig", protocols: Sequence[str]) -> PromptSet:
     variables. Up front (preflight, before any model loads, and the debate engine): a
     missing or unrenderable template must not surface only after the first turns' debates."""
     prompts = load_prompt_set(cfg.prompts)
+    if cfg.mislead is not None:
+        prompts.require_mislead()
     for p in protocols:
         spec = protocol_spec(p)
         n = spec.num_turns(cfg)
         schedule = spec.schedule(n)
         prompts.require_roles({role for _, role in schedule}, f"protocol {p!r}")
-        prompts.check_renders(schedule, n)
+        prompts.check_renders(schedule, n, cfg.mislead is not None)
     return prompts

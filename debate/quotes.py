@@ -31,11 +31,13 @@ from collections import Counter
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
 
 from w2s_base.protocols import Side
+from w2s_base.runfolder.jsonl import read_jsonl
 from debate.transcript import Transcript
 
 QUOTE = re.compile(r"<quote>(.*?)</quote>", re.DOTALL | re.IGNORECASE)
@@ -203,3 +205,19 @@ class QuoteTally(BaseModel):
     @property
     def total(self) -> GradeCounts:
         return sum(self.by_side.values(), GradeCounts())
+
+
+def read_quote_grades(path: Path) -> dict[str, list[list[str]]]:
+    """{transcript key: its quotes' grades per turn} from a run's quote_grades.jsonl (what
+    weak/stage.py write_quote_grades wrote; {} without weak.verify_quotes): what debates.html
+    and the inspect export show, read without the training stack. A transcript read under
+    several sources has one record per source, of the same grades (one threshold per run):
+    the first is kept."""
+    out: dict[str, list[list[str]]] = {}
+    for r in read_jsonl(path):
+        try:
+            q = TranscriptQuotes.model_validate(r)
+        except ValueError:
+            continue  # not a record of this build: that transcript is shown ungraded
+        out.setdefault(q.key, [list(turn.grades) for turn in q.turns])
+    return out

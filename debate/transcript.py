@@ -59,10 +59,15 @@ class Transcript(BaseModel):
     # Set only on scripted/permuted control transcripts (debate/controls.py), e.g.
     # "positive:0.9", "deceptive:0.3" or "shuffled"; None for every real debate.
     control: str | None = None
-    # Whether this debate's winner argues the wrong label on purpose: True or False on a
-    # deceptive control's transcripts (debate/controls.py deceptive_control), None where
-    # nobody was asked to deceive (every other transcript).
+    # Whether a side argues the wrong label on purpose: True or False on a deceptive
+    # control's transcripts (debate/controls.py deceptive_control: the scripted winner) and
+    # on the real debates of a run with debate.mislead (the wrong side's debater was given
+    # the prompt set's mislead instruction: engine.py); None where nobody was asked to
+    # deceive (every other transcript).
     deceptive: bool | None = None
+    # The hash of the mislead instruction a real debate's wrong side was given (its prompt
+    # set's mislead.jinja); None on every other transcript.
+    mislead_hash: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -67,6 +67,8 @@ def test_run_is_the_default_verb_and_the_old_argv_still_parses():
     assert (s.command, s.sample, s.limit) == ("show", "demo-3", 2)
     assert run.parse_args(["compare", "a", "b", "c"]).runs == ["a", "b", "c"]
     assert run.parse_args(["plan", "--gpu-memory-gib", "40"]).gpu_memory_gib == 40
+    # the stages in the order they run, the audit (before any student) among them
+    assert run.parse_args(["--until", "audit"]).until == "audit" and cli.STAGES == ("debate", "weak", "audit", "strong")
 
 
 def test_next_command_drops_until_and_the_verb():

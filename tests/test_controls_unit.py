@@ -207,7 +207,8 @@ def test_deceptions_nest_across_rates_and_are_seeded_by_the_unit(samples):
 
 def test_report_gives_the_deceptive_dose_response():
     """The deception table, from the real build_report and render_table: one row per
-    (rate, student), ordered by rate, with the deception view of each student."""
+    (rate, student), ordered by rate, scripted first, then real debates told to mislead
+    (debate.mislead), with the deception view of each student."""
     from factories import _scripted_labeller, scripted_draw
     from strong.stage import StudentKey
     from w2s_run.report.model import Report
@@ -222,20 +223,25 @@ def test_report_gives_the_deceptive_dose_response():
         labs[name] = _scripted_labeller(name, right(k_weak), tr).model_copy(
             update={"protocol": "debate", "control": ControlSpec(kind="deceptive", rate=d)})
         students[StudentKey(name, "xent", 0)] = right(k_student)
+    labs["mis"] = _scripted_labeller("mis", right(45), tr).model_copy(update={"protocol": "debate", "mislead": 0.3})
     report = Report.model_validate_json(build_report("r", splits, labs, students).model_dump_json())
-    assert [r.name for r in report.deceptive_rows()] == ["dec-0", "dec-hi"]
+    assert [r.name for r in report.deceptive_rows()] == ["dec-0", "dec-hi", "mis"]
     table = render_table(report)
     section = table[table.index("Deceptive debater"):].split("\n\n")[1].splitlines()
     rows = [line for line in section if line.startswith("| 0")]
-    assert [r.split(" | ")[1] for r in rows] == ["dec-0", "dec-hi"]
+    assert [r.split(" | ")[1:3] for r in rows] == [["scripted", "dec-0"], ["scripted", "dec-hi"],
+                                                   ["real (debate)", "mis"]]
+    assert rows[2].split(" | ")[0] == "| 0.3" and rows[2].split(" | ")[5] == "no student"
+    assert "**[CONTROL] debate.mislead 0.3**" in table  # the run is a control run, said first
+    assert "| weak: mis [CONTROL mislead:0.3] |" in table
     # student right on the first 27, weak on the first 24: never wrong where weak is right;
     # wrong on 33 of the 36 where the weak labeller is wrong
     hi = next(s for s in report.student_rows() if s.labeller == "dec-hi")
     assert hi.errors.student_wrong_given_weak_right == 0.0
     assert hi.errors.student_wrong_given_weak_wrong == pytest.approx(33 / 36)
     cells = rows[1].split(" | ")
-    assert cells[0] == "| 0.6" and cells[2].startswith("40.0 (") and cells[3].startswith("-10.0 (")
-    assert cells[4] == "xent" and cells[5].startswith("45.0 (") and cells[6:] == ["0.000", "0.917 |"]
+    assert cells[0] == "| 0.6" and cells[3].startswith("40.0 (") and cells[4].startswith("-10.0 (")
+    assert cells[5] == "xent" and cells[6].startswith("45.0 (") and cells[7:] == ["0.000", "0.917 |"]
     assert "| weak: dec-hi [CONTROL deceptive:0.6] |" in table
     assert "| dec-hi [CONTROL deceptive:0.6] (xent) |" in table  # the error table marks it too
 

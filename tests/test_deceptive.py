@@ -68,5 +68,5 @@ def test_transcripts_record_where_the_debater_deceived(run_dir):
 def test_report_prints_the_dose_response(run_dir):
     text = (run_dir / "report.md").read_text()
     table = text[text.index("Deceptive debater"):].split("\n\n")[1].splitlines()
-    assert [line.split(" | ")[1] for line in table[2:]] == [NAMES[d] for d in RATES]
+    assert [line.split(" | ")[1:3] for line in table[2:]] == [["scripted", NAMES[d]] for d in RATES]
     assert "[CONTROL deceptive:0.6]" in text

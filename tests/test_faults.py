@@ -191,6 +191,9 @@ def test_only_the_stages_that_run_are_checked(tmp_path):
     assert [k for k, _ in needed_models(_cfg(*bad))] == ["debate.model", "weak.model", "strong.model"]
     # without debates (--no-debate), or stopping after the weak stage
     assert [k for k, _ in needed_models(_cfg(*bad, "debate.enabled=false"), until="weak")] == ["weak.model"]
+    # the audit trains the strong model's out-of-fold ceilings: --until audit needs it, --until weak not
+    assert [k for k, _ in needed_models(_cfg(*bad, "debate.enabled=false"), until="audit")] == \
+        ["weak.model", "strong.model"]
     preflight(_cfg(*bad, "debate.enabled=false", tmp_path=tmp_path), until="weak")
     # market-making trains the plain weak model before its debates, so --until debate needs it too
     mm = _cfg("weak.labellers=[{name: weak, models: [minilm-l6]}, {name: mm, protocol: market_making}]")

@@ -348,3 +348,59 @@ def test_the_view_command(exported):
     from w2s_run.report.inspect_export import view_command
     layout, files = exported
     assert view_command(files) == f"inspect view --log-dir {layout.root / 'inspect'}"
+
+
+def test_mislead_prompts_and_quote_grades_in_the_export(tmp_path):
+    """Debates of a run with debate.mislead (rate 1: every transfer debate's wrong side is
+    told), run by the engine with the echo fake, plus a quoted debate whose grades the weak
+    stage's writer recorded: the export re-renders the mislead instruction where it was
+    sent and nowhere else, labels the control, and carries each quote's grade."""
+    from data.demo_task import make_demo_samples
+    from debate.engine import DebateRunner, load_transcripts, misleads
+    from debate.quotes import QuoteCheck, TranscriptQuotes
+    from fake_backend import EchoBackend
+    from w2s_base.config import DebateConfig
+    from weak.stage import write_quote_grades
+
+    samples = make_demo_samples(6, seed=0)
+    layout = RunLayout(tmp_path / "mis")
+    layout.transcripts.parent.mkdir(parents=True)
+    DebateRunner(DebateConfig(prompts="terse", chunk_size=4, scheduling="turns", mislead={"rate": 1.0}),
+                 layout.transcripts, lambda: EchoBackend()).run(samples, honest=frozenset({samples[0].id}))
+    passage = "the quick brown fox jumps over the lazy dog near the river bank today"
+    quoted = make_transcript("q1", ["<quote>lazy dog near the river</quote> and <quote>a purple cow</quote>",
+                                    "<quote>the quick brown fox leaps over the lazy dog near the river</quote>"],
+                             sample_text=passage, key="quoted-q1", prompt_hash=TERSE.hash)
+    with layout.transcripts.open("a") as f:
+        f.write(quoted.model_dump_json() + "\n")
+    layout.quote_grades.parent.mkdir(parents=True)
+    write_quote_grades(layout.quote_grades, {"debate": [TranscriptQuotes.of("debate", quoted, QuoteCheck(passage, 0.9))]})
+    layout.splits.write_text(json.dumps({"weak_train": [samples[0].id], "transfer": [s.id for s in samples[1:]] + ["q1"],
+                                         "test": []}))
+    (layout.root / "config.yaml").write_text("debate:\n  prompts: terse\n")
+    stored = {t.key: t for t in load_transcripts(layout.transcripts).values()}
+    got = {s.metadata["transcript_key"]: s for f in export_inspect(layout)
+           for s in read_eval_log(f, resolve_attachments=True).samples}
+    assert len(got) == len(samples) + 1
+    told_turns = 0
+    for key, s in got.items():
+        t = stored[key]
+        if key == "quoted-q1":
+            assert s.metadata["quote_grades"] == [["verified", "unverified"], ["fuzzy"]]
+            assert s.metadata["quotes"] == {"verified": 1, "fuzzy": 1, "unverified": 1}
+            replies = [m for m in s.messages if m.role == "assistant"]
+            assert [m.metadata["quote_grades"] for m in replies] == [["verified", "unverified"], ["fuzzy"]]
+            assert "label" not in s.metadata
+            continue
+        assert "quote_grades" not in s.metadata  # not graded: nothing claimed
+        assert s.metadata["label"] == "[CONTROL]" and s.metadata["deceptive"] is (t.sample_id != samples[0].id)
+        assert s.metadata.get("mislead_hash") == t.mislead_hash
+        events = [e for e in s.events if e.event == "model"]
+        assert len(events) == t.num_turns  # re-rendered: the set's mislead.jinja is the one recorded
+        for ev, turn in zip(events, t.turns):
+            last = ev.input[-1].text.strip().splitlines()[-1]
+            assert ev.output.completion == turn.text == f"echo<{last}>"  # the prompt the debater was sent
+            told = misleads(t, turn.side)
+            assert last.startswith("Secret:") is told
+            told_turns += told
+    assert told_turns > 0

@@ -139,15 +139,23 @@ def test_paper_table_orchestration_with_market_making(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_until_stops_after_the_stage(tmp_path):
-    args = ["--config", "configs/demo.yaml", "--name", "u", "--set", f"output_dir={tmp_path}", "--no-debate",
-            "--until", "weak"]
-    for o in TINY[:3] + ["weak.train.epochs=1", "weak.train.max_length=64"]:
+def test_until_stops_after_the_stage(tmp_path, capsys):
+    args = ["--config", "configs/demo.yaml", "--name", "u", "--set", f"output_dir={tmp_path}", "--no-debate"]
+    for o in TINY[:3] + ["weak.train.epochs=1", "weak.train.max_length=64", "strong.train.epochs=1"]:
         args += ["--set", o]
-    assert run.main(args) == 0
+    assert run.main(args + ["--until", "weak"]) == 0
     rd = tmp_path / "u"
     assert (rd / "weak" / "weak" / "labels.jsonl").exists()
     assert not (rd / "strong").exists() and not (rd / "report.json").exists()
+    capsys.readouterr()
+    # --until audit: the out-of-fold ceilings and the audit, before any student trains
+    assert run.main(args + ["--until", "audit", "-q"]) == 0
+    out = capsys.readouterr().out
+    folds = sorted(p.parent.name for p in (rd / "strong").rglob("result.json"))
+    assert folds == ["fold0-of-2", "fold1-of-2"] and not (rd / "report.json").exists()
+    assert "## Audit, before any student trained (transfer split, 16 samples)" in out  # printed under -q too
+    assert "[until audit] audit of 16 transfer samples: ceiling" in out and "no student trained" in out
+    assert out.rstrip().splitlines()[-1].startswith("next: ") and "--until" not in out.rstrip().splitlines()[-1]
 
 
 def _outputs(rd):

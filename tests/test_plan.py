@@ -52,8 +52,8 @@ def test_estimate_without_checkpointing_is_the_reported_out_of_memory(offline):
 
 def test_paper_config_fits_80gb_with_the_shipped_settings(offline):
     p = plan(load_config(PAPER), gpu_memory_gib=80)
-    assert p.fits and not p.problems and len(p.jobs) == 2
-    weak, strong = p.jobs
+    assert p.fits and not p.problems and len(p.jobs) == 3
+    weak, strong, _audit = p.jobs
     assert (weak.model, strong.model) == ("Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-14B-Instruct")
     assert all(j.fits and j.memory.total < 80 for j in p.jobs)
     assert strong.memory.total > weak.memory.total > 20
@@ -77,7 +77,7 @@ def test_paper_config_fits_80gb_with_the_shipped_settings(offline):
 def test_strong_without_checkpointing_does_not_fit_and_names_the_knob(offline):
     cfg = load_config(PAPER, ["strong.train.gradient_checkpointing=false"])
     p = plan(cfg, gpu_memory_gib=80, strict=False)
-    weak, strong = p.jobs
+    weak, strong, _audit = p.jobs
     assert weak.fits and strong.fits is False and strong.memory.total > 80
     assert any("strong.train.gradient_checkpointing: true" in f for f in strong.fixes)
     assert len(p.problems) == 1 and "strong.train.gradient_checkpointing" in p.problems[0]
@@ -107,7 +107,7 @@ def test_embedded_demo_config_plans_offline(offline):
         from strong.stage import student_keys
         assert p.students == len(student_keys(cfg, [lab.name for lab in cfg.labellers]))
     assert not (offline / "models").exists()  # the GGUF model was not converted to read its shape
-    weak, strong = p.jobs
+    weak, strong, _audit = p.jobs
     assert weak.model == "minilm-l6" and "embedded" in weak.shape_source
     assert strong.mode == "linear_probe" and strong.shape_source.startswith("published")
     assert 0.1e9 < strong.params < 0.2e9
@@ -174,7 +174,7 @@ def test_forward_flops_are_twice_the_matmul_weights(offline):
 def test_paper_plan_has_gpu_hours_per_stage(offline):
     p = plan(load_config(PAPER), gpu_memory_gib=80)
     t = {x.stage: x for x in p.times}
-    assert set(t) == {"debate", "weak", "strong"} and all(x.gpu_hours > 0 for x in p.times)
+    assert set(t) == {"debate", "weak", "audit", "strong"} and all(x.gpu_hours > 0 for x in p.times)
     assert t["debate"].gpus == 4  # data_parallel_size 4 x tensor_parallel_size 1
     assert t["debate"].wall_hours == t["debate"].gpu_hours / 4
     one_seed = plan(load_config(PAPER, ["strong.seeds=[0]"]), gpu_memory_gib=80)
@@ -210,3 +210,34 @@ def test_no_kv_check_without_a_vllm_backend(offline):
     cfg = load_config(ROOT / "configs" / "demo.yaml")
     p = plan(cfg)
     assert p.kv is None and "debate" not in {x.stage for x in p.times}
+
+
+def test_plan_counts_the_audits_out_of_fold_ceilings(offline):
+    """The audit trains one ceiling per fold of transfer (strong/stage.py CEILING_FOLDS) on the
+    other folds, under strong.train, before any student: the plan counts them, sizes their
+    memory as the strong model's and their time as their own stage, and names strong.train's
+    knobs when they cannot fit."""
+    from strong.stage import CEILING_FOLDS
+    cfg = load_config(PAPER)
+    p = plan(cfg, gpu_memory_gib=80)
+    audit = next(j for j in p.jobs if j.stage == "audit")
+    strong = next(j for j in p.jobs if j.stage == "strong")
+    n = cfg.data.n_transfer
+    assert p.audit_trainings == audit.trainings == CEILING_FOLDS == 2
+    assert audit.model == strong.model and audit.rows == n - n // CEILING_FOLDS < strong.rows
+    assert audit.memory.total == strong.memory.total  # the same model and settings, fewer rows
+    # each fold: one training of about (F - 1) / F of transfer; the students: every seed of each
+    t = {x.stage: x for x in p.times}
+    per_student = t["strong"].gpu_hours / p.students
+    assert 0 < t["audit"].gpu_hours < CEILING_FOLDS * per_student
+    assert [x.stage for x in p.times if x.stage != "debate"] == ["weak", "audit", "strong"]
+    assert "audit: 2 out-of-fold ceilings on transfer" in render_plan(p)
+    assert "audit Qwen/Qwen2.5-14B-Instruct (lora): 2 ceiling folds" in render_plan(p)
+    # twice the transfer split: each fold trains on twice the rows
+    big = plan(load_config(PAPER, [f"data.n_transfer={2 * n}"]), gpu_memory_gib=80)
+    assert next(j for j in big.jobs if j.stage == "audit").rows == 2 * n - (2 * n) // CEILING_FOLDS
+    # the fix names strong.train, whose settings the folds train under
+    off = plan(load_config(PAPER, ["strong.train.gradient_checkpointing=false"]), gpu_memory_gib=80, strict=False)
+    folds = next(j for j in off.jobs if j.stage == "audit")
+    assert folds.fits is False and any("strong.train.gradient_checkpointing: true" in f for f in folds.fixes)
+    assert len(off.problems) == 1  # one line for the strong model under strong.train, not one per stage

@@ -606,3 +606,59 @@ def test_id_search_and_natural_order_in_chromium(tmp_path, browser):
     _choose(b, "sort", "-id")
     _search(b, "demo-7")
     assert _shown(b) == ["demo-7"] + [f"demo-{i}" for i in range(79, 69, -1)]
+
+
+# -- quote grades and controls
+
+PASSAGE = "Passage: the quick brown fox jumps over the lazy dog near the river bank today."
+QUOTED = ["As written, <quote>lazy dog near the river</quote>, and <QUOTE>a purple elephant sings</QUOTE>.",
+          "No: <quote>the quick brown fox leaps over the lazy dog near the river</quote>.", "No quotes here."]
+
+
+def _graded_run(tmp_path: Path) -> tuple[RunLayout, list[Transcript]]:
+    """A run folder whose store holds a quoted debate (its grades recorded by the weak stage's
+    own writer), a debate told to mislead (debate.mislead) and an honest one of that run."""
+    from debate.quotes import QuoteCheck, TranscriptQuotes
+    from weak.stage import write_quote_grades
+    lay = RunLayout(tmp_path / "graded")
+    lay.transcripts.parent.mkdir(parents=True)
+    q = transcript("q1", QUOTED, sample_text=PASSAGE)
+    told = transcript("m1", ["Trust me.", "Check it.", "I am sure."], deceptive=True, mislead_hash="h1")
+    honest = transcript("m2", ["x", "y", "z"], deceptive=False)
+    lay.transcripts.write_text("".join(t.model_dump_json() + "\n" for t in (q, told, honest)))
+    lay.quote_grades.parent.mkdir(parents=True)
+    write_quote_grades(lay.quote_grades, {"debate": [TranscriptQuotes.of("debate", q, QuoteCheck(PASSAGE, 0.9))]})
+    return lay, [q, told, honest]
+
+
+def test_quote_grades_and_mislead_controls_in_the_data(tmp_path):
+    lay, _ = _graded_run(tmp_path)
+    write_viewer(lay)
+    recs = {r["sid"]: r for p in sorted(data_dir_of(lay.viewer).glob("p*.js")) for r in payload(p.read_text("utf-8"))}
+    # graded by debate/quotes.py: verbatim, nowhere, one word changed in twelve; a turn without quotes
+    assert [t[8] for t in recs["q1"]["turns"]] == [["verified", "unverified"], ["fuzzy"], []]
+    assert recs["q1"]["quotes"] == {"verified": 1, "fuzzy": 1, "unverified": 1}
+    assert recs["m1"]["quotes"] is None and recs["m1"]["turns"][0][8] is None  # not graded: none shown
+    assert recs["m1"]["prov"]["deceptive"] is True and recs["m2"]["prov"]["deceptive"] is False
+    assert "[CONTROL: debate.mislead]" in lay.viewer.read_text("utf-8")
+
+
+@needs_chromium
+def test_quote_grades_and_mislead_controls_render(tmp_path, browser):
+    lay, _ = _graded_run(tmp_path)
+    _open(browser, write_viewer(lay))
+    b = browser
+    art = "document.querySelector('article[data-i=\"{}\"]')"
+    order = b.eval("[...document.querySelectorAll('article .sid')].map(e => e.textContent)")
+    q, m1, m2 = (art.format(order.index(s)) for s in ("q1", "m1", "m2"))
+    spans = b.eval(f"[...{q}.querySelectorAll('.tx .q')].map(s => [s.className, s.textContent])")
+    assert spans == [["q q-verified", "<quote>lazy dog near the river</quote>"],
+                     ["q q-unverified", "<QUOTE>a purple elephant sings</QUOTE>"],
+                     ["q q-fuzzy", "<quote>the quick brown fox leaps over the lazy dog near the river</quote>"]]
+    assert b.eval(f"{q}.querySelector('.tx').textContent") == QUOTED[0]  # the text itself unchanged
+    assert b.eval(f"{q}.querySelector('.quotes').textContent") == \
+        "quotes: 1 verified \u00b7 1 fuzzy \u00b7 1 unverified"
+    assert b.eval(f"{m1}.querySelector('.control').textContent") == "[CONTROL mislead] told to mislead"
+    assert b.eval(f"{m2}.querySelector('.control').textContent") == "[CONTROL mislead]"
+    assert b.eval(f"{q}.querySelector('.control')") is None and b.eval(f"{q}.querySelector('.q') !== null")
+    assert "[CONTROL: debate.mislead]" in b.eval("document.title")

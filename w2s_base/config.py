@@ -141,6 +141,19 @@ class RayDataConfig(Strict):
     accelerator_type: str | None = None              # e.g. "H100": only that GPU type
 
 
+class MisleadConfig(Strict):
+    """debate.mislead: on a seeded share `rate` (d) of the transfer and test debates, the
+    debater assigned the WRONG label (the gold label's opposite) gets the prompt set's
+    mislead instruction (mislead.jinja beside its prompts.yaml) after its turn's own:
+    win by any means, fabricated quotes included. A debate is chosen iff its uniform draw
+    (debate/controls.py deception_draw: seed, sample id, k; the rate left out, so the
+    debates chosen at 0.3 are among those chosen at 0.6) is below d. weak_train stays
+    honest, as in the scripted deceptive control (debate/controls.py says why). Recorded
+    per transcript (Transcript.deceptive) and labelled [CONTROL] in viewer and report: a
+    run with it measures deception, never the method."""
+    rate: float = Field(ge=0, le=1)
+
+
 class DebateConfig(Strict):
     """How transcripts are generated. Which protocols run, and how many debates per
     sample, follows from the weak labellers that read them (weak.labellers).
@@ -201,6 +214,9 @@ class DebateConfig(Strict):
     server_timeout_s: float = Field(600, gt=0)
     server_max_attempts: int = Field(5, ge=1)
     server_backoff_s: float = Field(0.5, ge=0)
+    # A control, not a method: a share of the debates has its wrong side told to mislead
+    # (MisleadConfig). None: every debater argues honestly for its side.
+    mislead: MisleadConfig | None = None
 
     @field_validator("turns")
     @classmethod
@@ -228,6 +244,8 @@ class DebateConfig(Strict):
         out = handler(self)
         if not self.turns:
             out.pop("turns", None)
+        if self.mislead is None:  # likewise a config without debate.mislead
+            out.pop("mislead", None)
         return out
 
     @model_validator(mode="before")

@@ -40,7 +40,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # the package (the repository's configs/ folder), never through the working directory.
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_CONFIG = "demo"
-STAGES = ("debate", "weak", "strong")
+STAGES = ("debate", "weak", "audit", "strong")  # in the order they run (w2s_run/pipeline.py)
 
 
 # ---------------------------------------------------------------- configs by name
@@ -82,8 +82,10 @@ def _debate_flags(p: argparse.ArgumentParser) -> None:
 
 def _until_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--until", choices=STAGES,
-                   help="stop after this stage (e.g. generate the debates with vLLM first, then train "
-                        "under accelerate launch); it prints what it made and the next command")
+                   help="stop after this stage: debate, weak (the weak labellers), audit (the out-of-fold "
+                        "ceiling and the audit, before any student trains), strong (e.g. generate the debates "
+                        "with vLLM first, then train under accelerate launch); it prints what it made and the "
+                        "next command")
 
 
 def _loudness_flags(p: argparse.ArgumentParser) -> None:
@@ -186,7 +188,7 @@ def _run(args: argparse.Namespace) -> int:
     from w2s_run.pipeline import run_pipeline
     report = run_pipeline(cfg, args.until)
     from w2s_base.training import distributed as dist
-    if report is None and args.until in ("debate", "weak") and dist.is_main():
+    if report is None and args.until in ("debate", "weak", "audit") and dist.is_main():
         print(f"next: {_next_command(args.argv)}   (finished stages are reused)")
     return 0
 

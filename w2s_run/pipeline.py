@@ -194,14 +194,21 @@ def generate_transcripts(cfg: RunConfig, splits: Splits, layout: RunLayout, plac
     runner = DebateRunner(cfg.debate, layout.transcripts, backend_factory, tuple(need))
     backend = backend_spec(cfg.debate.backend)
     out: Transcripts = {}
+    # debate.mislead tells no debater to mislead where the weak judge trains against gold
+    # (as the scripted deceptive control: debate/controls.py says why)
+    honest = frozenset(s.id for s in splits.weak_train)
     for protocol, k in need.items():
         fixed = placed.get(protocol)
-        if dist.world() > 1 and backend.in_process_engine and runner.missing(samples, protocol, k, fixed):
+        if dist.world() > 1 and backend.in_process_engine and runner.missing(samples, protocol, k, fixed, honest):
             raise StageFailed("an in-process vLLM engine cannot start inside a multi-process launch: "
                               "generate the debates first with `python run.py --until debate ...`, "
                               "then launch the training")
         with dist.main_first():  # the main process generates; the others then read the store
-            out[protocol] = runner.run(samples, protocol, k, fixed_a_labels=fixed)
+            out[protocol] = runner.run(samples, protocol, k, fixed_a_labels=fixed, honest=honest)
+        if cfg.debate.mislead is not None:
+            told = sum(bool(t.deceptive) for t in out[protocol].values())
+            log(f"[debate] [CONTROL] debate.mislead: {protocol}: the wrong side was told to mislead in {told} "
+                f"of {len(out[protocol])} debates (rate {cfg.debate.mislead.rate:g} of transfer and test)")
         missing = len(samples) * k - len(out[protocol])
         if missing:
             raise StageFailed(f"{missing} {protocol} transcripts failed; rerun to retry them "
@@ -225,7 +232,7 @@ def generate_transcripts(cfg: RunConfig, splits: Splits, layout: RunLayout, plac
 
 
 def run_pipeline(cfg: RunConfig, until: str | None = None) -> Report | None:
-    """The whole run; `until` stops after that stage ("debate", "weak", "strong")."""
+    """The whole run; `until` stops after that stage ("debate", "weak", "audit", "strong")."""
     preflight(cfg, until)  # every model, file and folder the run needs, before anything loads
     if dist.device().type == "cuda":  # refuse a config whose training cannot fit, before the spend
         from w2s_run.services.plan import plan
@@ -317,6 +324,8 @@ def _run_stages(cfg: RunConfig, layout: RunLayout, until: str | None, env: dict)
             d.say("audit")
             d.strong = strong_trainer(d.cfg)
             d.audit = run_audit(d)
+    if until == "audit":  # the audit printed, no student trained (a rerun reuses the folds)
+        return _stopped("audit", draws)
     with clock.stage("strong"):
         strong_curves: dict[str, list[float]] = {}
         strong_evals: dict[str, list[dict]] = {}
@@ -396,6 +405,15 @@ def _stopped(stage: str, draws: list[Draw]) -> None:
                 for source in dict.fromkeys(s for d in draws for s in d.transcripts)}
         what = ", ".join(f"{source} {n}" for source, n in made.items()) or "none (no labeller reads a debate)"
         print(f"[until debate] transcripts: {what}; stored in {store}")
+    elif stage == "audit":
+        for d in draws:
+            a, where = d.audit, ceiling_out_of_fold_path(d.layout, d.cfg.strong.seeds[0], 0).parent.parent
+            if console.verbosity() == "quiet":  # the audit is this run's final table (run_audit logged it otherwise)
+                print("\n".join(render_audit(a)).strip())
+            print(f"[until audit] {d.name + ': ' if d.name else ''}audit of {a.n} transfer samples: ceiling "
+                  f"{100 * a.ceiling_accuracy:.1f} % out of fold ({CEILING_FOLDS} folds in {where}/), "
+                  f"{len(a.gaps)} labellers' gaps, {len(a.capa)} CAPA pairs, {len(a.sensitivity)} judges' "
+                  "sensitivity; no student trained")
     else:
         for d in draws:
             labs = ", ".join(f"{name} ({len(lab.transfer_p1)} transfer labels, {len(lab.test_p1)} test "

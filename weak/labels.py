@@ -19,6 +19,9 @@ class LabellerResult(BaseModel):
     name: str
     protocol: str                     # a registered protocol (w2s_base/protocols.py)
     control: ControlTag | None = None  # a control (its tag on disk: "positive:0.9", "shuffled:debate"): not a method
+    # debate.mislead's rate when it reads real debates of a run with it (w2s_base/config.py
+    # MisleadConfig): a control too, never a method's result
+    mislead: float | None = None
     aggregate: str
     members: list[str]
     transfer_p1: dict[str, float]

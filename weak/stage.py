@@ -189,7 +189,8 @@ def run_labeller(cfg: RunConfig, lab: LabellerConfig, trainer: MemberTrainer,
         ids = [s.id for s in getattr(splits, split)]
         p = aggregate(np.array([[members[m][split][i] for i in ids] for m in names]), method)
         agg[split] = dict(zip(ids, map(float, p)))
-    out = LabellerResult(name=lab.name, protocol=lab.protocol, control=lab.control, aggregate=method,
+    mislead = cfg.debate.mislead.rate if cfg.debate.mislead and lab.reads_transcript and lab.control is None else None
+    out = LabellerResult(name=lab.name, protocol=lab.protocol, control=lab.control, mislead=mislead, aggregate=method,
                          members=names, transfer_p1=agg["transfer"], test_p1=agg["test"],
                          member_test_p1={m: members[m]["test"] for m in names},
                          member_transfer_p1={m: members[m]["transfer"] for m in names},
@@ -250,3 +251,4 @@ def write_quote_grades(path: Path, grades: dict[str, list[TranscriptQuotes]]) ->
             for records in grades.values():
                 for r in records:
                     f.write(r.model_dump())
+

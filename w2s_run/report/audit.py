@@ -54,7 +54,7 @@ def _sensitivity(lab: LabellerResult, splits: Splits, transcripts: Transcripts) 
                              side != x.label and pred == side)
     trials = np.full(len(splits.transfer), float(len(members)))
     right, follows, gold, wrong, follows_wrong = counts
-    return AuditSensitivity(labeller=lab.name, protocol=lab.protocol, control=lab.control,
+    return AuditSensitivity(labeller=lab.name, protocol=lab.protocol, control=lab.control, mislead=lab.mislead,
                             transcript_right=st.rate(right, trials), follows_transcript=st.rate(follows, trials),
                             follows_gold=st.rate(gold, trials), follows_wrong_transcript=st.rate(follows_wrong, wrong))
 
@@ -70,7 +70,7 @@ def build_audit(splits: Splits, labellers: dict[str, LabellerResult], ceiling_p1
     correct = lambda d: (predicted_labels(p(d)) == y).astype(float)
     ceil_c = correct(ceiling_p1)
     order = [reference] + [n for n in labellers if n != reference]
-    gaps = [AuditGap(labeller=n, control=labellers[n].control, accuracy=float(correct(labellers[n].transfer_p1).mean()),
+    gaps = [AuditGap(labeller=n, control=labellers[n].control, mislead=labellers[n].mislead, accuracy=float(correct(labellers[n].transfer_p1).mean()),
                      acc_ci=st.accuracy_interval(correct(labellers[n].transfer_p1)),
                      result=st.accuracy_difference(ceil_c, correct(labellers[n].transfer_p1)))
             for n in order]
@@ -116,8 +116,9 @@ def expectation(audit: Audit, reference: str) -> list[str]:
                    "2025 found the weak-to-strong gain larger the less alike the weak supervisor's and the "
                    "strong student's mistakes (lower CAPA).")
     for s in audit.sensitivity:
-        if s.control:
-            out.append(f"`{s.labeller}` [CONTROL {s.control.tag}]: calibration of the instrument, not a method; "
+        if s.control or s.mislead is not None:
+            tag = s.control.tag if s.control else f"mislead:{s.mislead:g}"
+            out.append(f"`{s.labeller}` [CONTROL {tag}]: calibration of the instrument, not a method; "
                        "no expectation is stated for it.")
             continue
         critic, judge = s.transcript_right, ref_gap

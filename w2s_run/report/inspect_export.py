@@ -42,6 +42,13 @@ Each transcript is one `EvalSample`:
   `working_time` the sum of its turns' request times; the log's start and end are
   the earliest start and latest end of its debates (the export time for
   transcripts stored before these times were recorded).
+- controls: `control`, `deceptive` (True/False on a deceptive control's transcripts and on
+  the real debates of a run with debate.mislead, whose wrong side's debater was told to
+  mislead: `mislead_hash`, and `told_to_mislead` on each of its turns) and
+  `label: "[CONTROL]"` on every control transcript.
+- quote grades (weak.verify_quotes, from weak/quote_grades.jsonl): `quote_grades`, per
+  turn the grade of each of its quotes (verified / fuzzy / unverified), and `quotes`, their
+  count per grade, in the sample metadata; each turn's message carries its own.
 - scores: one `Score` per weak labeller with a prediction for the sample (transfer
   and test, as debates.html shows; weak_train, which the labellers train on, has
   none). The value is "C"/"I" (the labeller's label, P(1) >= 0.5, is / is not the
@@ -83,8 +90,9 @@ from w2s_base.decision import predicted_label_tie_as_1
 from w2s_base.runfolder.layout import RunLayout, slug
 from w2s_base.protocols import PROTOCOLS
 from w2s_base.protocols import protocol as protocol_spec
-from debate.engine import load_transcripts, turn_variables
+from debate.engine import load_transcripts, misleads, turn_variables
 from debate.prompts import PromptError, load_prompt_set
+from debate.quotes import GradeCounts, read_quote_grades
 from debate.transcript import Transcript
 from weak.labels import LabellerResult
 
@@ -252,16 +260,24 @@ def _configured_prompts(layout: RunLayout) -> str | None:
     return None
 
 
-def _turn_prompts(ps, t: Transcript) -> list[tuple[str, str, str]]:
-    """(system, context, instruction) of every turn of t, as the engine rendered them."""
-    return [ps.parts(turn.role, turn_variables(t, turn.side, turn.index)) for turn in t.turns]
+def _turn_prompts(ps, t: Transcript) -> list[tuple[str, str, str]] | None:
+    """(system, context, instruction) of every turn of t, as the engine rendered them (the
+    wrong side's with the mislead instruction, debate.mislead); None where the set's
+    mislead instruction is not the one the debate recorded (edited since)."""
+    if t.mislead_hash and ps.mislead_hash != t.mislead_hash:
+        return None
+    return [ps.parts(turn.role, turn_variables(t, turn.side, turn.index), misleads(t, turn.side))
+            for turn in t.turns]
 
 
-def _sample(ia: SimpleNamespace, t: Transcript, sid: str, split: str, preds: list[_Pred], prompts: Prompts):
+def _sample(ia: SimpleNamespace, t: Transcript, sid: str, split: str, preds: list[_Pred], prompts: Prompts,
+            grades: list[list[str]] | None = None):
     speakers = protocol_spec(t.protocol).speakers
     gold_text = t.positions[t.gold_label]
     ps = prompts.get(t.prompt_set, t.prompt_hash)
     rendered = _turn_prompts(ps, t) if ps is not None else None
+    if grades is not None and len(grades) != len(t.turns):
+        grades = None  # recorded for another text of this key: left out, never misattributed
     systems = {r[0] for r in rendered} if rendered else set()
     messages: list[Any] = []
     if len(systems) == 1:
@@ -283,7 +299,9 @@ def _sample(ia: SimpleNamespace, t: Transcript, sid: str, split: str, preds: lis
             metadata={"speaker": who, "kind": "instruction" if rendered else "instruction not available"}))
         messages.append(ia.ChatMessageAssistant(
             id=f"{t.key}:{turn.index}", content=turn.text, source="generate", model=t.model,
-            metadata={"speaker": who, "argues": argues, "argues_gold": turn.position_label == t.gold_label}))
+            metadata={"speaker": who, "argues": argues, "argues_gold": turn.position_label == t.gold_label,
+                      **({"quote_grades": grades[turn.index]} if grades is not None else {}),
+                      **({"told_to_mislead": misleads(t, turn.side)} if t.mislead_hash else {})}))
         u = ia.ModelUsage(input_tokens=turn.prompt_tokens, output_tokens=turn.completion_tokens,
                           total_tokens=turn.prompt_tokens + turn.completion_tokens)
         usage[who] = u if who not in usage else usage[who] + u
@@ -312,15 +330,23 @@ def _sample(ia: SimpleNamespace, t: Transcript, sid: str, split: str, preds: lis
                      for side in sorted({x.side for x in t.turns})},
         "model": t.model, "backend": t.backend, "prompt_set": t.prompt_set, "prompt_hash": t.prompt_hash,
         "prompts": ("re-rendered from the prompt set (same hash)" if rendered is not None else
-                    f"not shown: no prompt set {t.prompt_set!r} with hash {t.prompt_hash} here "
+                    f"not shown: no prompt set {t.prompt_set!r} with hash {t.prompt_hash}"
+                    + (f" and mislead instruction {t.mislead_hash}" if t.mislead_hash else "") + " here "
                     "(edited since, or a custom path this export does not know)"),
         "seed": t.seed, "sampling": t.sampling.model_dump(), "seconds": t.seconds,
         "scheduling": t.scheduling,
     }
     if "control" in type(t).model_fields:
         metadata["control"] = t.control
-    if "deceptive" in type(t).model_fields:  # True/False on a deceptive control's transcripts
+    if "deceptive" in type(t).model_fields:  # True/False on a deceptive control's or debate.mislead's transcripts
         metadata["deceptive"] = t.deceptive
+    if t.mislead_hash:  # real debates told to mislead (debate.mislead): a control
+        metadata["mislead_hash"] = t.mislead_hash
+    if t.control or t.deceptive is not None:
+        metadata["label"] = "[CONTROL]"
+    if grades is not None:  # weak.verify_quotes: the grade of each quote, per turn, and their count
+        metadata["quote_grades"] = grades
+        metadata["quotes"] = GradeCounts.of([g for turn in grades for g in turn]).model_dump()
     tokens_in = sum(x.prompt_tokens for x in t.turns)
     tokens_out = sum(x.completion_tokens for x in t.turns)
     times: dict[str, Any] = {}
@@ -428,6 +454,7 @@ def export_inspect(layout: RunLayout, out_dir: Path | None = None,
     split_of = read_split_of(layout)
     preds = _preds(read_labellers(layout))
     prompts = Prompts(layout)
+    grades = read_quote_grades(layout.quote_grades)
     ts = [t for t in load_transcripts(layout.transcripts).values() if t.ok]
 
     groups: dict[tuple[str, str], list[Transcript]] = defaultdict(list)
@@ -442,7 +469,8 @@ def export_inspect(layout: RunLayout, out_dir: Path | None = None,
         ids = sample_ids(group)
         by_id: dict[str, list] = defaultdict(list)
         for t in group:
-            by_id[ids[t.key]].append(_sample(ia, t, ids[t.key], split, preds.get(t.sample_id, []), prompts))
+            by_id[ids[t.key]].append(_sample(ia, t, ids[t.key], split, preds.get(t.sample_id, []), prompts,
+                                             grades.get(t.key)))
         parts = shard([sorted(by_id[i], key=lambda s: s.epoch) for i in sorted(by_id)], max_samples_per_log)
         for n, samples in enumerate(parts, 1):
             path = out_dir / f"{run}_{protocol}_{split}_{n:03d}.eval"

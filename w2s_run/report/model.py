@@ -39,6 +39,7 @@ class WeakRow(_Row):
     name: str                          # the labeller's name (weak.labellers[].name)
     protocol: str
     control: ControlTag | None = None  # a control (its tag in report.json): calibration, never a method's result
+    mislead: float | None = None       # reads real debates told to mislead at this rate (debate.mislead): a control too
     vs_reference: PairedDifferenceResult | None = None  # its test accuracy against the plain weak model
     aggregate: str
     ece: float
@@ -145,6 +146,7 @@ class AuditGap(BaseModel):
     `result.reference_acc` the labeller's, `result.acc_diff` ceiling − labeller."""
     labeller: str
     control: ControlTag | None = None
+    mislead: float | None = None       # debate.mislead's rate (WeakRow.mislead)
     accuracy: float                    # the labeller's accuracy on transfer (its soft labels' argmax)
     acc_ci: list[float]
     result: AccuracyDifferenceResult
@@ -167,6 +169,7 @@ class AuditSensitivity(BaseModel):
     labeller: str
     protocol: str
     control: ControlTag | None = None
+    mislead: float | None = None       # debate.mislead's rate (WeakRow.mislead)
     transcript_right: RateResult       # P(transcript side = gold): the critic's accuracy
     follows_transcript: RateResult     # P(prediction = transcript side)
     follows_gold: RateResult           # P(prediction = gold)
@@ -231,11 +234,17 @@ class Report(BaseModel):
         """The control a labeller is, or None for a method (or a name not in the rows)."""
         return next((r.control for r in self.weak_rows() if r.name == labeller), None)
 
+    def mislead_of(self, labeller: str) -> float | None:
+        """debate.mislead's rate where the labeller reads real debates told to mislead, else None."""
+        return next((r.mislead for r in self.weak_rows() if r.name == labeller), None)
+
     def deceptive_rows(self) -> list[WeakRow]:
-        """The deceptive-control labellers (debate/controls.py), by rate: the doses of the
-        report's dose-response."""
+        """The labellers reading debates with deliberate deception, by rate: the scripted
+        deceptive control's (debate/controls.py), then real debates told to mislead
+        (debate.mislead): the doses of the report's dose-response."""
         rows = [r for r in self.weak_rows() if r.control and r.control.kind == ControlKind.DECEPTIVE]
-        return sorted(rows, key=lambda r: r.control.rate)
+        real = [r for r in self.weak_rows() if r.mislead is not None]
+        return sorted(rows, key=lambda r: r.control.rate) + sorted(real, key=lambda r: r.mislead)
 
 
 class ReportError(ValueError):

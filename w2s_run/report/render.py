@@ -9,8 +9,15 @@ from w2s_run.report.statistics import Direction, Verdict
 from w2s_run.report.model import Audit, CeilingRow, Report, StudentRow, WeakRow
 
 
-def _control(control: ControlSpec | None) -> str:
-    return f" [CONTROL {control.tag}]" if control else ""
+def _control(control: ControlSpec | None, mislead: float | None = None) -> str:
+    """A control's label: its tag, or for real debates told to mislead (debate.mislead) their rate."""
+    if control:
+        return f" [CONTROL {control.tag}]"
+    return f" [CONTROL mislead:{mislead:g}]" if mislead is not None else ""
+
+
+def _label(report: Report, labeller: str) -> str:
+    return _control(report.control_of(labeller), report.mislead_of(labeller))
 
 
 def row_title(r) -> str:
@@ -19,7 +26,7 @@ def row_title(r) -> str:
     if isinstance(r, CeilingRow):
         return "strong ceiling (gold labels)"
     n = len(r.members)
-    return f"weak: {r.name}" + (f" ({n} members, {r.aggregate})" if n > 1 else "") + _control(r.control)
+    return f"weak: {r.name}" + (f" ({n} members, {r.aggregate})" if n > 1 else "") + _control(r.control, r.mislead)
 
 
 def fmt(v: float | None, pct: bool = True) -> str:
@@ -79,10 +86,10 @@ def _pooled_comparisons(report: Report) -> list[str]:
         if c.kind == "gap":
             return f"strong ceiling vs weak: {c.reference}"
         if c.kind == "weak":
-            return f"weak: {c.name}{_control(report.control_of(c.name))} vs {c.reference}"
+            return f"weak: {c.name}{_label(report, c.name)} vs {c.reference}"
         (lab, loss), (ref, ref_loss) = c.name.split("|", 1), c.reference.split("|", 1)
         losses = loss if loss == ref_loss else f"{loss} vs {ref_loss}"
-        return f"W2S on {lab}{_control(report.control_of(lab))} vs on {ref} labels ({losses})"
+        return f"W2S on {lab}{_label(report, lab)} vs on {ref} labels ({losses})"
 
     lines = [f"# Run {report.run}: pooled over {n} replicates", "",
              f"Each replicate re-draws the debates, the weak members' and the students' seeds; {test}. "
@@ -128,14 +135,25 @@ def _pooled_pgr_table(report: Report) -> list[str]:
              "|---|---:|---:|"]
     for row in report.pooled_pgr:
         per = ", ".join(fmt(v) for v in row.result.per_replicate)
-        lines.append(f"| {row.labeller}{_control(report.control_of(row.labeller))} ({row.loss}) | "
+        lines.append(f"| {row.labeller}{_label(report, row.labeller)} ({row.loss}) | "
                      f"{_pooled_pgr_cell(row.result)} | {per} |")
     return lines
+
+
+def _mislead_banner(report: Report) -> list[str]:
+    """A run with debate.mislead is a control run: said before any of its numbers."""
+    rates = sorted({r.mislead for r in report.weak_rows() if r.mislead is not None})
+    if not rates:
+        return []
+    return [f"**[CONTROL] debate.mislead {', '.join(f'{d:g}' for d in rates)}**: on that share of the transfer and "
+            "test debates the debater arguing the wrong label was told to mislead (its prompt set's mislead.jinja); "
+            "the labellers reading them measure deception, never the method.", ""]
 
 
 def _main_table(report: Report) -> list[str]:
     g = report.gap
     lines = [f"# Run {report.run}: {report.n_test} test samples" + ("" if report.pooled else f" ({DRAW_ONLY})"), "",
+             *_mislead_banner(report),
              f"Ceiling − weak gap: {100 * g.gap:+.1f} points{_ci(g.ci, True)}, "
              + ("significant" if g.significant else "**not significant**: PGR is not reported as a number")
              + f" ({DRAW_ONLY})", "",
@@ -159,7 +177,7 @@ def _vs_reference_table(report: Report) -> list[str]:
     lines = ["", f"Each weak labeller against the plain weak model `{report.reference}` (test accuracy, "
                  "paired):", "", "| weak labeller | acc difference, points (95% CI) | verdict |", "|---|---:|---|"]
     for r in vs:
-        lines.append(f"| {r.name}{_control(r.control)} | {_acc_diff(r.vs_reference)} | "
+        lines.append(f"| {r.name}{_control(r.control, r.mislead)} | {_acc_diff(r.vs_reference)} | "
                      f"{r.vs_reference.direction} ({DRAW_ONLY}) |")
     return lines
 
@@ -175,7 +193,7 @@ def _comparisons_table(report: Report) -> list[str]:
         d = c.result
         pgr_d = f"{100 * d.pgr_diff:+.1f}{_ci(d.pgr_diff_ci, True)}" if d.pgr_verdict == Verdict.OK else d.pgr_verdict
         loss = c.loss if c.reference_loss == c.loss else f"{c.loss} vs {c.reference_loss}"
-        lines.append(f"| {c.labeller}{_control(report.control_of(c.labeller))} ({loss}) | {_acc_diff(d)} | "
+        lines.append(f"| {c.labeller}{_label(report, c.labeller)} ({loss}) | {_acc_diff(d)} | "
                      f"{d.direction} ({DRAW_ONLY}) | {pgr_d} |")
     return lines
 
@@ -191,7 +209,7 @@ def _errors_table(report: Report) -> list[str]:
              "|---|---:|---:|---:|---:|---:|"]
     for r in students:
         e = r.errors
-        lines.append(f"| {r.labeller}{_control(report.control_of(r.labeller))} ({r.loss}) | "
+        lines.append(f"| {r.labeller}{_label(report, r.labeller)} ({r.loss}) | "
                      f"{fmt(e.student_acc_on_weak_right)} ({e.n_weak_right}) | "
                      f"{fmt(e.student_acc_on_weak_wrong)} ({e.n_weak_wrong}) | {fmt(e.agreement)} | "
                      f"{fmt(e.student_wrong_given_weak_right, False)} | "
@@ -206,16 +224,19 @@ def _deception_table(report: Report) -> list[str]:
     rows = report.deceptive_rows()
     if not rows:
         return []
-    lines = ["", f"[CONTROL] Deceptive debater, dose-response ({DRAW_ONLY}): each labeller reads scripted "
-                 "debates whose confident winner argues the WRONG label on a share d of the transfer and "
-                 "test samples and the gold label elsewhere (honest on weak_train, where the weak judge "
-                 f"trains against gold; debate/controls.py). Against the plain weak model `{report.reference}`, "
-                 "paired; deception view: P(student wrong | weak right) vs P(student wrong | weak wrong).", "",
-             "| d | weak labeller | weak acc % (95% CI) | vs plain weak, points (95% CI) | student (loss) | "
+    lines = ["", f"[CONTROL] Deceptive debater, dose-response ({DRAW_ONLY}): each labeller reads debates in "
+                 "which a side argues the WRONG label on purpose on a share d of the transfer and test samples "
+                 "(honest on weak_train, where the weak judge trains against gold): scripted debates whose "
+                 "confident winner argues it (scripted; debate/controls.py), or real debates whose wrong side's "
+                 "debater was told to mislead (real; debate.mislead). Against the plain weak model "
+                 f"`{report.reference}`, paired; deception view: P(student wrong | weak right) vs "
+                 "P(student wrong | weak wrong).", "",
+             "| d | debates | weak labeller | weak acc % (95% CI) | vs plain weak, points (95% CI) | student (loss) | "
              "student acc % (95% CI) | P(wrong given weak right) | P(wrong given weak wrong) |",
-             "|---:|---|---:|---:|---|---:|---:|---:|"]
+             "|---:|---|---|---:|---:|---|---:|---:|---:|"]
     for w in rows:
-        head = (f"| {w.control.rate:g} | {w.name} | {fmt(w.accuracy)}{_ci(w.acc_ci)} | "
+        d, kind = (w.control.rate, "scripted") if w.control else (w.mislead, f"real ({w.protocol})")
+        head = (f"| {d:g} | {kind} | {w.name} | {fmt(w.accuracy)}{_ci(w.acc_ci)} | "
                 + (_acc_diff(w.vs_reference) if w.vs_reference else "") + " | ")
         students = [s for s in report.student_rows() if s.labeller == w.name]
         if not students:
@@ -253,7 +274,7 @@ def render_audit(audit: Audit) -> list[str]:
              f"Strong ceiling: {audit.ceiling}: {fmt(audit.ceiling_accuracy)}{_ci(audit.ceiling_acc_ci)} %.", "",
              "| weak labeller | transfer acc % (95% CI) | ceiling − labeller, points (95% CI) |", "|---|---:|---:|"]
     for g in audit.gaps:
-        lines.append(f"| {g.labeller}{_control(g.control)} | {fmt(g.accuracy)}{_ci(g.acc_ci)} | {_acc_diff(g.result)} |")
+        lines.append(f"| {g.labeller}{_control(g.control, g.mislead)} | {fmt(g.accuracy)}{_ci(g.acc_ci)} | {_acc_diff(g.result)} |")
     lines += ["", "Error similarity, CAPA (Goel et al. 2025; 0: independent errors, 1: identical; 95% CI):", "",
               "| labeller | between | CAPA (95% CI) |", "|---|---|---:|"]
     for c in audit.capa:
@@ -265,7 +286,7 @@ def render_audit(audit: Audit) -> list[str]:
                   "| labeller | transcript favours gold % | prediction = transcript side % | prediction = gold % | "
                   "prediction = transcript side where it is wrong % |", "|---|---:|---:|---:|---:|"]
         for s in audit.sensitivity:
-            lines.append(f"| {s.labeller}{_control(s.control)} | {_rate_cell(s.transcript_right)} | "
+            lines.append(f"| {s.labeller}{_control(s.control, s.mislead)} | {_rate_cell(s.transcript_right)} | "
                          f"{_rate_cell(s.follows_transcript)} | {_rate_cell(s.follows_gold)} | "
                          f"{_rate_cell(s.follows_wrong_transcript)} |")
     lines += ["", "What the literature leads one to expect here (an expectation stated before training, not a result):", ""]

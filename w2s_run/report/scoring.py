@@ -77,7 +77,7 @@ def _weak_row(t: _Test, splits: Splits, lab: LabellerResult, reference: str,
     ty = np.array([s.label for s in splits.transfer])
     c = t.correct(lab.test_p1)
     vs = None if lab.name == reference else st.paired_difference(c, weak_c, weak_c, ceil_c)
-    return WeakRow(name=lab.name, protocol=lab.protocol, control=lab.control, vs_reference=vs,
+    return WeakRow(name=lab.name, protocol=lab.protocol, control=lab.control, mislead=lab.mislead, vs_reference=vs,
                    aggregate=lab.aggregate, accuracy=accuracy(p, t.y), acc_ci=st.accuracy_interval(c),
                    ece=ece(p, t.y), label_accuracy=accuracy(soft, ty), label_ece=ece(soft, ty), members=members)
 

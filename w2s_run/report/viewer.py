@@ -58,6 +58,7 @@ from w2s_base.runfolder.artifacts import save_artifact
 from w2s_base.protocols import PROTOCOLS
 from w2s_base.protocols import protocol as protocol_spec
 from debate.engine import load_transcripts
+from debate.quotes import GradeCounts, read_quote_grades
 from debate.transcript import Transcript, Turn
 from weak.labels import LabellerResult
 
@@ -117,6 +118,11 @@ table.rows th[aria-sort=descending]::after { content: " \\25bc"; }
 table.rows tbody tr { cursor: pointer; }
 table.rows tbody tr:hover { background: #eef4ff; }
 table.rows td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.q { border-radius: 2px; padding: 0 1px; }
+.q-verified { background: #dff3e4; border-bottom: 2px solid #156c2f; }
+.q-fuzzy { background: #fff4cf; border-bottom: 2px dashed #a67c00; }
+.q-unverified { background: #fde2e1; border-bottom: 2px dotted #b3261e; }
+.control { background: #3d2c73; color: #fff; font-weight: 600; }
 """
 
 # Constant code: it holds no run data. It reads the data files through the three
@@ -149,6 +155,28 @@ JS = r"""
     if (cls) e.className = cls;
     if (text !== undefined && text !== null) e.textContent = String(text);
     return e;
+  }
+  // A turn's text with each <quote> styled by its grade (debate/quotes.py; grades: one per
+  // quote, in order, as weak/quote_grades.jsonl recorded them; null: not graded). The
+  // pattern is quotes.py's QUOTE; the text stays text (text nodes and textContent only).
+  var GRADE_TITLE = {verified: 'verified: verbatim in the passage after normalisation',
+                     fuzzy: 'fuzzy: a near match of the passage (weak.fuzzy_quote_threshold)',
+                     unverified: 'unverified: not found in the passage'};
+  function quoted(text, grades) {
+    var d = el('div', 'tx');
+    if (!grades || !grades.length) { d.textContent = text; return d; }
+    var re = /<quote>([\s\S]*?)<\/quote>/gi, last = 0, n = 0, m;
+    while ((m = re.exec(text)) !== null) {
+      var g = grades[n++] || 'unverified';
+      d.appendChild(doc.createTextNode(text.slice(last, m.index)));
+      var q = el('span', 'q q-' + g, m[0]);
+      q.title = GRADE_TITLE[g] || g;
+      q.setAttribute('data-grade', g);
+      d.appendChild(q);
+      last = re.lastIndex;
+    }
+    d.appendChild(doc.createTextNode(text.slice(last)));
+    return d;
   }
   function add(parent) {  // append children: strings become text nodes
     for (var i = 1; i < arguments.length; i++) {
@@ -485,6 +513,14 @@ JS = r"""
     if (idx.haveSplits) meta.appendChild(el('span', 'tag split', splitName(i)));
     add(meta, el('span', 'tag gold', 'gold ' + r.gold + ': ' + r.positions[r.gold]));
     if (r.error) meta.appendChild(el('span', 'tag err', 'error: ' + r.error));
+    if (r.prov.control || r.prov.deceptive !== null) {  // calibration, never a method's debate
+      meta.appendChild(el('span', 'tag control', '[CONTROL ' + (r.prov.control || 'mislead') + ']'
+                          + (r.prov.deceptive ? (r.prov.control ? ' deceptive' : ' told to mislead') : '')));
+    }
+    if (r.quotes) {
+      add(meta, el('span', 'tag quotes', 'quotes: ' + r.quotes.verified + ' verified \u00b7 ' + r.quotes.fuzzy
+                   + ' fuzzy \u00b7 ' + r.quotes.unverified + ' unverified'));
+    }
     a.appendChild(meta);
     a.appendChild(el('div', 'sample', r.text));
     var grid = el('div', 'turns');
@@ -494,14 +530,14 @@ JS = r"""
       h.style.gridRow = '1'; h.style.gridColumn = String(c + 1);
       grid.appendChild(h);
     });
-    r.turns.forEach(function (t) {  // [index, side, role, label, text, tokens, finish, row]
+    r.turns.forEach(function (t) {  // [index, side, role, label, text, tokens, finish, row, quote grades]
       var d = el('div', 'turn side' + t[1]);
       d.style.gridRow = String(t[7] + 1); d.style.gridColumn = t[1] === 'A' ? '1' : '2';
       var th = add(el('div', 'th'), 'Turn ' + (t[0] + 1) + ' \u00b7 ' + t[2] + ' \u00b7 argues ' + t[3] + ': ',
                    el('b', null, r.positions[t[3]]));
       if (t[3] === r.gold) add(th, ' ', el('span', 'defends-gold', '(gold)'));
       add(th, ' \u00b7 ' + t[5] + ' tok \u00b7 ' + t[6]);
-      add(d, th, el('div', 'tx', t[4]));
+      add(d, th, quoted(t[4], t[8]));
       grid.appendChild(d);
     });
     a.appendChild(grid);
@@ -526,7 +562,9 @@ JS = r"""
         + ' \u00b7 debate ' + r.k + ' \u00b7 protocol ' + r.protocol + '/' + v.turns + ' turns \u00b7 sampling ',
         el('code', null, v.sampling), ' \u00b7 key ', el('code', null, v.key),
         ' \u00b7 ' + v.seconds.toFixed(1) + 's' + (v.control ? ' \u00b7 control ' + v.control : '')
-        + (v.deceptive ? ' \u00b7 DECEPTIVE: the confident side argues the wrong label' : ''));
+        + (v.deceptive ? (v.control ? ' \u00b7 DECEPTIVE: the confident side argues the wrong label'
+                        : ' \u00b7 MISLEAD (debate.mislead): the debater arguing the wrong label was told to mislead')
+           : ''));
     a.appendChild(prov);
     return a;
   }
@@ -689,15 +727,22 @@ def display_order(transcripts: list[Transcript]) -> list[Transcript]:
                                               natural_key(t.sample_id), t.debate_index, t.key))
 
 
-def _record(t: Transcript, weak: list[tuple[int, dict[str, float]]]) -> dict:
-    """One transcript in full, as the page renders it."""
+def _record(t: Transcript, weak: list[tuple[int, dict[str, float]]],
+            grades: list[list[str]] | None = None) -> dict:
+    """One transcript in full, as the page renders it; `grades`: its quotes' grades per
+    turn (weak/quote_grades.jsonl), None where they were not graded."""
     preds = [[j, round(p[t.sample_id], 6)] for j, p in weak if t.sample_id in p]
+    if grades is not None and len(grades) != len(t.turns):
+        grades = None  # recorded for another text of this key: shown ungraded, never misgraded
     return {
         "sid": t.sample_id, "task": t.task, "protocol": t.protocol, "k": t.debate_index,
         "gold": t.gold_label, "aLabel": t.a_label, "positions": list(t.positions),
         "text": t.sample_text, "error": t.error,
-        "turns": [[x.index, x.side, x.role, x.position_label, x.text, x.completion_tokens, x.finish_reason, row]
-                  for x, row in zip(t.turns, _rows(t.turns))],
+        "turns": [[x.index, x.side, x.role, x.position_label, x.text, x.completion_tokens, x.finish_reason, row,
+                   grades[i] if grades is not None else None]
+                  for i, (x, row) in enumerate(zip(t.turns, _rows(t.turns)))],
+        "quotes": (GradeCounts.of([g for turn in grades for g in turn]).model_dump()
+                   if grades is not None else None),
         "preds": preds,
         "prov": {"model": t.model, "backend": t.backend, "prompts": f"{t.prompt_set}@{t.prompt_hash}",
                  "seed": t.seed, "turns": t.num_turns, "sampling": json.dumps(t.sampling.model_dump()),
@@ -828,11 +873,14 @@ def _controls(ts: list[Transcript], labellers: list[str], splits: dict[str, str]
 
 def render_viewer(transcripts: list[Transcript], weak_preds: dict[str, dict[str, float]] | None = None,
                   title: str = "Debates", data_dir: str = "debates", file_size: int = FILE_SIZE,
-                  per_page: int = PER_PAGE, splits: dict[str, str] | None = None) -> Iterator[tuple[str, str]]:
+                  per_page: int = PER_PAGE, splits: dict[str, str] | None = None,
+                  quote_grades: dict[str, list[list[str]]] | None = None) -> Iterator[tuple[str, str]]:
     """The viewer's files as (path relative to the page's folder, text): the page first
     ("<data_dir>.html"), then data_dir/index.js, the search shards data_dir/tNNNNN.js and
     one data_dir/pNNNNN.js per `file_size` transcripts, in display order. `splits` is
-    {sample_id: weak_train | transfer | test} (read_split_of)."""
+    {sample_id: weak_train | transfer | test} (read_split_of); `quote_grades` {transcript
+    key: its quotes' grades per turn} (debate/quotes.py read_quote_grades)."""
+    grades = quote_grades or {}
     ts = display_order(transcripts)
     labellers = list(weak_preds or {})
     weak = [(i, (weak_preds or {})[n]) for i, n in enumerate(labellers)]
@@ -860,7 +908,7 @@ def render_viewer(transcripts: list[Transcript], weak_preds: dict[str, dict[str,
     for n, pairs in enumerate(shards):
         yield f"{data_dir}/t{n:05d}.js", f"viewerTerms({n}, {_js(pairs)});\n"
     for n, start in enumerate(range(0, len(ts), file_size)):
-        records = [_record(t, weak) for t in ts[start:start + file_size]]
+        records = [_record(t, weak, grades.get(t.key)) for t in ts[start:start + file_size]]
         yield f"{data_dir}/p{n:05d}.js", f"viewerPage({n}, {_js(records)});\n"
 
 
@@ -905,8 +953,11 @@ def write_viewer(layout: RunLayout, out: Path | None = None) -> Path:
     data.mkdir(parents=True, exist_ok=True)
     written = set()
     page_text = None
-    for rel, text in render_viewer(ts, load_weak_preds(layout) or None, title=f"Debates: {layout.root.name}",
-                                   data_dir=data.name, splits=load_splits(layout)):
+    # real debates told to mislead (debate.mislead) make the page a control's: said in its title
+    control = " [CONTROL: debate.mislead]" if any(t.control is None and t.deceptive is not None for t in ts) else ""
+    for rel, text in render_viewer(ts, load_weak_preds(layout) or None, title=f"Debates: {layout.root.name}{control}",
+                                   data_dir=data.name, splits=load_splits(layout),
+                                   quote_grades=read_quote_grades(layout.quote_grades)):
         if rel.endswith(".html"):
             page_text = text  # written last: the page never points at missing data
             continue

@@ -386,10 +386,12 @@ class DebatePlan(BaseModel):
 
 
 class TrainingJob(BaseModel):
-    stage: Literal["weak", "strong"]
+    # audit: the out-of-fold ceiling on transfer (strong/stage.py ceiling_out_of_fold),
+    # trained with strong.train before any student
+    stage: Literal["weak", "strong", "audit"]
     model: str
     mode: str
-    trainings: int            # members (weak) or students (strong) of this model
+    trainings: int            # members (weak), students (strong) or ceiling folds (audit) of this model
     rows: int                 # training rows of each
     steps: int                # optimiser steps of each
     settings: str             # the memory-relevant settings, as written in the config
@@ -430,6 +432,9 @@ class Plan(BaseModel):
     students: int
     student_seeds: int
     jobs: list[TrainingJob]
+    # the audit's out-of-fold ceilings on transfer, one per fold (first strong seed), trained
+    # before any student; 0 in plans made before they were counted
+    audit_trainings: int = 0
     problems: list[str] = []       # one line per job that cannot fit
     notes: list[str] = []
     times: list[StageTime] = []    # per stage, from the stated throughput assumptions
@@ -505,7 +510,7 @@ def _fixes(stage: str, shape: ModelShape, tcfg: TrainConfig, processes: int, mem
     return out
 
 
-def _job(stage: Literal["weak", "strong"], model: str, tcfg: TrainConfig, trainings: int, rows: int,
+def _job(stage: Literal["weak", "strong", "audit"], model: str, tcfg: TrainConfig, trainings: int, rows: int,
          processes: int, members: int, budget: float, trust: bool, shapes: dict,
          predicted: int = 0) -> TrainingJob:
     if model not in shapes:
@@ -517,7 +522,9 @@ def _job(stage: Literal["weak", "strong"], model: str, tcfg: TrainConfig, traini
                        steps=_steps(rows, tcfg), settings=_settings(tcfg),
                        shape_source=shape.source if shape else None, params=shape.params if shape else None,
                        memory=mem, fits=fits,
-                       fixes=_fixes(stage, shape, tcfg, processes, members, budget) if fits is False else [],
+                       # the audit's folds train under strong.train: its knobs are the strong stage's
+                       fixes=(_fixes("strong" if stage == "audit" else stage, shape, tcfg, processes, members,
+                                     budget) if fits is False else []),
                        gpu_hours=(trainings * job_flops(shape, tcfg, _steps(rows, tcfg), predicted)
                                   / TRAIN_FLOPS / 3600) if shape else None)
 
@@ -636,9 +643,17 @@ def plan(cfg: RunConfig, gpu_memory_gib: float | None = None, processes: int | N
     students = student_count(cfg)
     jobs.append(_job("strong", cfg.strong.model, cfg.strong.train, students, d.n_transfer, processes, 1,
                      budget, cfg.trust_remote_code, shapes, predicted=d.n_test))
+    # The audit (before any student): one ceiling per fold of transfer, each trained on
+    # the other folds (at most n - n // folds rows) and predicting its own. Imported here:
+    # strong/stage.py loads the training stack, which the module's top stays without.
+    from strong.stage import CEILING_FOLDS as F
+    jobs.append(_job("audit", cfg.strong.model, cfg.strong.train, F, d.n_transfer - d.n_transfer // F,
+                     processes, 1, budget, cfg.trust_remote_code, shapes, predicted=-(-d.n_transfer // F)))
 
     problems, notes = [], []
     for j in jobs:
+        if j.stage == "audit":
+            continue  # the strong model under strong.train, as the students: their line says it once
         if j.fits is None:
             notes.append(f"{j.stage} {j.model}: no config at hand (not local, not in the hub cache, not in "
                          "w2s_run/services/plan.py's published values): memory not estimated")
@@ -653,7 +668,7 @@ def plan(cfg: RunConfig, gpu_memory_gib: float | None = None, processes: int | N
     p = Plan(name=cfg.name, samples=samples, gpu_memory_gib=budget, gpu_source=gpu_source, processes=processes,
              debate=debate, labellers=[lab.name for lab in cfg.labellers],
              weak_members={m: len(v) for m, v in members.items()}, students=students,
-             student_seeds=len(cfg.strong.seeds), jobs=jobs, problems=problems, notes=notes,
+             student_seeds=len(cfg.strong.seeds), jobs=jobs, audit_trainings=F, problems=problems, notes=notes,
              times=times, kv=kv, power=power_plan(cfg), replicates=cfg.replicates)
     if strict and problems:
         raise PlanError(f"config {cfg.name!r} cannot fit in {budget:.1f} GiB per process:\n  "
@@ -694,7 +709,7 @@ def _times_and_kv(cfg: RunConfig, debate: DebatePlan | None, jobs: list[Training
                     notes.append(f"{line} hold {kv.concurrent} of the {kv.max_num_seqs} sequences "
                                  f"(debate.vllm.max_num_seqs) of ~{kv.seq_tokens:,} tokens at once: "
                                  f"throughput drops. {kv.knobs}")
-    for stage in ("weak", "strong"):
+    for stage in ("weak", "audit", "strong"):  # the order they run in
         hours = [j.gpu_hours for j in jobs if j.stage == stage]
         if hours and None not in hours:
             times.append(StageTime(stage=stage, gpu_hours=sum(hours), gpus=processes,
@@ -724,12 +739,15 @@ def render_plan(p: Plan) -> str:
     lines.append(f"weak: {len(p.labellers)} labellers ({', '.join(p.labellers)}); members: "
                  + ", ".join(f"{m} {n}" for m, n in p.weak_members.items()))
     lines.append(f"strong: {p.students} students (ceiling and labeller x loss, x {p.student_seeds} seeds)")
+    if p.audit_trainings:
+        lines.append(f"audit: {p.audit_trainings} out-of-fold ceilings on transfer (first strong seed, one per "
+                     "fold, each trained on the other folds), before any student")
     if p.replicates > 1:
         lines.append(f"replicates: {p.replicates}: the debates, members and students above are one replicate's; "
                      f"the run makes {p.replicates} times as many (each replicate re-seeds them)")
     lines.append("training jobs (GPU memory per process):")
     for j in p.jobs:
-        what = "members" if j.stage == "weak" else "students"
+        what = {"weak": "members", "strong": "students", "audit": "ceiling folds"}[j.stage]
         lines.append(f"  {j.stage} {j.model} ({j.mode}): {j.trainings} {what}, {_n(j.rows)} rows, "
                      f"{j.steps} steps each; {j.settings}")
         if j.memory is None:

@@ -21,7 +21,8 @@ from w2s_base.training.models import check_model
 
 def needed_models(cfg: RunConfig, until: str | None = None) -> list[tuple[str, str]]:
     """(config key, model) for every model the run loads, in the order it loads them;
-    `until` ("debate", "weak", "strong") leaves out the stages after it."""
+    `until` ("debate", "weak", "audit", "strong") leaves out the stages after it (the
+    audit trains the strong model's out-of-fold ceilings, so it needs strong.model)."""
     out: list[tuple[str, str]] = []
 
     def add(key: str, model: str) -> None:
