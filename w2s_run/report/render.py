@@ -9,7 +9,7 @@ from w2s_run.report.statistics import Direction, Verdict
 from w2s_run.report.model import Audit, CeilingRow, Report, StudentRow, WeakRow
 
 
-def _control(control: ControlSpec | None) -> str:
+def control_mark(control: ControlSpec | None) -> str:
     return f" [CONTROL {control.tag}]" if control else ""
 
 
@@ -19,7 +19,7 @@ def row_title(r) -> str:
     if isinstance(r, CeilingRow):
         return "strong ceiling (gold labels)"
     n = len(r.members)
-    return f"weak: {r.name}" + (f" ({n} members, {r.aggregate})" if n > 1 else "") + _control(r.control)
+    return f"weak: {r.name}" + (f" ({n} members, {r.aggregate})" if n > 1 else "") + control_mark(r.control)
 
 
 def fmt(v: float | None, pct: bool = True) -> str:
@@ -28,7 +28,7 @@ def fmt(v: float | None, pct: bool = True) -> str:
     return f"{100 * v:.1f}" if pct else f"{v:.3f}"
 
 
-def _ci(ci: list[float] | None, signed: bool = False) -> str:
+def ci_text(ci: list[float] | None, signed: bool = False) -> str:
     if not ci:
         return ""
     f = (lambda v: f"{100 * v:+.1f}") if signed else fmt
@@ -48,7 +48,7 @@ def _pgr_cell(r) -> str:
     if p.verdict != Verdict.OK:
         return _NO_PGR[p.verdict]
     flag = " ⚠ >100 %" if p.above_100 else ""
-    return f"{fmt(p.pgr)}{_ci(p.ci)}{flag}; {100 * p.dropped_frac:.0f} % dropped"
+    return f"{fmt(p.pgr)}{ci_text(p.ci)}{flag}; {100 * p.dropped_frac:.0f} % dropped"
 
 
 def _seeds_cell(r) -> str:
@@ -59,7 +59,7 @@ def _seeds_cell(r) -> str:
 
 
 def _acc_diff(d) -> str:
-    return f"{100 * d.acc_diff:+.1f}{_ci(d.acc_diff_ci, True)}"
+    return f"{100 * d.acc_diff:+.1f}{ci_text(d.acc_diff_ci, True)}"
 
 
 # Every verdict of one draw says so: it is conditional on that draw of debates and seeds
@@ -79,10 +79,10 @@ def _pooled_comparisons(report: Report) -> list[str]:
         if c.kind == "gap":
             return f"strong ceiling vs weak: {c.reference}"
         if c.kind == "weak":
-            return f"weak: {c.name}{_control(report.control_of(c.name))} vs {c.reference}"
+            return f"weak: {c.name}{control_mark(report.control_of(c.name))} vs {c.reference}"
         (lab, loss), (ref, ref_loss) = c.name.split("|", 1), c.reference.split("|", 1)
         losses = loss if loss == ref_loss else f"{loss} vs {ref_loss}"
-        return f"W2S on {lab}{_control(report.control_of(lab))} vs on {ref} labels ({losses})"
+        return f"W2S on {lab}{control_mark(report.control_of(lab))} vs on {ref} labels ({losses})"
 
     lines = [f"# Run {report.run}: pooled over {n} replicates", "",
              f"Each replicate re-draws the debates, the weak members' and the students' seeds; {test}. "
@@ -94,7 +94,7 @@ def _pooled_comparisons(report: Report) -> list[str]:
     for c in report.pooled:
         d = c.result
         per = ", ".join(f"{100 * v:+.1f}" for v in d.per_replicate)
-        lines.append(f"| {title(c)} | {100 * d.estimate:+.1f}{_ci(d.ci, True)} | {d.direction} | {per} | "
+        lines.append(f"| {title(c)} | {100 * d.estimate:+.1f}{ci_text(d.ci, True)} | {d.direction} | {per} | "
                      f"{d.describe_stability()} |")
     lines += _pooled_pgr_table(report)
     return lines
@@ -108,11 +108,12 @@ def _pooled_table(report: Report) -> list[str]:
         "", f"## Replicate 1 of {n} ({DRAW_ONLY}; every replicate: replicates/r<r>/report.md)", ""]
 
 
-def _pooled_pgr_cell(p) -> str:
-    """The pooled PGR and its interval only when the pooled gap is significant; otherwise the verdict."""
+def pgr_cell(p) -> str:
+    """A PGR and its interval only when its gap is significant; otherwise the verdict. `p`:
+    anything with verdict, pgr, ci and above_100 (a pooled PGR, one draw's, a sweep point)."""
     if p.verdict != Verdict.OK:
         return _NO_PGR[p.verdict]
-    return f"{fmt(p.pgr)}{_ci(p.ci)}" + (" ⚠ >100 %" if p.above_100 else "")
+    return f"{fmt(p.pgr)}{ci_text(p.ci)}" + (" ⚠ >100 %" if p.above_100 else "")
 
 
 def _pooled_pgr_table(report: Report) -> list[str]:
@@ -122,21 +123,21 @@ def _pooled_pgr_table(report: Report) -> list[str]:
     lines = ["", f"Pooled PGR = mean over replicates of (W2S − weak) / mean over replicates of (ceiling − weak), "
                  f"against the plain weak model `{report.reference}`; its {round(100 * g.level)} % interval is every PGR "
                  "value the pooled two-level test does not reject (Fieller), printed only when the pooled ceiling − "
-                 f"weak gap is significant (here {100 * g.estimate:+.1f} points{_ci(g.ci, True)}: "
+                 f"weak gap is significant (here {100 * g.estimate:+.1f} points{ci_text(g.ci, True)}: "
                  + ("significant" if g.direction == Direction.BETTER else "**not significant**") + ").", "",
              f"| student on … labels (loss) | pooled PGR % ({round(100 * g.level)}% CI) | per replicate, % |",
              "|---|---:|---:|"]
     for row in report.pooled_pgr:
         per = ", ".join(fmt(v) for v in row.result.per_replicate)
-        lines.append(f"| {row.labeller}{_control(report.control_of(row.labeller))} ({row.loss}) | "
-                     f"{_pooled_pgr_cell(row.result)} | {per} |")
+        lines.append(f"| {row.labeller}{control_mark(report.control_of(row.labeller))} ({row.loss}) | "
+                     f"{pgr_cell(row.result)} | {per} |")
     return lines
 
 
 def _main_table(report: Report) -> list[str]:
     g = report.gap
     lines = [f"# Run {report.run}: {report.n_test} test samples" + ("" if report.pooled else f" ({DRAW_ONLY})"), "",
-             f"Ceiling − weak gap: {100 * g.gap:+.1f} points{_ci(g.ci, True)}, "
+             f"Ceiling − weak gap: {100 * g.gap:+.1f} points{ci_text(g.ci, True)}, "
              + ("significant" if g.significant else "**not significant**: PGR is not reported as a number")
              + f" ({DRAW_ONLY})", "",
              f"| model | test acc % (95% CI) | PGR % (95% CI; resamples dropped; {DRAW_ONLY}) | seeds: sd, range | "
@@ -145,7 +146,7 @@ def _main_table(report: Report) -> list[str]:
     for r in report.rows:
         weak = isinstance(r, WeakRow)
         lab = f"{fmt(r.label_accuracy)} / {fmt(r.label_ece, False)}" if weak else ""
-        lines.append(f"| {row_title(r)} | {fmt(r.accuracy)}{_ci(r.acc_ci)} | {_pgr_cell(r)} | {_seeds_cell(r)} | "
+        lines.append(f"| {row_title(r)} | {fmt(r.accuracy)}{ci_text(r.acc_ci)} | {_pgr_cell(r)} | {_seeds_cell(r)} | "
                      f"{fmt(r.ece, False) if weak else ''} | {lab} |")
     for w in report.warnings:
         lines += ["", f"**Warning:** {w}"]
@@ -159,7 +160,7 @@ def _vs_reference_table(report: Report) -> list[str]:
     lines = ["", f"Each weak labeller against the plain weak model `{report.reference}` (test accuracy, "
                  "paired):", "", "| weak labeller | acc difference, points (95% CI) | verdict |", "|---|---:|---|"]
     for r in vs:
-        lines.append(f"| {r.name}{_control(r.control)} | {_acc_diff(r.vs_reference)} | "
+        lines.append(f"| {r.name}{control_mark(r.control)} | {_acc_diff(r.vs_reference)} | "
                      f"{r.vs_reference.direction} ({DRAW_ONLY}) |")
     return lines
 
@@ -173,9 +174,9 @@ def _comparisons_table(report: Report) -> list[str]:
              "|---|---:|---|---:|"]
     for c in report.comparisons:
         d = c.result
-        pgr_d = f"{100 * d.pgr_diff:+.1f}{_ci(d.pgr_diff_ci, True)}" if d.pgr_verdict == Verdict.OK else d.pgr_verdict
+        pgr_d = f"{100 * d.pgr_diff:+.1f}{ci_text(d.pgr_diff_ci, True)}" if d.pgr_verdict == Verdict.OK else d.pgr_verdict
         loss = c.loss if c.reference_loss == c.loss else f"{c.loss} vs {c.reference_loss}"
-        lines.append(f"| {c.labeller}{_control(report.control_of(c.labeller))} ({loss}) | {_acc_diff(d)} | "
+        lines.append(f"| {c.labeller}{control_mark(report.control_of(c.labeller))} ({loss}) | {_acc_diff(d)} | "
                      f"{d.direction} ({DRAW_ONLY}) | {pgr_d} |")
     return lines
 
@@ -191,7 +192,7 @@ def _errors_table(report: Report) -> list[str]:
              "|---|---:|---:|---:|---:|---:|"]
     for r in students:
         e = r.errors
-        lines.append(f"| {r.labeller}{_control(report.control_of(r.labeller))} ({r.loss}) | "
+        lines.append(f"| {r.labeller}{control_mark(report.control_of(r.labeller))} ({r.loss}) | "
                      f"{fmt(e.student_acc_on_weak_right)} ({e.n_weak_right}) | "
                      f"{fmt(e.student_acc_on_weak_wrong)} ({e.n_weak_wrong}) | {fmt(e.agreement)} | "
                      f"{fmt(e.student_wrong_given_weak_right, False)} | "
@@ -215,14 +216,14 @@ def _deception_table(report: Report) -> list[str]:
              "student acc % (95% CI) | P(wrong given weak right) | P(wrong given weak wrong) |",
              "|---:|---|---:|---:|---|---:|---:|---:|"]
     for w in rows:
-        head = (f"| {w.control.rate:g} | {w.name} | {fmt(w.accuracy)}{_ci(w.acc_ci)} | "
+        head = (f"| {w.control.rate:g} | {w.name} | {fmt(w.accuracy)}{ci_text(w.acc_ci)} | "
                 + (_acc_diff(w.vs_reference) if w.vs_reference else "") + " | ")
         students = [s for s in report.student_rows() if s.labeller == w.name]
         if not students:
             lines.append(head + "no student | | | |")
         for s in students:
             e = s.errors
-            lines.append(head + f"{s.loss} | {fmt(s.accuracy)}{_ci(s.acc_ci)} | "
+            lines.append(head + f"{s.loss} | {fmt(s.accuracy)}{ci_text(s.acc_ci)} | "
                          f"{fmt(e.student_wrong_given_weak_right, False)} | "
                          f"{fmt(e.student_wrong_given_weak_wrong, False)} |")
     return lines
@@ -243,17 +244,17 @@ def _capa_cell(c) -> str:
 
 
 def _rate_cell(r) -> str:
-    return "n/a" if r.rate is None else f"{fmt(r.rate)}{_ci(r.ci)} (n {r.trials:.0f})"
+    return "n/a" if r.rate is None else f"{fmt(r.rate)}{ci_text(r.ci)} (n {r.trials:.0f})"
 
 
 def render_audit(audit: Audit) -> list[str]:
     """The audit (w2s_run/report/audit.py) as a report section, also logged by the pipeline
     before any student trains."""
     lines = ["", f"## Audit, before any student trained ({audit.split} split, {audit.n} samples)", "",
-             f"Strong ceiling: {audit.ceiling}: {fmt(audit.ceiling_accuracy)}{_ci(audit.ceiling_acc_ci)} %.", "",
+             f"Strong ceiling: {audit.ceiling}: {fmt(audit.ceiling_accuracy)}{ci_text(audit.ceiling_acc_ci)} %.", "",
              "| weak labeller | transfer acc % (95% CI) | ceiling − labeller, points (95% CI) |", "|---|---:|---:|"]
     for g in audit.gaps:
-        lines.append(f"| {g.labeller}{_control(g.control)} | {fmt(g.accuracy)}{_ci(g.acc_ci)} | {_acc_diff(g.result)} |")
+        lines.append(f"| {g.labeller}{control_mark(g.control)} | {fmt(g.accuracy)}{ci_text(g.acc_ci)} | {_acc_diff(g.result)} |")
     lines += ["", "Error similarity, CAPA (Goel et al. 2025; 0: independent errors, 1: identical; 95% CI):", "",
               "| labeller | between | CAPA (95% CI) |", "|---|---|---:|"]
     for c in audit.capa:
@@ -265,7 +266,7 @@ def render_audit(audit: Audit) -> list[str]:
                   "| labeller | transcript favours gold % | prediction = transcript side % | prediction = gold % | "
                   "prediction = transcript side where it is wrong % |", "|---|---:|---:|---:|---:|"]
         for s in audit.sensitivity:
-            lines.append(f"| {s.labeller}{_control(s.control)} | {_rate_cell(s.transcript_right)} | "
+            lines.append(f"| {s.labeller}{control_mark(s.control)} | {_rate_cell(s.transcript_right)} | "
                          f"{_rate_cell(s.follows_transcript)} | {_rate_cell(s.follows_gold)} | "
                          f"{_rate_cell(s.follows_wrong_transcript)} |")
     lines += ["", "What the literature leads one to expect here (an expectation stated before training, not a result):", ""]
