@@ -172,10 +172,12 @@ def draw_sweep(s: SweepSummary):
             for p, xi, yi in zip(shown, x, y):
                 ax.annotate(f"{p.pair} (R={p.replicates})", (xi, yi), fontsize=6, xytext=(4, 4),
                             textcoords="offset points")
-        for p in (p for p in pts if p.verdict != Verdict.OK):
-            ax.errorbar([100 * p.gap], [0.03], xerr=[[100 * (p.gap - p.gap_ci[0])], [100 * (p.gap_ci[1] - p.gap)]],
+        for j, p in enumerate(p for p in pts if p.verdict != Verdict.OK):
+            # one row per series along the gap axis, so the series of one pair do not hide each other
+            ax.errorbar([100 * p.gap], [0.03 + 0.035 * i], xerr=[[100 * (p.gap - p.gap_ci[0])],
+                                                                  [100 * (p.gap_ci[1] - p.gap)]],
                         fmt=marker, mfc="none", color=colour, capsize=2, transform=under, gid="ns",
-                        label=None if shown else name)
+                        label=name if not shown and j == 0 else None)
     ax.axhline(0, color="#7f7f7f", ls=":", lw=1)
     ax.axhline(100, color="#7f7f7f", ls="--", lw=1)
     ax.axvline(0, color="#7f7f7f", ls=":", lw=1)
