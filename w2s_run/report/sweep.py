@@ -49,7 +49,8 @@ class SweepPoint(BaseModel):
     pgr_per_replicate: list[float | None]  # each draw's own point PGR (pooled runs; [] for one draw)
 
 
-class SweepPair(BaseModel):
+class PairRun(BaseModel):
+    """One pair of the sweep as it ran: its models, its report, its test set."""
     model_config = ConfigDict(extra="forbid")
     pair: str
     weak_model: str
@@ -65,7 +66,7 @@ class SweepSummary(BaseModel):
     schema_version: int = SWEEP_SCHEMA_VERSION
     run: str
     level: float
-    pairs: list[SweepPair]
+    pairs: list[PairRun]
     points: list[SweepPoint]
     warnings: list[str] = []
 
@@ -109,7 +110,7 @@ def build_sweep(run: str, reports: list[tuple[str, Report]], root: Path | None =
     if not reports:
         raise ValueError("a sweep summary needs at least one pair's report")
     paths = report_paths or [Path("sweep") / name / "report.json" for name, _ in reports]
-    pairs = [SweepPair(pair=name, weak_model=r.meta.weak_model if r.meta else "?",
+    pairs = [PairRun(pair=name, weak_model=r.meta.weak_model if r.meta else "?",
                        strong_model=r.meta.strong_model if r.meta else "?", reference=r.reference,
                        report=str(p.relative_to(root)) if root is not None and p.is_relative_to(root) else str(p),
                        test_ids_sha=_test_ids_sha(r)) for (name, r), p in zip(reports, paths)]
