@@ -23,7 +23,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 from pydantic_core import PydanticCustomError
 
 from w2s_base.backend_specs import BACKENDS, backend_spec
-from w2s_base.runfolder.layout import RunLayout
+from w2s_base.runfolder.layout import RunLayout, slug
 from w2s_base.protocols import MAX_TURNS, PROTOCOLS, protocol as protocol_spec
 from w2s_base.losses import LOSSES, Loss  # the registry; imports no torch (see there)
 
@@ -56,6 +56,12 @@ class ReportConfig(Strict):
     min_effect: float = Field(0.05, gt=0, lt=1)
 
 
+class ModelPair(Strict):
+    """A (weak model, strong model) pair: model names as weak.model and strong.model take them."""
+    weak: str = Field(min_length=1)
+    strong: str = Field(min_length=1)
+
+
 class DataConfig(Strict):
     task: str = "demo"                 # demo | sciq | boolq | cosmosqa | anthropic_hh | generic
     # Local file in the dataset's original format; None = hub / built-in. Relative: to the
@@ -73,6 +79,20 @@ class DataConfig(Strict):
     # question, candidate answer or final reply sit), or `cut_end` (the tokenizer's
     # plain truncation, which can cut the label-carrying part away). Counted in the report.
     overlong: Literal["drop", "cut_middle", "cut_end"] = "drop"
+    # Models besides this run's own whose contexts bound the pool (over-long texts are
+    # handled for them too; w2s_run/pipeline.py fit_to_readers): a capability-gap sweep
+    # (w2s_run/sweep.py) names every pair here, so that every pair draws the same pool,
+    # split and test ids whatever its tokenizer.
+    fit_also: list[ModelPair] = []
+
+    @model_serializer(mode="wrap")
+    def _without_empty_fit_also(self, handler) -> dict:
+        # Left out when empty, so a config that does not use it is recorded (config.yaml,
+        # `run.py verify`'s comparison) exactly as before it existed.
+        out = handler(self)
+        if not self.fit_also:
+            out.pop("fit_also", None)
+        return out
 
 
 class VLLMEngineConfig(Strict):
@@ -700,6 +720,38 @@ def _source_folder(run_dir: Path) -> str | None:
 REPLICATE_STRIDE = 1000  # replicate r's seeds: each seed + REPLICATE_STRIDE * r
 
 
+class SweepPair(ModelPair):
+    """One point of a capability-gap sweep: its two models and its run's folder."""
+    # The pair's run folder under <run>/sweep/; None: "<weak>__<strong>", each slugged.
+    name: str | None = Field(None, pattern=_NAME.pattern)
+
+    @property
+    def folder(self) -> str:
+        return self.name or f"{slug(self.weak)}__{slug(self.strong)}"
+
+
+class SweepConfig(Strict):
+    """`sweep:`: the pipeline once per (weak, strong) pair, each pair a run of its own
+    under <run>/sweep/<pair>/ with every other setting of this config (the same data,
+    split and test ids, labellers, seeds and replicates), then one PGR-vs-gap table and
+    plot over the pairs (<run>/sweep.md, .json, .png; w2s_run/sweep.py)."""
+    pairs: list[SweepPair] = Field(min_length=2)
+    # Who debates in each pair: `strong`, its strong model (the paper's setup, where the
+    # strong model is the debater); `fixed`, debate.model in every pair. Labellers that
+    # read no transcript, or only scripted controls, load no debater either way.
+    debater: Literal["strong", "fixed"] = "strong"
+
+    @field_validator("pairs")
+    @classmethod
+    def _distinct_folders(cls, v: list[SweepPair]) -> list[SweepPair]:
+        folders = [p.folder for p in v]
+        repeated = sorted({f for f in folders if folders.count(f) > 1})
+        if repeated:
+            raise ValueError(f"two pairs share the run folder {', '.join(repeated)}: list each pair once, "
+                             "or give each its own `name`")
+        return v
+
+
 class RunConfig(Strict):
     # Python files (relative to the config file that names them) or module names imported
     # before the rest is validated: a loss, protocol or debate backend of your own,
@@ -719,6 +771,16 @@ class RunConfig(Strict):
     # report pools every comparison over them (w2s_run/report/statistics.py).
     replicates: int = Field(1, ge=1)
     replicate_splits: bool = False
+    # A capability-gap sweep over (weak, strong) pairs (SweepConfig); None: one run.
+    sweep: SweepConfig | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_sweep(self, handler) -> dict:
+        # Left out when None, so a one-run config is recorded exactly as before it existed.
+        out = handler(self)
+        if self.sweep is None:
+            out.pop("sweep", None)
+        return out
 
     @field_validator("name")
     @classmethod
@@ -999,6 +1061,11 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
             one = one[part]
         set_dotted(data, key, one)
     import_extensions(data.get("extensions", []))
+    return validate_config(data, source)
+
+
+def validate_config(data: dict[str, Any], source: str) -> RunConfig:
+    """A RunConfig from a mapping; a ConfigError naming `source` and every problem otherwise."""
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:

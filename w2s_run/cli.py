@@ -9,6 +9,7 @@
   w2s-debate view --config demo                  # writes runs/demo/debates.html
   w2s-debate export --config demo --format inspect   # inspect_ai logs (`inspect view`)
   w2s-debate compare runs/demo runs/demo-paper
+  w2s-debate --config sweep_cpu                  # a capability-gap sweep: one run per (weak, strong) pair
 
 `--config` takes a YAML file, or the name of a config shipped in the repository's
 configs/ folder (a path that exists wins). Every stage writes under <output_dir>/<name>/
@@ -138,6 +139,10 @@ def _existing_run(cfg: "RunConfig") -> "RunLayout":
     """The run folder of a reading verb: it must exist, and it is never created."""
     from w2s_run.report.model import ReportError
     layout = cfg.layout
+    if cfg.sweep is not None:  # the sweep's folder holds runs, not one run's stores
+        pair = cfg.sweep.pairs[0].folder
+        raise ReportError(f"{cfg.name} is a capability-gap sweep (its summary: {layout.sweep_md}); this verb "
+                          f"reads one pair's run: --config {layout.sweep_runs / pair / 'config.yaml'} (one per pair)")
     if not layout.root.is_dir():
         raise ReportError(f"no run folder at {layout.root}: run `{_prog()} --config ...` first "
                           "(or check --name, --config and output_dir)")
@@ -176,6 +181,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     cfg = load(args)
+    if cfg.sweep is not None:  # a capability-gap sweep: every pair's run, then the summary
+        return _run_sweep(cfg, args)
     # every check that needs no model, before torch is imported: models, files, folders
     # (preflight, again in run_pipeline), and the debaters' prompt set (again in the engine)
     from w2s_run.services.preflight import preflight
@@ -193,9 +200,33 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_sweep(cfg: "RunConfig", args: argparse.Namespace) -> int:
+    # every pair checked (models, files, prompts) before torch is imported or any pair starts
+    from w2s_run.sweep import check_sweep, run_sweep
+    check_sweep(cfg, args.until)
+    from w2s_base.console import quiet_libraries
+    quiet_libraries("quiet" if args.quiet else "verbose" if args.verbose else "normal")
+    run_sweep(cfg, args.until)
+    from w2s_base.training import distributed as dist
+    if args.until in ("debate", "weak") and dist.is_main():
+        print(f"next: {_next_command(args.argv)}   (finished stages are reused)")
+    return 0
+
+
 def _plan(args: argparse.Namespace) -> int:
     from w2s_run.services.plan import print_plan
-    print_plan(load(args), args.gpu_memory_gib, args.processes)
+    cfg = load(args)
+    if cfg.sweep is None:
+        print_plan(cfg, args.gpu_memory_gib, args.processes)
+        return 0
+    # a sweep's work is the sum of its pairs' plans
+    from w2s_run.sweep import pair_configs
+    pairs = pair_configs(cfg)
+    for i, (pair, c) in enumerate(pairs):
+        print(f"# sweep pair {i + 1} of {len(pairs)}: weak {pair.weak}, strong {pair.strong} ({c.run_dir})")
+        print_plan(c, args.gpu_memory_gib, args.processes)
+        print()
+    print(f"sweep {cfg.name}: {len(pairs)} pairs, each a run of the plan above it; the sweep's work is their sum")
     return 0
 
 

@@ -79,17 +79,21 @@ def fit_to_readers(cfg: RunConfig, samples: list[Sample]) -> FitResult:
 
     - readers: `weak.model` and every model any entry of `weak.labellers` names
       (trained now or not), each at `weak.train.max_length`, and `strong.model` at
-      `strong.train.max_length`;
+      `strong.train.max_length`; with `data.fit_also` (a sweep's pairs), their weak and
+      strong models likewise;
     - every weak reader always keeps `weak.transcript_reserve` tokens free (at most
       half its context: the sample must fit too), whether or not a labeller of this
       run reads a transcript;
     - a weak reader is measured on what it reads: with `weak.sees: without_passage`,
       the question and candidate without the passage (weak/inputs.py weak_view)."""
     w, s = cfg.weak, cfg.strong
-    weak_models = list(dict.fromkeys([w.model] + [m for lab in w.labellers for m in lab.models or []]))
+    also = cfg.data.fit_also  # a sweep's other pairs: every pair draws the same pool
+    weak_models = list(dict.fromkeys([w.model] + [m for lab in w.labellers for m in lab.models or []]
+                                     + [p.weak for p in also]))
     names = [f"weak {m}" for m in weak_models]
     readers = [make_reader(n, w.train.max_length, m, cfg.trust_remote_code) for n, m in zip(names, weak_models)]
-    readers.append(make_reader(f"strong {s.model}", s.train.max_length, s.model, cfg.trust_remote_code))
+    readers += [make_reader(f"strong {m}", s.train.max_length, m, cfg.trust_remote_code)
+                for m in dict.fromkeys([s.model] + [p.strong for p in also])]
     reserve = min(w.transcript_reserve, w.train.max_length // 2)
     views = {} if w.sees == "all" else dict.fromkeys(names, lambda x: weak_view(x, w.sees))
     return fit_samples(samples, readers, cfg.data.overlong, dict.fromkeys(names, reserve), views)

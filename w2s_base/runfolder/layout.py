@@ -14,6 +14,11 @@
                               weak/<labeller>/ and report.json/.md/.png (the stores above stay shared)
       debates.html + debates/   the transcript viewer: a small page, its filter index and paged data files
       inspect/                  `run.py export --format inspect`: inspect_ai eval logs
+
+    a capability-gap sweep (`sweep:` in the config; w2s_run/sweep.py) instead holds:
+      config.yaml             the sweep's config of record
+      sweep/<pair>/           each (weak, strong) pair's own run folder, laid out as above
+      sweep.json, sweep.md, sweep.png   PGR against the weak-ceiling gap, one point per pair and student
 """
 from __future__ import annotations
 
@@ -83,6 +88,24 @@ class RunLayout:
     @property
     def viewer(self) -> Path:
         return self.root / "debates.html"
+
+    # -- a capability-gap sweep
+    @property
+    def sweep_runs(self) -> Path:
+        """The folder that holds each pair's run folder (the pairs' output_dir)."""
+        return self.root / "sweep"
+
+    @property
+    def sweep_json(self) -> Path:
+        return self.root / "sweep.json"
+
+    @property
+    def sweep_md(self) -> Path:
+        return self.root / "sweep.md"
+
+    @property
+    def sweep_png(self) -> Path:
+        return self.root / "sweep.png"
 
     # -- debate
     @property

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any, Callable
 
 from w2s_base.runfolder.artifacts import save_artifact
 from w2s_run.report.statistics import Verdict
@@ -29,13 +30,19 @@ def chance_accuracy(report: Report) -> float:
 
 def plot_report(report: Report, out: Path) -> Path | None:
     """Write report.png (None when matplotlib is not installed)."""
+    return save_figure(lambda: draw_report(report), out)
+
+
+def save_figure(draw: Callable[[], Any], out: Path) -> Path | None:
+    """Write the figure `draw()` makes as a PNG at `out`, whole or not at all (None when
+    matplotlib is not installed: a plot is never worth failing a run for)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    fig = draw_report(report)
+    fig = draw()
     try:
         save_artifact(out, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     finally:

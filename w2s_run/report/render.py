@@ -9,7 +9,7 @@ from w2s_run.report.statistics import Direction, Verdict
 from w2s_run.report.model import Audit, CeilingRow, Report, StudentRow, WeakRow
 
 
-def _control(control: ControlSpec | None, mislead: float | None = None) -> str:
+def control_mark(control: ControlSpec | None, mislead: float | None = None) -> str:
     """A control's label: its tag, or for real debates told to mislead (debate.mislead) their rate."""
     if control:
         return f" [CONTROL {control.tag}]"
@@ -17,7 +17,7 @@ def _control(control: ControlSpec | None, mislead: float | None = None) -> str:
 
 
 def _label(report: Report, labeller: str) -> str:
-    return _control(report.control_of(labeller), report.mislead_of(labeller))
+    return control_mark(report.control_of(labeller), report.mislead_of(labeller))
 
 
 def row_title(r) -> str:
@@ -26,7 +26,7 @@ def row_title(r) -> str:
     if isinstance(r, CeilingRow):
         return "strong ceiling (gold labels)"
     n = len(r.members)
-    return f"weak: {r.name}" + (f" ({n} members, {r.aggregate})" if n > 1 else "") + _control(r.control, r.mislead)
+    return f"weak: {r.name}" + (f" ({n} members, {r.aggregate})" if n > 1 else "") + control_mark(r.control, r.mislead)
 
 
 def fmt(v: float | None, pct: bool = True) -> str:
@@ -35,7 +35,7 @@ def fmt(v: float | None, pct: bool = True) -> str:
     return f"{100 * v:.1f}" if pct else f"{v:.3f}"
 
 
-def _ci(ci: list[float] | None, signed: bool = False) -> str:
+def ci_text(ci: list[float] | None, signed: bool = False) -> str:
     if not ci:
         return ""
     f = (lambda v: f"{100 * v:+.1f}") if signed else fmt
@@ -55,7 +55,7 @@ def _pgr_cell(r) -> str:
     if p.verdict != Verdict.OK:
         return _NO_PGR[p.verdict]
     flag = " ⚠ >100 %" if p.above_100 else ""
-    return f"{fmt(p.pgr)}{_ci(p.ci)}{flag}; {100 * p.dropped_frac:.0f} % dropped"
+    return f"{fmt(p.pgr)}{ci_text(p.ci)}{flag}; {100 * p.dropped_frac:.0f} % dropped"
 
 
 def _seeds_cell(r) -> str:
@@ -66,7 +66,7 @@ def _seeds_cell(r) -> str:
 
 
 def _acc_diff(d) -> str:
-    return f"{100 * d.acc_diff:+.1f}{_ci(d.acc_diff_ci, True)}"
+    return f"{100 * d.acc_diff:+.1f}{ci_text(d.acc_diff_ci, True)}"
 
 
 # Every verdict of one draw says so: it is conditional on that draw of debates and seeds
@@ -101,7 +101,7 @@ def _pooled_comparisons(report: Report) -> list[str]:
     for c in report.pooled:
         d = c.result
         per = ", ".join(f"{100 * v:+.1f}" for v in d.per_replicate)
-        lines.append(f"| {title(c)} | {100 * d.estimate:+.1f}{_ci(d.ci, True)} | {d.direction} | {per} | "
+        lines.append(f"| {title(c)} | {100 * d.estimate:+.1f}{ci_text(d.ci, True)} | {d.direction} | {per} | "
                      f"{d.describe_stability()} |")
     lines += _pooled_pgr_table(report)
     return lines
@@ -115,11 +115,12 @@ def _pooled_table(report: Report) -> list[str]:
         "", f"## Replicate 1 of {n} ({DRAW_ONLY}; every replicate: replicates/r<r>/report.md)", ""]
 
 
-def _pooled_pgr_cell(p) -> str:
-    """The pooled PGR and its interval only when the pooled gap is significant; otherwise the verdict."""
+def pgr_cell(p) -> str:
+    """A PGR and its interval only when its gap is significant; otherwise the verdict. `p`:
+    anything with verdict, pgr, ci and above_100 (a pooled PGR, one draw's, a sweep point)."""
     if p.verdict != Verdict.OK:
         return _NO_PGR[p.verdict]
-    return f"{fmt(p.pgr)}{_ci(p.ci)}" + (" ⚠ >100 %" if p.above_100 else "")
+    return f"{fmt(p.pgr)}{ci_text(p.ci)}" + (" ⚠ >100 %" if p.above_100 else "")
 
 
 def _pooled_pgr_table(report: Report) -> list[str]:
@@ -129,14 +130,14 @@ def _pooled_pgr_table(report: Report) -> list[str]:
     lines = ["", f"Pooled PGR = mean over replicates of (W2S − weak) / mean over replicates of (ceiling − weak), "
                  f"against the plain weak model `{report.reference}`; its {round(100 * g.level)} % interval is every PGR "
                  "value the pooled two-level test does not reject (Fieller), printed only when the pooled ceiling − "
-                 f"weak gap is significant (here {100 * g.estimate:+.1f} points{_ci(g.ci, True)}: "
+                 f"weak gap is significant (here {100 * g.estimate:+.1f} points{ci_text(g.ci, True)}: "
                  + ("significant" if g.direction == Direction.BETTER else "**not significant**") + ").", "",
              f"| student on … labels (loss) | pooled PGR % ({round(100 * g.level)}% CI) | per replicate, % |",
              "|---|---:|---:|"]
     for row in report.pooled_pgr:
         per = ", ".join(fmt(v) for v in row.result.per_replicate)
         lines.append(f"| {row.labeller}{_label(report, row.labeller)} ({row.loss}) | "
-                     f"{_pooled_pgr_cell(row.result)} | {per} |")
+                     f"{pgr_cell(row.result)} | {per} |")
     return lines
 
 
@@ -154,7 +155,7 @@ def _main_table(report: Report) -> list[str]:
     g = report.gap
     lines = [f"# Run {report.run}: {report.n_test} test samples" + ("" if report.pooled else f" ({DRAW_ONLY})"), "",
              *_mislead_banner(report),
-             f"Ceiling − weak gap: {100 * g.gap:+.1f} points{_ci(g.ci, True)}, "
+             f"Ceiling − weak gap: {100 * g.gap:+.1f} points{ci_text(g.ci, True)}, "
              + ("significant" if g.significant else "**not significant**: PGR is not reported as a number")
              + f" ({DRAW_ONLY})", "",
              f"| model | test acc % (95% CI) | PGR % (95% CI; resamples dropped; {DRAW_ONLY}) | seeds: sd, range | "
@@ -163,7 +164,7 @@ def _main_table(report: Report) -> list[str]:
     for r in report.rows:
         weak = isinstance(r, WeakRow)
         lab = f"{fmt(r.label_accuracy)} / {fmt(r.label_ece, False)}" if weak else ""
-        lines.append(f"| {row_title(r)} | {fmt(r.accuracy)}{_ci(r.acc_ci)} | {_pgr_cell(r)} | {_seeds_cell(r)} | "
+        lines.append(f"| {row_title(r)} | {fmt(r.accuracy)}{ci_text(r.acc_ci)} | {_pgr_cell(r)} | {_seeds_cell(r)} | "
                      f"{fmt(r.ece, False) if weak else ''} | {lab} |")
     for w in report.warnings:
         lines += ["", f"**Warning:** {w}"]
@@ -177,7 +178,7 @@ def _vs_reference_table(report: Report) -> list[str]:
     lines = ["", f"Each weak labeller against the plain weak model `{report.reference}` (test accuracy, "
                  "paired):", "", "| weak labeller | acc difference, points (95% CI) | verdict |", "|---|---:|---|"]
     for r in vs:
-        lines.append(f"| {r.name}{_control(r.control, r.mislead)} | {_acc_diff(r.vs_reference)} | "
+        lines.append(f"| {r.name}{control_mark(r.control, r.mislead)} | {_acc_diff(r.vs_reference)} | "
                      f"{r.vs_reference.direction} ({DRAW_ONLY}) |")
     return lines
 
@@ -191,7 +192,7 @@ def _comparisons_table(report: Report) -> list[str]:
              "|---|---:|---|---:|"]
     for c in report.comparisons:
         d = c.result
-        pgr_d = f"{100 * d.pgr_diff:+.1f}{_ci(d.pgr_diff_ci, True)}" if d.pgr_verdict == Verdict.OK else d.pgr_verdict
+        pgr_d = f"{100 * d.pgr_diff:+.1f}{ci_text(d.pgr_diff_ci, True)}" if d.pgr_verdict == Verdict.OK else d.pgr_verdict
         loss = c.loss if c.reference_loss == c.loss else f"{c.loss} vs {c.reference_loss}"
         lines.append(f"| {c.labeller}{_label(report, c.labeller)} ({loss}) | {_acc_diff(d)} | "
                      f"{d.direction} ({DRAW_ONLY}) | {pgr_d} |")
@@ -236,14 +237,14 @@ def _deception_table(report: Report) -> list[str]:
              "|---:|---|---|---:|---:|---|---:|---:|---:|"]
     for w in rows:
         d, kind = (w.control.rate, "scripted") if w.control else (w.mislead, f"real ({w.protocol})")
-        head = (f"| {d:g} | {kind} | {w.name} | {fmt(w.accuracy)}{_ci(w.acc_ci)} | "
+        head = (f"| {d:g} | {kind} | {w.name} | {fmt(w.accuracy)}{ci_text(w.acc_ci)} | "
                 + (_acc_diff(w.vs_reference) if w.vs_reference else "") + " | ")
         students = [s for s in report.student_rows() if s.labeller == w.name]
         if not students:
             lines.append(head + "no student | | | |")
         for s in students:
             e = s.errors
-            lines.append(head + f"{s.loss} | {fmt(s.accuracy)}{_ci(s.acc_ci)} | "
+            lines.append(head + f"{s.loss} | {fmt(s.accuracy)}{ci_text(s.acc_ci)} | "
                          f"{fmt(e.student_wrong_given_weak_right, False)} | "
                          f"{fmt(e.student_wrong_given_weak_wrong, False)} |")
     return lines
@@ -264,17 +265,17 @@ def _capa_cell(c) -> str:
 
 
 def _rate_cell(r) -> str:
-    return "n/a" if r.rate is None else f"{fmt(r.rate)}{_ci(r.ci)} (n {r.trials:.0f})"
+    return "n/a" if r.rate is None else f"{fmt(r.rate)}{ci_text(r.ci)} (n {r.trials:.0f})"
 
 
 def render_audit(audit: Audit) -> list[str]:
     """The audit (w2s_run/report/audit.py) as a report section, also logged by the pipeline
     before any student trains."""
     lines = ["", f"## Audit, before any student trained ({audit.split} split, {audit.n} samples)", "",
-             f"Strong ceiling: {audit.ceiling}: {fmt(audit.ceiling_accuracy)}{_ci(audit.ceiling_acc_ci)} %.", "",
+             f"Strong ceiling: {audit.ceiling}: {fmt(audit.ceiling_accuracy)}{ci_text(audit.ceiling_acc_ci)} %.", "",
              "| weak labeller | transfer acc % (95% CI) | ceiling − labeller, points (95% CI) |", "|---|---:|---:|"]
     for g in audit.gaps:
-        lines.append(f"| {g.labeller}{_control(g.control, g.mislead)} | {fmt(g.accuracy)}{_ci(g.acc_ci)} | {_acc_diff(g.result)} |")
+        lines.append(f"| {g.labeller}{control_mark(g.control, g.mislead)} | {fmt(g.accuracy)}{ci_text(g.acc_ci)} | {_acc_diff(g.result)} |")
     lines += ["", "Error similarity, CAPA (Goel et al. 2025; 0: independent errors, 1: identical; 95% CI):", "",
               "| labeller | between | CAPA (95% CI) |", "|---|---|---:|"]
     for c in audit.capa:
@@ -286,7 +287,7 @@ def render_audit(audit: Audit) -> list[str]:
                   "| labeller | transcript favours gold % | prediction = transcript side % | prediction = gold % | "
                   "prediction = transcript side where it is wrong % |", "|---|---:|---:|---:|---:|"]
         for s in audit.sensitivity:
-            lines.append(f"| {s.labeller}{_control(s.control, s.mislead)} | {_rate_cell(s.transcript_right)} | "
+            lines.append(f"| {s.labeller}{control_mark(s.control, s.mislead)} | {_rate_cell(s.transcript_right)} | "
                          f"{_rate_cell(s.follows_transcript)} | {_rate_cell(s.follows_gold)} | "
                          f"{_rate_cell(s.follows_wrong_transcript)} |")
     lines += ["", "What the literature leads one to expect here (an expectation stated before training, not a result):", ""]
