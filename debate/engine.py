@@ -11,7 +11,6 @@ prompt change) generates only the debates whose key is not stored yet.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -121,18 +120,13 @@ class DebateRunner:
     def key(self, sample: Sample, k: int, protocol: str = "debate",
             fixed: dict[str, int] | None = None, honest: frozenset[str] = frozenset()) -> str:
         c = self.cfg
-        key = debate_key(sample_id=sample.id, sample_text=sample.text, positions=sample.positions,
-                         prompt_hash=self.prompts.hash, model=f"{c.model}|{self.backend_tag}",
-                         sampling=c.sampling, seed=c.seed, debate_index=k, protocol=protocol,
-                         num_turns=self.num_turns(protocol),
-                         fixed_a_label=fixed[sample.id] if fixed else None, seeded=c.seeded)
         lie = self.deceptive(sample, k, protocol, fixed, honest)
-        if lie is None:  # without debate.mislead keys stay as they were
-            return key
-        # the flag, and for a misleading debate the instruction's text (by its hash): a new
-        # mislead.jinja regenerates only the debates it reaches
-        payload = [key, "mislead", lie, self.prompts.mislead_hash if lie else None]
-        return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:24]
+        return debate_key(sample_id=sample.id, sample_text=sample.text, positions=sample.positions,
+                          prompt_hash=self.prompts.hash, model=f"{c.model}|{self.backend_tag}",
+                          sampling=c.sampling, seed=c.seed, debate_index=k, protocol=protocol,
+                          num_turns=self.num_turns(protocol),
+                          fixed_a_label=fixed[sample.id] if fixed else None, seeded=c.seeded,
+                          mislead=None if lie is None else (lie, self.prompts.mislead_hash if lie else None))
 
     def _new(self, sample: Sample, k: int, protocol: str, fixed: dict[str, int] | None,
              honest: frozenset[str] = frozenset()) -> Transcript:

@@ -78,9 +78,13 @@ def debate_key(
     *, sample_id: str, sample_text: str, positions: tuple[str, str], prompt_hash: str, model: str,
     sampling: SamplingParams, seed: int, debate_index: int, protocol: str, num_turns: int,
     fixed_a_label: int | None = None, seeded: bool = True,
+    mislead: tuple[bool, str | None] | None = None,
 ) -> str:
     """Content address of one debate: any input that changes its text changes the key,
-    so a rerun recomputes exactly what changed (e.g. only the debates of a new prompt set)."""
+    so a rerun recomputes exactly what changed (e.g. only the debates of a new prompt set).
+    `mislead` (debate.mislead on): (whether this debate's wrong side is told to mislead,
+    the hash of the instruction it is given), so a new mislead.jinja regenerates only the
+    debates it reaches; without it keys stay as they were."""
     payload = json.dumps(
         [sample_id, sample_text, list(positions), prompt_hash, model, sampling.model_dump(),
          seed, debate_index, protocol, num_turns]
@@ -89,4 +93,7 @@ def debate_key(
         + ([] if seeded else [{"seeded": False}]),  # seeded keys stay as they were
         sort_keys=True,
     )
-    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+    key = hashlib.sha256(payload.encode()).hexdigest()[:24]
+    if mislead is None:
+        return key
+    return hashlib.sha256(json.dumps([key, "mislead", *mislead]).encode()).hexdigest()[:24]
